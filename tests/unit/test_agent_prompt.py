@@ -1,0 +1,59 @@
+"""The observation -> user prompt rendering: compact, nearest first, capped."""
+
+from __future__ import annotations
+
+from arena_vllm.agent.prompt import render_observation
+from arena_vllm.agent.schemas import Observation
+
+
+def _obs(**fields: object) -> Observation:
+    return Observation.model_validate({"agent_id": "a1", "tick": 7, "position": [0, 0, 0], **fields})
+
+
+def test_nearest_resources_and_hazards_come_first_and_are_capped() -> None:
+    resources = [{"name": f"berry_{d}", "type": "berry", "position": [d, 0, 0], "distance": d} for d in (9, 2, 5, 7)]
+    hazards = [{"name": "fire_far", "position": [30, 0, 0]}, {"name": "fire_near", "position": [0, 0, 3], "damage": 10}]
+    text = render_observation(_obs(nearby_resources=resources, nearby_hazards=hazards), max_entities=2)
+
+    resource_line = next(line for line in text.splitlines() if line.startswith("Resources"))
+    assert resource_line.index("berry_2") < resource_line.index("berry_5")
+    assert "berry_7" not in resource_line and "berry_9" not in resource_line
+    assert "2 more not listed" in resource_line
+    hazard_line = next(line for line in text.splitlines() if line.startswith("Hazards"))
+    # distance computed from positions when the game leaves it out
+    assert hazard_line.index("fire_near") < hazard_line.index("fire_far")
+    assert "3.0 away, damage 10.0" in hazard_line
+
+
+def test_numbers_are_rounded_and_empty_sections_are_explicit() -> None:
+    text = render_observation(_obs(position=[1.23456, -0.04, 99.99], health=87.654), max_entities=8)
+    assert "(1.2, 0.0, 100.0)" in text  # one decimal, no "-0.0"
+    assert "Health 87.7" in text
+    assert "Resources: none in sight." in text
+    assert "Hazards: none in sight." in text
+    assert "Inventory: empty." in text
+
+
+def test_objective_progress_inventory_and_exploration_are_rendered() -> None:
+    text = render_observation(
+        _obs(
+            objective={"description": "Collect berries", "time_limit": 600, "success_metrics": {"n": {"target": 5}}},
+            current_progress={"resources_collected": 3},
+            inventory=[{"id": "i1", "name": "wood", "quantity": 2}],
+            exploration={"exploration_percentage": 35.0},
+        ),
+        max_entities=8,
+    )
+    assert "Objective: Collect berries (time limit 600 ticks)." in text
+    assert "Progress: resources_collected=3.0." in text
+    assert "Inventory: wood x2." in text
+    assert "Explored 35.0% of the world." in text
+
+
+def test_dict_inventory_from_older_scenarios() -> None:
+    assert "Inventory: wood x2.0, stone x1.0." in render_observation(_obs(inventory={"wood": 2, "stone": 1}), 8)
+
+
+def test_zero_cap_lists_only_the_count() -> None:
+    text = render_observation(_obs(nearby_resources=[{"name": "b", "position": [1, 0, 0]}]), max_entities=0)
+    assert "Resources (nearest first): 1 more not listed." in text

@@ -54,6 +54,7 @@ class FaultServer:
         self.mode = mode
         self.tool_args = tool_args
         self.hang_s = hang_s
+        self.text = TEXT_ANSWER  # the plain-text answer; set it to a written call to test prompt-based parsing
         self.requests: list[dict] = []
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -118,7 +119,7 @@ class FaultServer:
         """The content and tool_calls for this mode: text unless the request has tools and the mode makes a call."""
         tools = [tool["function"] for tool in body.get("tools") or []]
         if not tools or self.mode in ("text", "hang", "health_down", "reject_tools"):
-            return TEXT_ANSWER, None
+            return self.text, None
         choice = body.get("tool_choice")
         tool = next((t for t in tools if isinstance(choice, dict) and t["name"] == choice["function"]["name"]), tools[0])
         arguments: Any = self.tool_args or {}

@@ -1,0 +1,41 @@
+"""Client backends: how an agent asks an LLM server for text and tool calls.
+
+Example::
+
+    from arena_vllm.backends import VLLMBackend, VLLMBackendConfig
+
+    backend = VLLMBackend(VLLMBackendConfig.from_hydra(["backend.temperature=0.2"]))
+    print(backend.status().reason)
+"""
+
+from arena_vllm.backends.base import BackendStatus, GenerationResult, LLMBackend
+from arena_vllm.backends.errors import (
+    BackendConnectionError,
+    BackendError,
+    BackendTimeoutError,
+    ModelNotServedError,
+    RequestRejectedError,
+    ServerError,
+    map_openai_error,
+)
+from arena_vllm.backends.tools import normalize_tools, parse_tool_call_from_text, validate_tool_call
+from arena_vllm.backends.vllm import VLLMBackend
+from arena_vllm.backends.vllm_config import VLLMBackendConfig
+
+__all__ = [
+    "BackendConnectionError",
+    "BackendError",
+    "BackendStatus",
+    "BackendTimeoutError",
+    "GenerationResult",
+    "LLMBackend",
+    "ModelNotServedError",
+    "RequestRejectedError",
+    "ServerError",
+    "VLLMBackend",
+    "VLLMBackendConfig",
+    "map_openai_error",
+    "normalize_tools",
+    "parse_tool_call_from_text",
+    "validate_tool_call",
+]

@@ -1,0 +1,130 @@
+"""Chat-completion requests and answers as plain data, with no I/O.
+
+The sync and async backends differ only in how they send a request; everything they send
+and everything they read from the answer is built and interpreted here, once.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+from openai.types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionMessage
+
+from arena_vllm.backends.base import GenerationResult
+from arena_vllm.backends.tools import parse_tool_call_from_text, tool_names, tool_prompt, validate_tool_call
+
+Request = dict[str, Any]
+_CHOICES_WITHOUT_A_NAME = ("auto", "required")
+
+
+def text_request(model: str, prompt: str, system_prompt: str | None, sampling: Mapping[str, Any]) -> Request:
+    """Keyword arguments for ``chat.completions.create`` asking for plain text."""
+    messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    return {"model": model, "messages": [*messages, {"role": "user", "content": prompt}], **sampling}
+
+
+def native_tools_request(
+    model: str, prompt: str, system_prompt: str | None, tools: Sequence[Mapping[str, Any]], tool_choice: str,
+    sampling: Mapping[str, Any],
+) -> Request:
+    """A request with strict tools, one call at most, and ``tool_choice`` as OpenAI spells it."""
+    choice: Any = tool_choice
+    if tool_choice not in _CHOICES_WITHOUT_A_NAME:
+        choice = {"type": "function", "function": {"name": tool_choice}}
+    return {
+        **text_request(model, prompt, system_prompt, sampling),
+        "tools": list(tools), "tool_choice": choice, "parallel_tool_calls": False,
+    }
+
+
+def prompt_tools_request(
+    model: str, prompt: str, system_prompt: str | None, tools: Sequence[Mapping[str, Any]],
+    sampling: Mapping[str, Any],
+) -> Request:
+    """A text request whose system prompt describes ``tools`` and asks for one call in ``<tool_call>`` tags."""
+    system = "\n\n".join(part for part in (system_prompt, tool_prompt(tools)) if part)
+    return text_request(model, prompt, system, sampling)
+
+
+def tools_for_choice(tools: Sequence[Mapping[str, Any]], tool_choice: str) -> list[Mapping[str, Any]]:
+    """The tools a call may use: all of them, or only the one ``tool_choice`` names."""
+    if tool_choice == "none":
+        raise ValueError("tool_choice 'none' asks for no tool call; use generate() instead")
+    if tool_choice in _CHOICES_WITHOUT_A_NAME:
+        return list(tools)
+    named = [tool for tool in tools if tool["function"]["name"] == tool_choice]
+    if not named:
+        raise ValueError(f"tool_choice {tool_choice!r} is neither auto, required nor one of {tool_names(tools)}")
+    return named
+
+
+def native_call(message: ChatCompletionMessage) -> tuple[dict[str, Any] | None, str | None]:
+    """``(call, None)`` from the message's first tool call, ``(None, why)`` if its arguments are not JSON,
+    ``(None, None)`` if it has none."""
+    function = next((getattr(call, "function", None) for call in message.tool_calls or []), None)
+    if function is None:
+        return None, None
+    try:
+        arguments = json.loads(function.arguments or "{}")
+    except json.JSONDecodeError as exc:
+        return None, f"arguments of the {function.name!r} call are not JSON ({exc.msg}): {function.arguments[:200]!r}"
+    return {"name": function.name, "arguments": arguments}, None
+
+
+def written_call(message: ChatCompletionMessage) -> dict[str, Any] | None:
+    """A call the model wrote in its text instead of returning it as a tool call."""
+    return parse_tool_call_from_text(message.content or "")
+
+
+def judge_call(
+    call: dict[str, Any] | None, error: str | None, tools: Sequence[Mapping[str, Any]], source: str, answer: str = ""
+) -> dict[str, Any]:
+    """The tool metadata: ``tool_call`` if the call fits ``tools``, else ``tool_call_error`` saying why."""
+    if call is not None and error is None:
+        error = validate_tool_call(call["name"], call["arguments"], tools)
+    if call is None and error is None:
+        error = f"no tool call in the model's answer: {answer[:200]!r}"
+    if error:
+        return {"tool_call_source": source, "tool_call_error": error}
+    return {"tool_call_source": source, "tool_call": call}
+
+
+def chunk_text(chunk: ChatCompletionChunk) -> str:
+    """The text a streamed chunk adds (empty for role-only and final chunks)."""
+    return (chunk.choices[0].delta.content or "") if chunk.choices else ""
+
+
+@dataclass
+class Tally:
+    """Tokens and time over the requests behind one result (two when a fallback follows a native try)."""
+
+    model: str
+    started: float = field(default_factory=time.perf_counter)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def add(self, response: ChatCompletion) -> ChatCompletionMessage:
+        """Count the response's usage and return its message."""
+        if response.usage is not None:
+            self.prompt_tokens += response.usage.prompt_tokens
+            self.completion_tokens += response.usage.completion_tokens
+        return response.choices[0].message
+
+    def result(self, response: ChatCompletion, **metadata: Any) -> GenerationResult:
+        """The result for the last ``response``, with token counts, latency and the given metadata."""
+        choice = response.choices[0]
+        return GenerationResult(
+            text=choice.message.content or "",
+            tokens_used=self.prompt_tokens + self.completion_tokens,
+            finish_reason=choice.finish_reason or "",
+            metadata={
+                "model": response.model or self.model,
+                "prompt_tokens": self.prompt_tokens,
+                "completion_tokens": self.completion_tokens,
+                "latency_s": round(time.perf_counter() - self.started, 4),
+                **metadata,
+            },
+        )

@@ -1,0 +1,146 @@
+"""Tool definitions: one shape in, one call shape out, checked by a real JSON-schema validator.
+
+The seed passed flat tools (``{name, description, parameters}``); the OpenAI API wants
+``{type: function, function: {...}}``. Both come in, OpenAI's goes out. A call is always
+``{"name": str, "arguments": dict}``, whether the server returned it natively or the model
+wrote it as text (the prompt-based fallback).
+
+Example::
+
+    from arena_vllm.backends.tools import normalize_tools, parse_tool_call_from_text, validate_tool_call
+
+    tools = normalize_tools([{"name": "idle", "parameters": {"type": "object", "properties": {}}}])
+    call = parse_tool_call_from_text('<tool_call>{"name": "idle", "arguments": {}}</tool_call>')
+    assert call == {"name": "idle", "arguments": {}}
+    assert validate_tool_call(call["name"], call["arguments"], tools) is None
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Iterator, Mapping, Sequence
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError, best_match
+from pydantic import BaseModel
+
+_EMPTY_PARAMETERS = {"type": "object", "properties": {}}
+_NAME_KEYS = ("name", "tool", "function")
+_ARGUMENT_KEYS = ("arguments", "params", "parameters")
+_TAGGED = re.compile(r"<tool_call>(.*?)(?:</tool_call>|$)", re.DOTALL)
+_FENCED = re.compile(r"```(?:json)?(.*?)```", re.DOTALL)
+
+
+def normalize_tools(tools: Sequence[Mapping[str, Any] | BaseModel]) -> list[dict[str, Any]]:
+    """OpenAI-shaped copies of ``tools`` (flat dicts, OpenAI dicts or ``ToolSpec`` models), each ``strict``.
+
+    Raises ``ValueError`` naming the tool when one has no name, a bad schema or a repeated name,
+    so a broken tool set fails before any request is sent.
+    """
+    if not tools:
+        raise ValueError("tools must name at least one tool")
+    normalized = []
+    for tool in tools:
+        function = _unwrap(tool)
+        name = function.get("name")
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"every tool needs a name; got {function!r}")
+        parameters = function.get("parameters") or _EMPTY_PARAMETERS
+        try:
+            Draft202012Validator.check_schema(parameters)
+        except SchemaError as exc:
+            raise ValueError(f"tool {name!r} has an invalid parameters schema: {exc.message}") from None
+        normalized.append({
+            "type": "function",
+            "function": {"name": name, "description": function.get("description", ""), "parameters": parameters,
+                         "strict": True},
+        })
+    names = tool_names(normalized)
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError(f"tool names must be unique; repeated: {repeated}")
+    return normalized
+
+
+def tool_names(tools: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The names of normalized tools, in order."""
+    return [tool["function"]["name"] for tool in tools]
+
+
+def validate_tool_call(name: str, arguments: Any, tools: Sequence[Mapping[str, Any] | BaseModel]) -> str | None:
+    """Why the call does not fit ``tools`` (unknown name, arguments not an object, schema violation), or None."""
+    schemas = {function.get("name"): function.get("parameters") or _EMPTY_PARAMETERS for function in map(_unwrap, tools)}
+    if name not in schemas:
+        return f"unknown tool {name!r}; expected one of {sorted(schemas)}"
+    if not isinstance(arguments, dict):
+        return f"arguments for {name!r} must be a JSON object, got {type(arguments).__name__}"
+    error = best_match(Draft202012Validator(schemas[name]).iter_errors(arguments))
+    if error is None:
+        return None
+    where = "/".join(str(part) for part in error.absolute_path) or "<arguments>"
+    return f"arguments for {name!r} violate its schema at {where}: {error.message}"
+
+
+def parse_tool_call_from_text(text: str) -> dict[str, Any] | None:
+    """The first JSON tool call written in ``text``, as ``{"name", "arguments"}``, or None.
+
+    Looks in ``<tool_call>`` tags, then code fences, then the bare text (the forms small
+    models use), and tolerates ``tool``/``function`` for the name and ``params``/``parameters``
+    for the arguments. Arguments encoded as a JSON string are decoded.
+    """
+    regions = [*_TAGGED.findall(text), *_FENCED.findall(text), text]
+    for region in regions:
+        for candidate in _json_objects(region):
+            call = _as_call(candidate)
+            if call is not None:
+                return call
+    return None
+
+
+def tool_prompt(tools: Sequence[Mapping[str, Any]]) -> str:
+    """System-prompt text for the prompt-based fallback: the tools, and the Hermes-style answer format."""
+    described = "\n".join(
+        json.dumps({key: tool["function"][key] for key in ("name", "description", "parameters")}) for tool in tools
+    )
+    return (
+        "You can call these tools (JSON schemas):\n"
+        f"{described}\n"
+        "Call exactly one of them. Answer with the call only, in this form:\n"
+        '<tool_call>\n{"name": "<tool name>", "arguments": {<arguments matching its schema>}}\n</tool_call>'
+    )
+
+
+def _unwrap(tool: Mapping[str, Any] | BaseModel) -> dict[str, Any]:
+    """The ``{name, description, parameters}`` part of a flat tool, an OpenAI tool or a ``ToolSpec``."""
+    raw = tool.model_dump() if isinstance(tool, BaseModel) else dict(tool)
+    return dict(raw["function"]) if raw.get("type") == "function" and "function" in raw else raw
+
+
+def _json_objects(text: str) -> Iterator[Any]:
+    """Every JSON object that starts somewhere in ``text``, leftmost first."""
+    decoder = json.JSONDecoder()
+    for match in re.finditer(r"\{", text):
+        try:
+            value, _ = decoder.raw_decode(text, match.start())
+        except json.JSONDecodeError:
+            continue
+        yield value
+
+
+def _as_call(value: Any) -> dict[str, Any] | None:
+    """``{"name", "arguments"}`` from one decoded object, if it names a tool."""
+    if not isinstance(value, dict):
+        return None
+    if isinstance(value.get("function"), dict):  # OpenAI's {"type": "function", "function": {...}}
+        value = value["function"]
+    name = next((value[key] for key in _NAME_KEYS if isinstance(value.get(key), str)), None)
+    if not name:
+        return None
+    arguments = next((value[key] for key in _ARGUMENT_KEYS if key in value), {})
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments)
+        except json.JSONDecodeError:
+            pass  # left as text: validate_tool_call reports "must be a JSON object"
+    return {"name": name, "arguments": arguments}

@@ -1,0 +1,317 @@
+"""VLLMBackend: chat completions and tool calls against vLLM's OpenAI server, sync and async.
+
+Each operation is written once, as an *exchange*: a generator that yields the request it
+wants sent, receives the answer (or has the typed error thrown into it) and returns the
+:class:`GenerationResult`. ``_run`` sends with the sync client and ``_arun`` with the async
+one; that is the only place the two differ.
+
+Example (a vLLM server on localhost:8000, see ops/run_vllm_server.py)::
+
+    from arena_vllm.backends import VLLMBackend, VLLMBackendConfig
+
+    move_to = {"name": "move_to", "description": "Move toward a position",
+               "parameters": {"type": "object", "required": ["target_position"],
+                              "properties": {"target_position": {"type": "array", "items": {"type": "number"}}}}}
+    with VLLMBackend(VLLMBackendConfig(api_base="http://localhost:8000/v1", max_tokens=64)) as backend:
+        print(backend.status().reason)
+        print(backend.generate("Say hi").text)
+        result = backend.generate_with_tools("Go to the tree at 1, 0, 5", [move_to], tool_choice="required")
+        print(result.metadata.get("tool_call") or result.metadata["tool_call_error"])
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, AsyncIterator, Generator, Iterator, Mapping, Sequence
+
+import httpx
+import openai
+from openai.types.chat import ChatCompletion
+
+from arena_vllm.backends import chat
+from arena_vllm.backends.base import BackendStatus, GenerationResult
+from arena_vllm.backends.errors import ModelNotServedError, RequestRejectedError, map_openai_error
+from arena_vllm.backends.tools import normalize_tools
+from arena_vllm.backends.vllm_config import VLLMBackendConfig
+
+__all__ = ["VLLMBackend", "VLLMBackendConfig"]
+
+logger = logging.getLogger(__name__)
+
+#: status() backs readiness probes: it must answer quickly even when requests may wait longer.
+PROBE_TIMEOUT_S = 5.0
+
+Exchange = Generator[chat.Request, ChatCompletion, GenerationResult]
+
+
+class VLLMBackend:
+    """A client of one vLLM OpenAI server; safe to share across threads and across asyncio tasks.
+
+    Server failures raise :class:`~arena_vllm.backends.errors.BackendError` subclasses; a tool
+    call that is missing or invalid is not a failure and is reported in ``metadata``.
+
+    Example::
+
+        backend = VLLMBackend(VLLMBackendConfig(model_path="tiny", api_base="http://127.0.0.1:8000/v1"))
+        if backend.is_available():
+            print(backend.generate("Hello", max_tokens=16).text)
+        backend.close()
+    """
+
+    def __init__(self, config: VLLMBackendConfig):
+        self.config = config
+        client_options: dict[str, Any] = {
+            "base_url": config.api_base,
+            "api_key": config.api_key.get_secret_value(),
+            "timeout": config.timeout_s,
+            "max_retries": config.max_retries,
+        }
+        self._client = openai.OpenAI(**client_options)
+        self._aclient = openai.AsyncOpenAI(**client_options)
+        probe_options = {"max_retries": 0, "timeout": min(config.timeout_s, PROBE_TIMEOUT_S)}
+        self._probe = self._client.with_options(**probe_options)
+        self._aprobe = self._aclient.with_options(**probe_options)
+        self._served_model = config.model_path
+        self._tools_rejected = ""  # the server's 400 message once it refused native tools
+
+    # -- availability ---------------------------------------------------------------------------
+
+    def is_available(self) -> bool:
+        """True when ``/health`` answers 200 and the configured model is served."""
+        return self.status().available
+
+    def status(self) -> BackendStatus:
+        """Both checks, with the reason the first failing one gives; never raises for a server failure."""
+        try:
+            self._probe.get(self._health_url, cast_to=httpx.Response)
+            served = [model.id for model in self._probe.models.list()]
+        except openai.OpenAIError as exc:
+            return BackendStatus(False, str(map_openai_error(exc, self.config.api_base)))
+        return self._judge_served(served)
+
+    async def astatus(self) -> BackendStatus:
+        """:meth:`status` without blocking the event loop."""
+        try:
+            await self._aprobe.get(self._health_url, cast_to=httpx.Response)
+            served = [model.id async for model in self._aprobe.models.list()]
+        except openai.OpenAIError as exc:
+            return BackendStatus(False, str(map_openai_error(exc, self.config.api_base)))
+        return self._judge_served(served)
+
+    # -- generation -----------------------------------------------------------------------------
+
+    def generate(
+        self, prompt: str, system_prompt: str | None = None, temperature: float | None = None,
+        max_tokens: int | None = None,
+    ) -> GenerationResult:
+        """Plain text from the chat endpoint (so the model's chat template applies)."""
+        request = chat.text_request(self._model(), prompt, system_prompt, self._sampling(temperature, max_tokens))
+        return self._run(self._text_exchange(request))
+
+    async def agenerate(
+        self, prompt: str, system_prompt: str | None = None, temperature: float | None = None,
+        max_tokens: int | None = None,
+    ) -> GenerationResult:
+        """:meth:`generate` for asyncio, so many agents share the server's batching."""
+        request = chat.text_request(await self._amodel(), prompt, system_prompt, self._sampling(temperature, max_tokens))
+        return await self._arun(self._text_exchange(request))
+
+    def generate_with_tools(
+        self, prompt: str, tools: Sequence[Mapping[str, Any]], system_prompt: str | None = None,
+        tool_choice: str | None = None, temperature: float | None = None, max_tokens: int | None = None,
+    ) -> GenerationResult:
+        """One tool call, native first, with the prompt-based fallback; see the module docs for metadata.
+
+        ``tools`` are flat (``{name, description, parameters}``), OpenAI-shaped or ``ToolSpec``s;
+        ``tool_choice`` is auto, required or a tool name (default: the config's).
+        """
+        exchange = self._tool_exchange(
+            self._model(), prompt, tools, system_prompt, tool_choice, self._sampling(temperature, max_tokens)
+        )
+        return self._run(exchange)
+
+    async def agenerate_with_tools(
+        self, prompt: str, tools: Sequence[Mapping[str, Any]], system_prompt: str | None = None,
+        tool_choice: str | None = None, temperature: float | None = None, max_tokens: int | None = None,
+    ) -> GenerationResult:
+        """:meth:`generate_with_tools` for asyncio."""
+        exchange = self._tool_exchange(
+            await self._amodel(), prompt, tools, system_prompt, tool_choice, self._sampling(temperature, max_tokens)
+        )
+        return await self._arun(exchange)
+
+    def stream(
+        self, prompt: str, system_prompt: str | None = None, temperature: float | None = None,
+        max_tokens: int | None = None,
+    ) -> Iterator[str]:
+        """Text chunks as the server produces them."""
+        request = chat.text_request(self._model(), prompt, system_prompt, self._sampling(temperature, max_tokens))
+        try:
+            with self._client.chat.completions.create(**request, stream=True) as chunks:
+                for chunk in chunks:
+                    if text := chat.chunk_text(chunk):
+                        yield text
+        except openai.OpenAIError as exc:
+            raise map_openai_error(exc, self.config.api_base) from exc
+
+    async def astream(
+        self, prompt: str, system_prompt: str | None = None, temperature: float | None = None,
+        max_tokens: int | None = None,
+    ) -> AsyncIterator[str]:
+        """:meth:`stream` for asyncio."""
+        request = chat.text_request(await self._amodel(), prompt, system_prompt, self._sampling(temperature, max_tokens))
+        try:
+            async with await self._aclient.chat.completions.create(**request, stream=True) as chunks:
+                async for chunk in chunks:
+                    if text := chat.chunk_text(chunk):
+                        yield text
+        except openai.OpenAIError as exc:
+            raise map_openai_error(exc, self.config.api_base) from exc
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the sync client's connections."""
+        self._client.close()
+
+    async def aclose(self) -> None:
+        """Close both clients' connections."""
+        self._client.close()
+        await self._aclient.close()
+
+    def __enter__(self) -> "VLLMBackend":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> "VLLMBackend":
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # -- exchanges: what to send and how to read the answer, written once -------------------------
+
+    def _text_exchange(self, request: chat.Request) -> Exchange:
+        tally = chat.Tally(request["model"])
+        response = yield request
+        tally.add(response)
+        return tally.result(response)
+
+    def _tool_exchange(
+        self, model: str, prompt: str, tools: Sequence[Mapping[str, Any]], system_prompt: str | None,
+        tool_choice: str | None, sampling: dict[str, Any],
+    ) -> Exchange:
+        """Native call; on a tools 400, or text without a call, the prompt-based call. Arguments checked on both."""
+        specs = normalize_tools(tools)
+        choice = tool_choice or self.config.tool_choice
+        allowed = chat.tools_for_choice(specs, choice)
+        tally = chat.Tally(model)
+        fallback_reason = self._fallback_reason()
+        if not fallback_reason:
+            try:
+                response = yield chat.native_tools_request(model, prompt, system_prompt, specs, choice, sampling)
+            except RequestRejectedError as exc:
+                if exc.status_code != 400 or "tool" not in str(exc).lower():
+                    raise
+                self._tools_rejected = str(exc)
+                logger.warning("native tool calls rejected; using the prompt-based fallback from now on: %s", exc)
+                fallback_reason = f"server rejected tools: {exc}"
+            else:
+                message = tally.add(response)
+                call, error = chat.native_call(message)
+                if call or error:
+                    return tally.result(response, **chat.judge_call(call, error, allowed, "native"))
+                written = chat.written_call(message)
+                if written:
+                    judged = chat.judge_call(written, None, allowed, "fallback")
+                    return tally.result(response, **judged, fallback_reason="the model wrote the call as text")
+                fallback_reason = "the model answered in text without a tool call"
+        response = yield chat.prompt_tools_request(model, prompt, system_prompt, allowed, sampling)
+        message = tally.add(response)
+        judged = chat.judge_call(chat.written_call(message), None, allowed, "fallback", message.content or "")
+        return tally.result(response, **judged, fallback_reason=fallback_reason)
+
+    def _fallback_reason(self) -> str:
+        """Why this call goes straight to the prompt-based path, or "" to try native tools first."""
+        if self.config.function_calling_format == "prompt":
+            return "function_calling_format is 'prompt'"
+        if self._tools_rejected:
+            return f"server rejected tools earlier: {self._tools_rejected}"
+        return ""
+
+    # -- sending: the only sync/async difference ------------------------------------------------
+
+    def _run(self, exchange: Exchange) -> GenerationResult:
+        try:
+            request = next(exchange)
+            while True:
+                try:
+                    response = self._client.chat.completions.create(**request)
+                except openai.OpenAIError as exc:
+                    request = exchange.throw(map_openai_error(exc, self.config.api_base))
+                else:
+                    request = exchange.send(response)
+        except StopIteration as done:
+            return done.value
+
+    async def _arun(self, exchange: Exchange) -> GenerationResult:
+        try:
+            request = next(exchange)
+            while True:
+                try:
+                    response = await self._aclient.chat.completions.create(**request)
+                except openai.OpenAIError as exc:
+                    request = exchange.throw(map_openai_error(exc, self.config.api_base))
+                else:
+                    request = exchange.send(response)
+        except StopIteration as done:
+            return done.value
+
+    def _model(self) -> str:
+        """The configured model name, else the first one the server serves (asked once)."""
+        if not self._served_model:
+            try:
+                served = [model.id for model in self._client.models.list()]
+            except openai.OpenAIError as exc:
+                raise map_openai_error(exc, self.config.api_base) from exc
+            self._served_model = self._first_served(served)
+        return self._served_model
+
+    async def _amodel(self) -> str:
+        """:meth:`_model` for asyncio."""
+        if not self._served_model:
+            try:
+                served = [model.id async for model in self._aclient.models.list()]
+            except openai.OpenAIError as exc:
+                raise map_openai_error(exc, self.config.api_base) from exc
+            self._served_model = self._first_served(served)
+        return self._served_model
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    @property
+    def _health_url(self) -> str:
+        return f"{self.config.server_root}/health"
+
+    def _first_served(self, served: list[str]) -> str:
+        if not served:
+            raise ModelNotServedError(f"{self.config.api_base}/models lists no model", api_base=self.config.api_base)
+        return served[0]
+
+    def _judge_served(self, served: list[str]) -> BackendStatus:
+        wanted = self.config.model_path
+        base = self.config.api_base
+        if not served:
+            return BackendStatus(False, f"{base} is healthy but serves no model", served)
+        if wanted and wanted not in served:
+            return BackendStatus(False, f"model {wanted!r} not served by {base}; served: {served}", served)
+        return BackendStatus(True, f"{base} is healthy and serves {wanted or served[0]!r}", served)
+
+    def _sampling(self, temperature: float | None, max_tokens: int | None) -> dict[str, Any]:
+        return {
+            "temperature": self.config.temperature if temperature is None else temperature,
+            "top_p": self.config.top_p,
+            "max_tokens": self.config.max_tokens if max_tokens is None else max_tokens,
+        }

@@ -57,6 +57,7 @@ class BackendSettings(_Model):
     port: int = Field(8000, ge=1, le=65535)
     api_base: str = "http://localhost:8000/v1"
     api_key: SecretStr = SecretStr("EMPTY")
+    api_key_file: str | None = Field(None, description="a file whose content replaces api_key (compose secret)")
     tensor_parallel_size: int = Field(1, ge=1)
     dtype: str = "auto"
     max_model_len: int = Field(4096, ge=256)
@@ -67,6 +68,20 @@ class BackendSettings(_Model):
     timeout_s: float = Field(30.0, gt=0.0, le=600.0)
     max_retries: int = Field(1, ge=0, le=10)
     function_calling: FunctionCallingSettings = FunctionCallingSettings()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _key_from_file(cls, data: Any) -> Any:
+        """Read the API key from a secret file, so it never sits in the environment."""
+        path = data.get("api_key_file") if isinstance(data, dict) else None
+        if path:
+            try:
+                key = Path(path).read_text().strip()
+            except OSError as exc:
+                raise ValueError(f"cannot read api_key_file {path}: {exc.strerror}") from None
+            if key:
+                data = {**data, "api_key": key}
+        return data
 
     @field_validator("api_base")
     @classmethod

@@ -1,0 +1,1 @@
+"""arena-vllm operations: ``python -m ops <command>`` (up, doctor, download, base-images)."""

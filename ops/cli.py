@@ -1,0 +1,28 @@
+"""The one command-line tool for running the stack: ``python -m ops <command> --help``."""
+
+from __future__ import annotations
+
+import argparse
+
+from ops import base_images
+
+
+def _base_images(args: argparse.Namespace) -> None:
+    tag = base_images.build_python_base(force=args.force, mirror=args.mirror)
+    print(f"export PYTHON_BASE={tag}   # for docker compose build")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m ops", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    images = commands.add_parser("base-images", help="build local stand-ins for the base images (no registry)")
+    images.add_argument("--force", action="store_true", help="rebuild even if present")
+    images.add_argument("--mirror", default=base_images.DEBIAN_MIRROR, help="Debian mirror for debootstrap")
+    images.set_defaults(func=_base_images)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    args.func(args)

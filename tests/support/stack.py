@@ -1,0 +1,169 @@
+"""Start the repo's CPU stack with testcontainers, serving a tiny model made on the spot.
+
+Used by the stack tests' session fixture and by the benchmark scripts' ``--start-stack``.
+
+Example::
+
+    with start_cpu_stack(Path("/tmp/arena")) as stack:
+        print(stack.vllm_api_base, stack.agent_url)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import docker
+from testcontainers.compose import DockerCompose
+
+REPO = Path(__file__).resolve().parents[2]
+COMPOSE_FILES = ["docker-compose.yml", "docker-compose.cpu.yml"]
+TINY_MODEL_SCRIPT = Path(__file__).with_name("make_tiny_model.py")
+SERVED_MODEL = "tiny-arena"
+#: Engine settings for the tiny model: small KV cache, but a context of 2048 or more, which
+#: forced tool calls need to stay schema-valid on random weights.
+ENGINE_OVERRIDES = "profile.kv_cache_memory_bytes=64M profile.max_model_len=2048 profile.max_num_seqs=32"
+CACHE_DIR = Path(os.environ.get("ARENA_TEST_CACHE", Path.home() / ".cache" / "arena-vllm"))
+
+
+@dataclass
+class CpuStack:
+    """A running stack: URLs on loopback, the compose handle, and what the tests planted."""
+
+    compose: DockerCompose
+    project: str
+    vllm_url: str
+    agent_url: str
+    served_model: str
+    hf_token: str
+    env_file: Path
+    log: list[str] = field(default_factory=list)
+
+    @property
+    def vllm_api_base(self) -> str:
+        return f"{self.vllm_url}/v1"
+
+    def compose_cmd(self, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+        """Run ``docker compose <args>`` on this project; raises with its output on failure."""
+        cmd = [*self.compose.compose_command_property, *args]
+        result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+        if result.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def container(self, service: str) -> "docker.models.containers.Container":
+        """The docker SDK handle of one service's container."""
+        client = docker.from_env()
+        found = client.containers.list(all=True, filters={
+            "label": [f"com.docker.compose.project={self.project}", f"com.docker.compose.service={service}"]
+        })
+        if not found:
+            raise LookupError(f"no container for service {service!r} in project {self.project}")
+        return found[0]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _log(message: str) -> None:
+    print(f"[stack] {message}", file=sys.stderr, flush=True)
+
+
+def ensure_tiny_model(image: str) -> Path:
+    """Make the tiny model inside the vLLM image (torch + transformers are there), cached by script hash."""
+    digest = hashlib.sha256(TINY_MODEL_SCRIPT.read_bytes()).hexdigest()[:12]
+    out = CACHE_DIR / f"tiny-model-{digest}"
+    if (out / "config.json").is_file():
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    _log(f"making the tiny model in {out}")
+    docker.from_env().containers.run(
+        image,
+        entrypoint=["python3", "/support/make_tiny_model.py", "/out"],
+        user=f"{os.getuid()}:{os.getgid()}",
+        environment={"HF_HOME": "/tmp/hf", "HF_HUB_OFFLINE": "1"},
+        volumes={str(TINY_MODEL_SCRIPT.parent): {"bind": "/support", "mode": "ro"}, str(out): {"bind": "/out"}},
+        remove=True,
+    )
+    return out
+
+
+def write_env_file(workdir: Path, project: str, model_dir: Path, hf_token: str) -> Path:
+    """The compose variables for one isolated test stack (own project name and ports)."""
+    token_file = workdir / "hf_token"
+    token_file.write_text(hf_token)
+    token_file.chmod(0o644)  # the server runs as uid 1000 and reads it through the secret mount
+    values = {
+        "COMPOSE_PROJECT_NAME": project,
+        "VLLM_HOST_PORT": free_port(),
+        "AGENT_HOST_PORT": free_port(),
+        "VLLM_MODEL_DIR": model_dir,
+        "VLLM_SERVED_MODEL_NAME": SERVED_MODEL,
+        "VLLM_OVERRIDES": ENGINE_OVERRIDES,
+        "HF_HUB_OFFLINE": 1,
+        "HF_TOKEN_FILE": token_file,
+        "VLLM_START_PERIOD": "300s",
+    }
+    env_file = workdir / "stack.env"
+    env_file.write_text("".join(f"{key}={value}\n" for key, value in values.items()))
+    return env_file
+
+
+def read_env_file(env_file: Path) -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line)
+    return {key: value for key, value in pairs}
+
+
+@contextlib.contextmanager
+def start_cpu_stack(workdir: Path) -> Iterator[CpuStack]:
+    """Build the images, make the model, ``up --wait`` the stack; always ``down -v`` at the end."""
+    project = f"arena-test-{secrets.token_hex(3)}"
+    hf_token = f"hf_arenaTestToken{secrets.token_hex(12)}"
+    compose = DockerCompose(context=REPO, compose_file_name=COMPOSE_FILES, wait=True)
+    started = time.monotonic()
+    _log("building images (docker compose build)")
+    build = subprocess.run([*compose.compose_command_property, "build"], cwd=REPO, capture_output=True, text=True)
+    if build.returncode != 0:
+        raise RuntimeError(f"docker compose build failed:\n{build.stdout[-5000:]}\n{build.stderr[-5000:]}")
+    image = f"{os.environ.get('ARENA_IMAGE_PREFIX', 'arena-vllm')}/vllm:cpu"
+    model_dir = ensure_tiny_model(image)
+    env_file = write_env_file(workdir, project, model_dir, hf_token)
+    compose = DockerCompose(context=REPO, compose_file_name=COMPOSE_FILES, env_file=str(env_file), wait=True)
+    env = read_env_file(env_file)
+    stack = CpuStack(
+        compose=compose,
+        project=project,
+        vllm_url=f"http://127.0.0.1:{env['VLLM_HOST_PORT']}",
+        agent_url=f"http://127.0.0.1:{env['AGENT_HOST_PORT']}",
+        served_model=SERVED_MODEL,
+        hf_token=hf_token,
+        env_file=env_file,
+    )
+    try:
+        _log(f"starting project {project} (docker compose up --wait)")
+        up_started = time.monotonic()
+        try:
+            compose.start()
+        except subprocess.CalledProcessError as exc:
+            logs = stack.compose_cmd("logs", "--no-color", "--tail", "80").stdout
+            raise RuntimeError(
+                f"the CPU stack did not become healthy: {exc.stderr.decode(errors='replace')[-2000:]}\n"
+                f"--- last container logs ---\n{logs}"
+            ) from None
+        stack.log.append(f"up to healthy in {time.monotonic() - up_started:.1f} s")
+        _log(f"healthy after {time.monotonic() - started:.0f} s in all ({stack.log[-1]})")
+        yield stack
+    finally:
+        compose.stop(down=True)

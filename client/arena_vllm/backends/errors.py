@@ -84,8 +84,7 @@ def _where(error: openai.OpenAIError) -> str:
 
 
 def _detail(error: openai.APIStatusError) -> str:
-    """The server's own message (vLLM puts it in ``error.message``), else the SDK's summary."""
-    body = error.body
-    if isinstance(body, dict) and isinstance(body.get("message"), str):
-        return body["message"]
-    return error.message
+    """The server's own message (vLLM's ``error.message``, a plain ASGI ``detail``), else the SDK's summary."""
+    body = error.body if isinstance(error.body, dict) else {}
+    message = body.get("message") or body.get("detail")
+    return message if isinstance(message, str) else error.message

@@ -1,0 +1,136 @@
+"""arena_vllm.config: Hydra composes configs/, pydantic validates, and every bad value is named with its key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from arena_vllm.config import (
+    CONFIG_DIR_ENV,
+    OVERRIDES_ENV,
+    ConfigError,
+    available_options,
+    default_config_dir,
+    env_overrides,
+    load_settings,
+)
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The configs read these; a developer's shell must not change what the tests expect."""
+    for name in (OVERRIDES_ENV, CONFIG_DIR_ENV, "VLLM_API_BASE", "VLLM_HOST", "VLLM_PORT", "VLLM_SERVED_MODEL_NAME",
+                 "VLLM_API_KEY", "VLLM_API_KEY_FILE", "AGENT_PORT", "AGENT_TICK_DEADLINE_S"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_defaults_compose_cpu_profile_foraging_tools_and_local_backend() -> None:
+    settings = load_settings()
+    assert settings.profile.name == "cpu" and settings.profile.device == "cpu"
+    assert [tool.name for tool in settings.tools.tools] == ["move_to", "collect", "idle"]
+    assert settings.backend.api_base == "http://localhost:8000/v1"
+    assert settings.backend.max_model_len == settings.profile.max_model_len  # one source: the profile
+
+
+def test_overrides_select_groups_and_set_keys() -> None:
+    settings = load_settings(["profile=gpu-8gb", "backend.temperature=0.2"])
+    assert settings.profile.name == "gpu-8gb" and settings.backend.temperature == 0.2
+    assert settings.backend.gpu_memory_utilization == settings.profile.gpu_memory_utilization
+
+
+def test_every_profile_is_valid() -> None:
+    for profile in available_options("profile"):
+        assert load_settings([f"profile={profile}"]).profile.name == profile
+
+
+def test_unknown_profile_lists_the_available_ones() -> None:
+    with pytest.raises(ConfigError, match=r"unknown profile 'gpu-3gb'; available in .*: cpu, gpu-16gb, gpu-24gb, gpu-8gb"):
+        load_settings(["profile=gpu-3gb"])
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("profile.gpu_memory_utilization=0", "profile.gpu_memory_utilization = 0: Input should be greater than 0"),
+        ("profile.gpu_memory_utilization=1.5", "profile.gpu_memory_utilization = 1.5: Input should be less than or equal to 1"),
+        ("backend.temperature=5", "backend.temperature = 5: Input should be less than or equal to 2"),
+        ("backend.api_base=localhost:8000", "backend.api_base = 'localhost:8000': Value error, must be an http://"),
+        ("backend.port=70000", "backend.port = 70000: Input should be less than or equal to 65535"),
+        ("tools.tools=[]", "tools.tools = []: List should have at least 1 item"),
+        ("tools.tools=[{name:a},{name:a}]", "tool names must be unique; repeated: ['a']"),
+        ("agent.tool_choice=jump", "agent.tool_choice='jump' is neither auto/required/none nor a tool"),
+        ("backend.function_calling.format=xml", "backend.function_calling.format = 'xml': Input should be 'openai' or 'prompt'"),
+        ("profile.kv_cache_memory_bytes=lots", "profile.kv_cache_memory_bytes = 'lots': String should match pattern"),
+        ("+backend.bogus=1", "backend.bogus = 1: Extra inputs are not permitted"),
+    ],
+)
+def test_bad_values_name_the_key_the_value_and_the_rule(override: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings([override])
+    assert message in str(caught.value)
+
+
+def test_a_tool_with_an_invalid_schema_is_rejected() -> None:
+    with pytest.raises(ConfigError, match="not a valid JSON schema"):
+        load_settings(["tools.tools=[{name:a,parameters:{type:objekt}}]"])
+
+
+def test_gpu_profile_needs_its_vram_size() -> None:
+    with pytest.raises(ConfigError, match="needs min_vram_gib"):
+        load_settings(["profile=gpu-8gb", "profile.min_vram_gib=null"])
+
+
+def test_all_problems_are_reported_at_once() -> None:
+    with pytest.raises(ConfigError, match=r"\(2 problem\(s\)\)"):
+        load_settings(["backend.temperature=5", "backend.top_p=0"])
+
+
+def test_unknown_key_without_plus_is_a_compose_error() -> None:
+    with pytest.raises(ConfigError, match="cannot compose the configuration .*backend.bogus"):
+        load_settings(["backend.bogus=1"])
+
+
+def test_api_key_is_secret_in_settings_and_in_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VLLM_API_KEY", "sk-very-secret")
+    settings = load_settings()
+    assert settings.backend.api_key.get_secret_value() == "sk-very-secret"
+    assert "sk-very-secret" not in repr(settings)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(["backend.api_key=[1]"])
+    assert "backend.api_key = <secret>" in str(caught.value)
+
+
+def test_api_key_file_wins_over_api_key(tmp_path: Path) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_text("sk-from-file\n")
+    settings = load_settings([f"backend.api_key_file={key_file}", "backend.api_key=other"])
+    assert settings.backend.api_key.get_secret_value() == "sk-from-file"
+    with pytest.raises(ConfigError, match="cannot read api_key_file"):
+        load_settings([f"backend.api_key_file={tmp_path / 'missing'}"])
+
+
+def test_environment_interpolation_builds_the_api_base(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VLLM_HOST", "vllm")
+    monkeypatch.setenv("VLLM_PORT", "8001")
+    assert load_settings().backend.api_base == "http://vllm:8001/v1"
+    monkeypatch.setenv("VLLM_API_BASE", "https://gateway.example/v1/")
+    assert load_settings().backend.api_base == "https://gateway.example/v1"
+
+
+def test_arena_overrides_are_shell_quoted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(OVERRIDES_ENV, "profile=gpu-24gb 'agent.system_prompt=Be quick.' agent.port=5001")
+    assert env_overrides() == ["profile=gpu-24gb", "agent.system_prompt=Be quick.", "agent.port=5001"]
+    settings = load_settings(env_overrides())
+    assert (settings.profile.name, settings.agent.system_prompt, settings.agent.port) == ("gpu-24gb", "Be quick.", 5001)
+
+
+def test_arena_overrides_unset_means_none() -> None:
+    assert env_overrides() == []
+
+
+def test_config_dir_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv(CONFIG_DIR_ENV, str(tmp_path))
+    assert default_config_dir() == tmp_path.resolve()
+    with pytest.raises(ConfigError, match=f"no config.yaml in {tmp_path}; set {CONFIG_DIR_ENV}"):
+        load_settings()

@@ -1,0 +1,132 @@
+"""Tool shapes, calls written as text, and schema validation (no server needed)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from arena_vllm.backends import normalize_tools, parse_tool_call_from_text, validate_tool_call
+from arena_vllm.config import load_settings
+
+MOVE_TO_FLAT = {
+    "name": "move_to",
+    "description": "Move toward a position.",
+    "parameters": {
+        "type": "object",
+        "properties": {"target_position": {"type": "array", "items": {"type": "number"}, "minItems": 3, "maxItems": 3}},
+        "required": ["target_position"],
+        "additionalProperties": False,
+    },
+}
+MOVE_TO_OPENAI = {"type": "function", "function": MOVE_TO_FLAT}
+
+
+@pytest.mark.parametrize("tool", [MOVE_TO_FLAT, MOVE_TO_OPENAI], ids=["flat", "openai"])
+def test_normalize_accepts_flat_and_openai_shapes(tool: dict) -> None:
+    (normalized,) = normalize_tools([tool])
+    assert normalized == {"type": "function", "function": {**MOVE_TO_FLAT, "strict": True}}
+
+
+def test_normalize_accepts_tool_specs_from_settings() -> None:
+    normalized = normalize_tools(load_settings().tools.tools)
+    assert [tool["function"]["name"] for tool in normalized] == ["move_to", "collect", "idle"]
+    assert all(tool["function"]["strict"] for tool in normalized)
+
+
+def test_normalize_gives_parameterless_tools_an_empty_object_schema() -> None:
+    (normalized,) = normalize_tools([{"name": "idle"}])
+    assert normalized["function"]["parameters"] == {"type": "object", "properties": {}}
+
+
+def test_normalize_does_not_change_its_input() -> None:
+    tool = {"type": "function", "function": dict(MOVE_TO_FLAT)}
+    normalize_tools([tool])
+    assert "strict" not in tool["function"]
+
+
+@pytest.mark.parametrize(
+    ("tools", "message"),
+    [
+        ([], "at least one tool"),
+        ([{"description": "no name"}], "needs a name"),
+        ([{"name": "bad", "parameters": {"type": "objekt"}}], "'bad' has an invalid parameters schema"),
+        ([MOVE_TO_FLAT, MOVE_TO_OPENAI], "repeated: ['move_to']"),
+    ],
+    ids=["empty", "no-name", "bad-schema", "duplicate"],
+)
+def test_normalize_rejects_broken_tool_sets(tools: list, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        normalize_tools(tools)
+
+
+CALL = {"name": "move_to", "arguments": {"target_position": [1, 2, 3]}}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '<tool_call>\n{"name": "move_to", "arguments": {"target_position": [1, 2, 3]}}\n</tool_call>',
+        '<tool_call>{"name": "move_to", "arguments": {"target_position": [1, 2, 3]}}',  # unclosed tag
+        'Sure!\n```json\n{"name": "move_to", "arguments": {"target_position": [1, 2, 3]}}\n```',
+        '```\n{"name": "move_to", "arguments": {"target_position": [1, 2, 3]}}\n```',
+        'I will move. {"name": "move_to", "arguments": {"target_position": [1, 2, 3]}} Done.',
+        '{"tool": "move_to", "params": {"target_position": [1, 2, 3]}}',
+        '{"name": "move_to", "parameters": {"target_position": [1, 2, 3]}}',
+        '{"name": "move_to", "arguments": "{\\"target_position\\": [1, 2, 3]}"}',  # arguments double-encoded
+        '{"type": "function", "function": {"name": "move_to", "arguments": {"target_position": [1, 2, 3]}}}',
+    ],
+    ids=["tags", "unclosed-tag", "json-fence", "bare-fence", "bare-json", "tool-params", "parameters",
+         "string-arguments", "openai-shape"],
+)
+def test_parse_finds_the_call_in_every_written_form(text: str) -> None:
+    assert parse_tool_call_from_text(text) == CALL
+
+
+def test_parse_prefers_the_tagged_call_over_earlier_json() -> None:
+    text = 'Example: {"name": "idle", "arguments": {}}\n<tool_call>{"name": "move_to", "arguments": ' \
+           '{"target_position": [1, 2, 3]}}</tool_call>'
+    assert parse_tool_call_from_text(text) == CALL
+
+
+def test_parse_defaults_missing_arguments_to_an_empty_object() -> None:
+    assert parse_tool_call_from_text('{"name": "idle"}') == {"name": "idle", "arguments": {}}
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "I would walk north.", '{"target_position": [1, 2, 3]}', '<tool_call>{"name": "move_to", </tool_call>',
+     "[1, 2, 3]"],
+    ids=["empty", "prose", "no-name", "truncated", "not-an-object"],
+)
+def test_parse_returns_none_without_a_call(text: str) -> None:
+    assert parse_tool_call_from_text(text) is None
+
+
+@pytest.mark.parametrize("tools", [[MOVE_TO_FLAT], [MOVE_TO_OPENAI]], ids=["flat", "openai"])
+def test_validate_accepts_a_call_that_fits_the_schema(tools: list) -> None:
+    assert validate_tool_call("move_to", {"target_position": [1, 2, 3]}, tools) is None
+
+
+@pytest.mark.parametrize(
+    ("name", "arguments", "message"),
+    [
+        ("jump", {}, "unknown tool 'jump'; expected one of ['move_to']"),
+        ("move_to", [1, 2, 3], "must be a JSON object, got list"),
+        ("move_to", {}, "'target_position' is a required property"),
+        ("move_to", {"target_position": [1, 2]}, "at target_position: [1, 2] is too short"),
+        ("move_to", {"target_position": [1, 2, "x"]}, "at target_position/2: 'x' is not of type 'number'"),
+        ("move_to", {"target_position": [1, 2, 3], "fly": True}, "Additional properties are not allowed"),
+    ],
+    ids=["unknown-tool", "not-an-object", "missing-required", "too-short", "wrong-type", "extra-property"],
+)
+def test_validate_says_why_a_call_does_not_fit(name: str, arguments: object, message: str) -> None:
+    error = validate_tool_call(name, arguments, [MOVE_TO_FLAT])
+    assert error is not None and message in error
+
+
+def test_validate_checks_bounds_and_patterns_of_the_foraging_tools() -> None:
+    tools = load_settings().tools.tools
+    assert validate_tool_call("collect", {"target_name": "berry_3"}, tools) is None
+    assert "does not match" in validate_tool_call("collect", {"target_name": "Berry Bush!"}, tools)
+    assert "greater than the maximum" in validate_tool_call("move_to", {"target_position": [0, 0, 500]}, tools)

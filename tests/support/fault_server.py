@@ -121,7 +121,8 @@ class FaultServer:
         if not tools or self.mode in ("text", "hang", "health_down", "reject_tools"):
             return self.text, None
         choice = body.get("tool_choice")
-        tool = next((t for t in tools if isinstance(choice, dict) and t["name"] == choice["function"]["name"]), tools[0])
+        named = choice["function"]["name"] if isinstance(choice, dict) else None
+        tool = next((t for t in tools if t["name"] == named), tools[0])
         arguments: Any = self.tool_args or {}
         if self.mode == "invalid_args":
             properties = tool.get("parameters", {}).get("properties") or {"unexpected_argument": None}
@@ -160,4 +161,5 @@ class FaultServer:
 
 def _error(status: int, message: str, kind: str) -> JSONResponse:
     """An error body in the shape vLLM's OpenAI server returns."""
-    return JSONResponse({"error": {"message": message, "type": kind, "param": None, "code": status}}, status_code=status)
+    body = {"error": {"message": message, "type": kind, "param": None, "code": status}}
+    return JSONResponse(body, status_code=status)

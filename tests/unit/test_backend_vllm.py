@@ -198,7 +198,8 @@ async def test_plain_text_answer_triggers_a_prompt_based_request(with_tools: Too
     assert meta["tool_call_error"] == f"no tool call in the model's answer: {TEXT_ANSWER!r}"
     native, prompted = server.requests
     assert "tools" in native and "tools" not in prompted
-    assert "<tool_call>" in prompted["messages"][0]["content"] and '"name": "collect"' in prompted["messages"][0]["content"]
+    system = prompted["messages"][0]["content"]
+    assert "<tool_call>" in system and '"name": "collect"' in system
     assert result.tokens_used == meta["prompt_tokens"] + meta["completion_tokens"]
     assert meta["completion_tokens"] == 2 * len(TEXT_ANSWER.split())  # both requests are counted
 

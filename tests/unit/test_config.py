@@ -45,7 +45,8 @@ def test_every_profile_is_valid() -> None:
 
 
 def test_unknown_profile_lists_the_available_ones() -> None:
-    with pytest.raises(ConfigError, match=r"unknown profile 'gpu-3gb'; available in .*: cpu, gpu-16gb, gpu-24gb, gpu-8gb"):
+    available = "cpu, gpu-16gb, gpu-24gb, gpu-8gb"
+    with pytest.raises(ConfigError, match=rf"unknown profile 'gpu-3gb'; available in .*: {available}$"):
         load_settings(["profile=gpu-3gb"])
 
 
@@ -53,14 +54,14 @@ def test_unknown_profile_lists_the_available_ones() -> None:
     ("override", "message"),
     [
         ("profile.gpu_memory_utilization=0", "profile.gpu_memory_utilization = 0: Input should be greater than 0"),
-        ("profile.gpu_memory_utilization=1.5", "profile.gpu_memory_utilization = 1.5: Input should be less than or equal to 1"),
+        ("profile.gpu_memory_utilization=1.5", "profile.gpu_memory_utilization = 1.5: Input should be less than"),
         ("backend.temperature=5", "backend.temperature = 5: Input should be less than or equal to 2"),
         ("backend.api_base=localhost:8000", "backend.api_base = 'localhost:8000': Value error, must be an http://"),
         ("backend.port=70000", "backend.port = 70000: Input should be less than or equal to 65535"),
         ("tools.tools=[]", "tools.tools = []: List should have at least 1 item"),
         ("tools.tools=[{name:a},{name:a}]", "tool names must be unique; repeated: ['a']"),
         ("agent.tool_choice=jump", "agent.tool_choice='jump' is neither auto/required/none nor a tool"),
-        ("backend.function_calling.format=xml", "backend.function_calling.format = 'xml': Input should be 'openai' or 'prompt'"),
+        ("backend.function_calling.format=xml", "format = 'xml': Input should be 'openai' or 'prompt'"),
         ("profile.kv_cache_memory_bytes=lots", "profile.kv_cache_memory_bytes = 'lots': String should match pattern"),
         ("+backend.bogus=1", "backend.bogus = 1: Extra inputs are not permitted"),
     ],

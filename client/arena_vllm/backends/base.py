@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Sequence, runtime_checkable
 
+from arena_vllm.backends.tools import ToolLike
+
 
 @dataclass
 class GenerationResult:
@@ -50,7 +52,7 @@ class LLMBackend(Protocol):
     ) -> GenerationResult: ...
 
     def generate_with_tools(
-        self, prompt: str, tools: Sequence[Any], system_prompt: str | None = None, tool_choice: str | None = None,
+        self, prompt: str, tools: Sequence[ToolLike], system_prompt: str | None = None, tool_choice: str | None = None,
         temperature: float | None = None, max_tokens: int | None = None,
     ) -> GenerationResult: ...
 
@@ -62,6 +64,6 @@ class LLMBackend(Protocol):
     ) -> GenerationResult: ...
 
     async def agenerate_with_tools(
-        self, prompt: str, tools: Sequence[Any], system_prompt: str | None = None, tool_choice: str | None = None,
+        self, prompt: str, tools: Sequence[ToolLike], system_prompt: str | None = None, tool_choice: str | None = None,
         temperature: float | None = None, max_tokens: int | None = None,
     ) -> GenerationResult: ...

@@ -24,7 +24,9 @@ import openai
 class BackendError(Exception):
     """The server could not give an answer; the base of the tree."""
 
-    def __init__(self, message: str, *, api_base: str, cause: BaseException | None = None, status_code: int | None = None):
+    def __init__(
+        self, message: str, *, api_base: str, cause: BaseException | None = None, status_code: int | None = None
+    ):
         super().__init__(message)
         self.api_base = api_base
         self.cause = cause

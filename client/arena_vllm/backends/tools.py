@@ -17,13 +17,17 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import json
 import re
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence, Union
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError, best_match
 from pydantic import BaseModel
+
+#: A tool as callers may give it: flat or OpenAI-shaped dict, or a ``ToolSpec`` from the settings.
+ToolLike = Union[Mapping[str, Any], BaseModel]
 
 _EMPTY_PARAMETERS = {"type": "object", "properties": {}}
 _NAME_KEYS = ("name", "tool", "function")
@@ -32,7 +36,7 @@ _TAGGED = re.compile(r"<tool_call>(.*?)(?:</tool_call>|$)", re.DOTALL)
 _FENCED = re.compile(r"```(?:json)?(.*?)```", re.DOTALL)
 
 
-def normalize_tools(tools: Sequence[Mapping[str, Any] | BaseModel]) -> list[dict[str, Any]]:
+def normalize_tools(tools: Sequence[ToolLike]) -> list[dict[str, Any]]:
     """OpenAI-shaped copies of ``tools`` (flat dicts, OpenAI dicts or ``ToolSpec`` models), each ``strict``.
 
     Raises ``ValueError`` naming the tool when one has no name, a bad schema or a repeated name,
@@ -47,10 +51,9 @@ def normalize_tools(tools: Sequence[Mapping[str, Any] | BaseModel]) -> list[dict
         if not isinstance(name, str) or not name:
             raise ValueError(f"every tool needs a name; got {function!r}")
         parameters = function.get("parameters") or _EMPTY_PARAMETERS
-        try:
-            Draft202012Validator.check_schema(parameters)
-        except SchemaError as exc:
-            raise ValueError(f"tool {name!r} has an invalid parameters schema: {exc.message}") from None
+        problem = _schema_problem(json.dumps(parameters, sort_keys=True))
+        if problem:
+            raise ValueError(f"tool {name!r} has an invalid parameters schema: {problem}")
         normalized.append({
             "type": "function",
             "function": {"name": name, "description": function.get("description", ""), "parameters": parameters,
@@ -68,9 +71,10 @@ def tool_names(tools: Sequence[Mapping[str, Any]]) -> list[str]:
     return [tool["function"]["name"] for tool in tools]
 
 
-def validate_tool_call(name: str, arguments: Any, tools: Sequence[Mapping[str, Any] | BaseModel]) -> str | None:
+def validate_tool_call(name: str, arguments: Any, tools: Sequence[ToolLike]) -> str | None:
     """Why the call does not fit ``tools`` (unknown name, arguments not an object, schema violation), or None."""
-    schemas = {function.get("name"): function.get("parameters") or _EMPTY_PARAMETERS for function in map(_unwrap, tools)}
+    functions = [_unwrap(tool) for tool in tools]
+    schemas = {function.get("name"): function.get("parameters") or _EMPTY_PARAMETERS for function in functions}
     if name not in schemas:
         return f"unknown tool {name!r}; expected one of {sorted(schemas)}"
     if not isinstance(arguments, dict):
@@ -111,7 +115,17 @@ def tool_prompt(tools: Sequence[Mapping[str, Any]]) -> str:
     )
 
 
-def _unwrap(tool: Mapping[str, Any] | BaseModel) -> dict[str, Any]:
+@functools.lru_cache(maxsize=256)
+def _schema_problem(encoded_schema: str) -> str | None:
+    """Why a JSON schema is invalid, or None; cached because checking costs ~2 ms and every call sends tools."""
+    try:
+        Draft202012Validator.check_schema(json.loads(encoded_schema))
+    except SchemaError as exc:
+        return exc.message
+    return None
+
+
+def _unwrap(tool: ToolLike) -> dict[str, Any]:
     """The ``{name, description, parameters}`` part of a flat tool, an OpenAI tool or a ``ToolSpec``."""
     raw = tool.model_dump() if isinstance(tool, BaseModel) else dict(tool)
     return dict(raw["function"]) if raw.get("type") == "function" and "function" in raw else raw

@@ -22,7 +22,7 @@ Example (a vLLM server on localhost:8000, see ops/run_vllm_server.py)::
 from __future__ import annotations
 
 import logging
-from typing import Any, AsyncIterator, Generator, Iterator, Mapping, Sequence
+from typing import Any, AsyncIterator, Generator, Iterator, Sequence
 
 import httpx
 import openai
@@ -31,7 +31,7 @@ from openai.types.chat import ChatCompletion
 from arena_vllm.backends import chat
 from arena_vllm.backends.base import BackendStatus, GenerationResult
 from arena_vllm.backends.errors import ModelNotServedError, RequestRejectedError, map_openai_error
-from arena_vllm.backends.tools import normalize_tools
+from arena_vllm.backends.tools import ToolLike, normalize_tools
 from arena_vllm.backends.vllm_config import VLLMBackendConfig
 
 __all__ = ["VLLMBackend", "VLLMBackendConfig"]
@@ -45,10 +45,11 @@ Exchange = Generator[chat.Request, ChatCompletion, GenerationResult]
 
 
 class VLLMBackend:
-    """A client of one vLLM OpenAI server; safe to share across threads and across asyncio tasks.
+    """A client of one vLLM OpenAI server; share one per process (threads, or tasks of one event loop).
 
     Server failures raise :class:`~arena_vllm.backends.errors.BackendError` subclasses; a tool
-    call that is missing or invalid is not a failure and is reported in ``metadata``.
+    call that is missing or invalid is not a failure and is reported in ``metadata``. Timeouts
+    and retries are read from ``config`` once, when the clients are made.
 
     Example::
 
@@ -105,7 +106,7 @@ class VLLMBackend:
         max_tokens: int | None = None,
     ) -> GenerationResult:
         """Plain text from the chat endpoint (so the model's chat template applies)."""
-        request = chat.text_request(self._model(), prompt, system_prompt, self._sampling(temperature, max_tokens))
+        request = self._text_request(self._model(), prompt, system_prompt, temperature, max_tokens)
         return self._run(self._text_exchange(request))
 
     async def agenerate(
@@ -113,17 +114,20 @@ class VLLMBackend:
         max_tokens: int | None = None,
     ) -> GenerationResult:
         """:meth:`generate` for asyncio, so many agents share the server's batching."""
-        request = chat.text_request(await self._amodel(), prompt, system_prompt, self._sampling(temperature, max_tokens))
+        request = self._text_request(await self._amodel(), prompt, system_prompt, temperature, max_tokens)
         return await self._arun(self._text_exchange(request))
 
     def generate_with_tools(
-        self, prompt: str, tools: Sequence[Mapping[str, Any]], system_prompt: str | None = None,
+        self, prompt: str, tools: Sequence[ToolLike], system_prompt: str | None = None,
         tool_choice: str | None = None, temperature: float | None = None, max_tokens: int | None = None,
     ) -> GenerationResult:
-        """One tool call, native first, with the prompt-based fallback; see the module docs for metadata.
+        """One tool call: native first, prompt-based when the server refuses tools or the model writes text.
 
         ``tools`` are flat (``{name, description, parameters}``), OpenAI-shaped or ``ToolSpec``s;
-        ``tool_choice`` is auto, required or a tool name (default: the config's).
+        ``tool_choice`` is auto, required or a tool name (default: the config's). ``metadata`` has
+        ``tool_call`` (``{"name", "arguments"}``, schema-valid) or ``tool_call_error`` (why not),
+        ``tool_call_source`` ("native" or "fallback") and, for the fallback, ``fallback_reason``.
+        Raises ``ValueError`` for a bad tool set or tool_choice, ``BackendError`` when the server fails.
         """
         exchange = self._tool_exchange(
             self._model(), prompt, tools, system_prompt, tool_choice, self._sampling(temperature, max_tokens)
@@ -131,7 +135,7 @@ class VLLMBackend:
         return self._run(exchange)
 
     async def agenerate_with_tools(
-        self, prompt: str, tools: Sequence[Mapping[str, Any]], system_prompt: str | None = None,
+        self, prompt: str, tools: Sequence[ToolLike], system_prompt: str | None = None,
         tool_choice: str | None = None, temperature: float | None = None, max_tokens: int | None = None,
     ) -> GenerationResult:
         """:meth:`generate_with_tools` for asyncio."""
@@ -145,7 +149,7 @@ class VLLMBackend:
         max_tokens: int | None = None,
     ) -> Iterator[str]:
         """Text chunks as the server produces them."""
-        request = chat.text_request(self._model(), prompt, system_prompt, self._sampling(temperature, max_tokens))
+        request = self._text_request(self._model(), prompt, system_prompt, temperature, max_tokens)
         try:
             with self._client.chat.completions.create(**request, stream=True) as chunks:
                 for chunk in chunks:
@@ -159,7 +163,7 @@ class VLLMBackend:
         max_tokens: int | None = None,
     ) -> AsyncIterator[str]:
         """:meth:`stream` for asyncio."""
-        request = chat.text_request(await self._amodel(), prompt, system_prompt, self._sampling(temperature, max_tokens))
+        request = self._text_request(await self._amodel(), prompt, system_prompt, temperature, max_tokens)
         try:
             async with await self._aclient.chat.completions.create(**request, stream=True) as chunks:
                 async for chunk in chunks:
@@ -200,7 +204,7 @@ class VLLMBackend:
         return tally.result(response)
 
     def _tool_exchange(
-        self, model: str, prompt: str, tools: Sequence[Mapping[str, Any]], system_prompt: str | None,
+        self, model: str, prompt: str, tools: Sequence[ToolLike], system_prompt: str | None,
         tool_choice: str | None, sampling: dict[str, Any],
     ) -> Exchange:
         """Native call; on a tools 400, or text without a call, the prompt-based call. Arguments checked on both."""
@@ -214,7 +218,7 @@ class VLLMBackend:
                 response = yield chat.native_tools_request(model, prompt, system_prompt, specs, choice, sampling)
             except RequestRejectedError as exc:
                 if exc.status_code != 400 or "tool" not in str(exc).lower():
-                    raise
+                    raise  # e.g. a prompt too long: the fallback would fail the same way, and tools stay on
                 self._tools_rejected = str(exc)
                 logger.warning("native tool calls rejected; using the prompt-based fallback from now on: %s", exc)
                 fallback_reason = f"server rejected tools: {exc}"
@@ -308,6 +312,11 @@ class VLLMBackend:
         if wanted and wanted not in served:
             return BackendStatus(False, f"model {wanted!r} not served by {base}; served: {served}", served)
         return BackendStatus(True, f"{base} is healthy and serves {wanted or served[0]!r}", served)
+
+    def _text_request(
+        self, model: str, prompt: str, system_prompt: str | None, temperature: float | None, max_tokens: int | None
+    ) -> chat.Request:
+        return chat.text_request(model, prompt, system_prompt, self._sampling(temperature, max_tokens))
 
     def _sampling(self, temperature: float | None, max_tokens: int | None) -> dict[str, Any]:
         return {

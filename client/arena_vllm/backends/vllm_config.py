@@ -57,7 +57,7 @@ class VLLMBackendConfig(BaseModel):
     def _http_url(cls, value: str) -> str:
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"api_base must be an http:// or https:// URL such as http://localhost:8000/v1, got {value!r}")
+            raise ValueError(f"must be an http:// or https:// URL like http://localhost:8000/v1, not {value!r}")
         return value.rstrip("/")
 
     @field_validator("tool_choice")
@@ -91,7 +91,7 @@ class VLLMBackendConfig(BaseModel):
 
     @classmethod
     def from_hydra(cls, overrides: Sequence[str] = (), config_dir: Path | None = None) -> "VLLMBackendConfig":
-        """Compose ``configs/`` with $ARENA_OVERRIDES, then ``overrides`` (which win), and build from the backend part."""
+        """Compose ``configs/`` with $ARENA_OVERRIDES, then ``overrides`` (which win); use the backend part."""
         settings = load_settings([*env_overrides(), *overrides], config_dir)
         return cls.from_settings(settings.backend)
 

@@ -63,7 +63,7 @@ def map_openai_error(error: openai.OpenAIError, api_base: str) -> BackendError:
         )
     if isinstance(error, openai.APIConnectionError):
         return BackendConnectionError(
-            f"cannot reach {where}: {error.message}; is the vLLM server running and api_base right?",
+            f"cannot reach {where}: {error.message.rstrip('.')}; is the vLLM server running and api_base right?",
             api_base=api_base,
             cause=error,
         )

@@ -49,7 +49,7 @@ class AgentMetrics:
         )
         self.backend_errors = Counter(
             "arena_agent_backend_errors",
-            "Decisions that failed in the backend or ran past the deadline, by kind",
+            "Agents answered with idle because the decision failed, by kind (error class, deadline, no_valid_call)",
             ["kind"],
             registry=self.registry,
         )

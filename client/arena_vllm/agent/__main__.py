@@ -1,0 +1,48 @@
+"""Start the agent service: ``python -m arena_vllm.agent [hydra overrides...]``.
+
+Settings are composed from ``configs/`` ($ARENA_CONFIG_DIR), the command-line overrides, then
+$ARENA_OVERRIDES; the YAML also reads VLLM_API_BASE, VLLM_API_KEY, VLLM_SERVED_MODEL_NAME,
+AGENT_PORT and AGENT_TICK_DEADLINE_S. A bad setting exits with status 2 and names the key.
+
+Example::
+
+    VLLM_API_BASE=http://127.0.0.1:8000/v1 python -m arena_vllm.agent tools=foraging agent.max_concurrency=32
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Sequence
+
+import uvicorn
+
+from arena_vllm.agent.app import create_app
+from arena_vllm.config import ConfigError, Settings, env_overrides, load_settings
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Load and print the settings, then serve until interrupted; 2 on a configuration error."""
+    overrides = list(sys.argv[1:] if argv is None else argv)
+    try:
+        settings = load_settings(overrides + env_overrides())
+    except ConfigError as exc:
+        print(f"arena_vllm.agent: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(_printable(settings), indent=2), flush=True)
+    uvicorn.run(create_app(settings), host=settings.agent.host, port=settings.agent.port, log_level="info")
+    return 0
+
+
+def _printable(settings: Settings) -> dict[str, object]:
+    """What an operator needs to see at start; the API key stays masked (SecretStr dumps as ****)."""
+    return {
+        "agent": settings.agent.model_dump(mode="json"),
+        "backend": settings.backend.model_dump(mode="json"),
+        "profile": settings.profile.name,
+        "tools": {settings.tools.name: [tool.name for tool in settings.tools.tools]},
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""The HTTP service the game talks to: Agent Arena's ``/observe`` and ``/tick``, plus probes and metrics.
+
+Bad requests are the caller's fault and get 4xx naming the field (413 over
+``agent.max_body_bytes`` or ``agent.max_agents_per_tick``, 422 for a missing or ill-typed
+field, a non-finite number, or a body that is not JSON). Model and engine failures are not:
+those agents get ``idle`` with the reason, with HTTP 200.
+
+Example::
+
+    import uvicorn
+    from arena_vllm.agent.app import create_app
+    from arena_vllm.config import load_settings
+
+    settings = load_settings(["backend.api_base=http://127.0.0.1:8000/v1"])
+    uvicorn.run(create_app(settings), host="127.0.0.1", port=settings.agent.port)
+"""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
+
+from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from arena_vllm import __version__
+from arena_vllm.agent.metrics import AgentMetrics
+from arena_vllm.agent.policy import DecisionPolicy
+from arena_vllm.agent.schemas import Observation, ObserveResponse, TickAction, TickRequest, TickResponse
+from arena_vllm.backends import VLLMBackend, VLLMBackendConfig
+from arena_vllm.config import Settings
+
+
+def create_app(settings: Settings, backend: VLLMBackend | None = None) -> FastAPI:
+    """The agent service; it owns ``backend`` (built from ``settings.backend`` when omitted) and closes it on shutdown.
+
+    Example::
+
+        app = create_app(load_settings(), backend=VLLMBackend(VLLMBackendConfig(api_base=url)))
+    """
+    backend = backend or VLLMBackend(VLLMBackendConfig.from_settings(settings.backend))
+    metrics = AgentMetrics()
+    policy = DecisionPolicy(backend, settings, metrics)
+    max_agents = settings.agent.max_agents_per_tick
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        await backend.aclose()
+
+    app = FastAPI(
+        title="arena-vllm agent service",
+        version=__version__,
+        description="Agent Arena's agent protocol; every decision comes from an LLM served by vLLM.",
+        lifespan=lifespan,
+        # Starlette's limiter: checks Content-Length up front and counts the bytes actually read.
+        max_body_size=settings.agent.max_body_bytes,
+    )
+    app.add_exception_handler(RequestValidationError, _validation_error)
+
+    @app.post("/observe")
+    async def observe(observation: Observation) -> ObserveResponse:
+        """Decide for one agent."""
+        [decision] = await policy.decide_tick([observation])
+        return ObserveResponse(agent_id=observation.agent_id, **decision.model_dump())
+
+    @app.post("/tick", responses={413: {"description": "too many agents or too large"}})
+    async def tick(request: TickRequest) -> TickResponse:
+        """Decide for every agent of a tick at once; actions come back in the order of ``agents``."""
+        if len(request.agents) > max_agents:
+            raise HTTPException(
+                status_code=413,
+                detail=[{
+                    "loc": ["body", "agents"],
+                    "msg": f"{len(request.agents)} agents in one tick; at most {max_agents} (agent.max_agents_per_tick)",
+                    "type": "too_many_agents",
+                }],
+            )
+        decisions = await policy.decide_tick([agent.observations for agent in request.agents])
+        actions = [TickAction(agent_id=a.agent_id, action=d) for a, d in zip(request.agents, decisions)]
+        return TickResponse(tick=request.tick, actions=actions)
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        """The process is alive (no backend call: liveness must not depend on the engine)."""
+        return {"status": "ok"}
+
+    @app.get("/ready", responses={503: {"description": "the backend is unreachable or the model is not served"}})
+    async def ready() -> JSONResponse:
+        """The backend is reachable and serves the model; 503 with the reason otherwise."""
+        status = await backend.astatus()
+        if status.available:
+            return JSONResponse({"ready": True, "models": status.models})
+        return JSONResponse({"ready": False, "reason": status.reason}, status_code=503)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus() -> Response:
+        """Prometheus text exposition of this app's registry."""
+        return Response(metrics.render(), media_type=metrics.content_type)
+
+    return app
+
+
+async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    """FastAPI's 422 shape (loc, msg, type) without echoing ``input``: it may be NaN, which JSON
+    cannot carry (the default handler would fail with a 500), or a whole 1 MB observation."""
+    errors = [{key: value for key, value in error.items() if key != "input"} for error in exc.errors()]
+    return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)

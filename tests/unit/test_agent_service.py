@@ -1,0 +1,260 @@
+"""The agent service over real HTTP on loopback, deciding through the real backend against the FaultServer.
+
+Every fault the FaultServer injects must reach the game as ``idle`` with a reason and HTTP 200.
+"""
+
+from __future__ import annotations
+
+import functools
+import socket
+import threading
+import time
+from contextlib import contextmanager
+from typing import Iterator
+
+import httpx
+import pytest
+import uvicorn
+from prometheus_client.parser import text_string_to_metric_families
+
+from arena_vllm.agent.app import create_app
+from arena_vllm.config import Settings, load_settings
+from tests.support.fault_server import FaultServer
+
+MOVE = {"target_position": [3.0, 0.0, 4.0]}
+#: An observation as Agent Arena's foraging scene sends it.
+OBSERVATION = {
+    "agent_id": "forager_1",
+    "tick": 42,
+    "position": [0.0, 0.0, 0.0],
+    "rotation": [0.0, 90.0, 0.0],
+    "velocity": [0.0, 0.0, 0.0],
+    "visible_entities": [{"id": "forager_2", "type": "agent", "position": [10.0, 0.0, 0.0], "distance": 10.0}],
+    "nearby_resources": [{"name": "berry_1", "type": "berry", "position": [3.0, 0.0, 4.0], "distance": 5.0}],
+    "nearby_hazards": [{"name": "fire_1", "type": "fire", "position": [-6.0, 0.0, 8.0], "distance": 10.0, "damage": 10}],
+    "inventory": [{"id": "item_1", "name": "wood", "quantity": 2}],
+    "health": 90.0,
+    "energy": 75.5,
+    "perception_radius": 50.0,
+    "scenario_name": "foraging",
+    "objective": {"description": "Collect resources while avoiding hazards", "time_limit": 600},
+    "current_progress": {"resources_collected": 1},
+    "custom": {"weather": "rain"},
+}
+
+
+@contextmanager
+def serving(app: object) -> Iterator[str]:
+    """``app`` under uvicorn on a free loopback port in a thread; yields its URL, runs its lifespan."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=1))  # type: ignore[arg-type]
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "agent service did not start"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+@functools.lru_cache
+def cached_settings(*overrides: str) -> Settings:
+    """Settings are immutable and Hydra takes ~0.5 s to compose: compose each distinct set once."""
+    return load_settings(overrides)
+
+
+@pytest.fixture
+def fault() -> Iterator[FaultServer]:
+    with FaultServer(model="tiny", tool_args=MOVE) as server:
+        yield server
+
+
+@contextmanager
+def agent_client(fault: FaultServer, *overrides: str) -> Iterator[httpx.Client]:
+    """An HTTP client of a fresh agent service whose backend is ``fault``."""
+    settings = cached_settings(
+        f"backend.api_base={fault.api_base}", "backend.model=tiny", "backend.max_retries=0", "backend.timeout_s=10",
+        "agent.tick_deadline_s=5", *overrides,
+    )
+    with serving(create_app(settings)) as url, httpx.Client(base_url=url, timeout=60) as client:
+        yield client
+
+
+@pytest.fixture
+def agent(fault: FaultServer) -> Iterator[httpx.Client]:
+    with agent_client(fault) as client:
+        yield client
+
+
+def tick_body(agent_ids: list[str], tick: int = 7) -> dict:
+    return {"tick": tick, "agents": [{"agent_id": i, "observations": {"position": [1.0, 0.0, 1.0]}} for i in agent_ids]}
+
+
+def metric(client: httpx.Client, name: str, **labels: str) -> float:
+    """One sample of /metrics (0 when the series does not exist yet)."""
+    for family in text_string_to_metric_families(client.get("/metrics").text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return sample.value
+    return 0.0
+
+
+def test_observe_returns_the_models_tool_call(agent: httpx.Client, fault: FaultServer) -> None:
+    response = agent.post("/observe", json=OBSERVATION)
+
+    assert response.status_code == 200
+    assert response.json() == {"agent_id": "forager_1", "tool": "move_to", "params": MOVE, "reasoning": "native tool call"}
+    [sent] = fault.requests
+    assert sent["tool_choice"] == "required"
+    assert [tool["function"]["name"] for tool in sent["tools"]] == ["move_to", "collect", "idle"]
+    system, user = sent["messages"]
+    assert system["content"] == cached_settings().agent.system_prompt
+    assert "berry_1 (berry) at (3.0, 0.0, 4.0), 5.0 away" in user["content"]
+
+
+def test_tick_of_8_answers_in_input_order(agent: httpx.Client, fault: FaultServer) -> None:
+    ids = [f"agent_{n}" for n in (5, 2, 7, 0, 3, 6, 1, 4)]
+    response = agent.post("/tick", json=tick_body(ids, tick=12))
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["tick"] == 12
+    assert [action["agent_id"] for action in body["actions"]] == ids
+    assert all(action["action"] == {"tool": "move_to", "params": MOVE, "reasoning": "native tool call"}
+               for action in body["actions"])
+    assert len(fault.requests) == 8
+    assert metric(agent, "arena_agent_decisions_total", tool="move_to", source="native") == 8
+
+
+def test_tick_agents_are_decided_concurrently(fault: FaultServer) -> None:
+    """8 agents whose calls take 1 s each (two 0.5 s requests: native, then the fallback) finish together."""
+    fault.mode, fault.hang_s = "hang", 0.5
+    with agent_client(fault, "agent.tick_deadline_s=30") as client:
+        started = time.monotonic()
+        response = client.post("/tick", json=tick_body([f"a{n}" for n in range(8)]))
+        elapsed = time.monotonic() - started
+    assert response.status_code == 200
+    assert len(response.json()["actions"]) == 8
+    assert elapsed < 4, f"a tick of 8 one-second decisions took {elapsed:.1f} s: not concurrent"
+
+
+def test_concurrency_is_bounded_by_max_concurrency(fault: FaultServer) -> None:
+    """With one slot, 3 one-second decisions queue: the tick takes ~3 s instead of ~1 s."""
+    fault.mode, fault.hang_s = "hang", 0.5
+    with agent_client(fault, "agent.max_concurrency=1", "agent.tick_deadline_s=30") as client:
+        started = time.monotonic()
+        client.post("/tick", json=tick_body(["a", "b", "c"]))
+        assert time.monotonic() - started > 2.0
+
+
+@pytest.mark.parametrize(
+    ("mode", "reason"),
+    [
+        ("error_500", "backend error (ServerError)"),
+        ("text", "no valid tool call"),
+        ("malformed_args", "not JSON"),
+        ("invalid_args", "violate its schema"),
+        ("reject_tools", "no valid tool call"),  # prompt-based fallback, then the FaultServer answers prose
+    ],
+)
+def test_model_and_engine_failures_become_idle_with_the_reason(
+    agent: httpx.Client, fault: FaultServer, mode: str, reason: str
+) -> None:
+    fault.mode = mode
+    observe = agent.post("/observe", json=OBSERVATION)
+    tick = agent.post("/tick", json=tick_body(["a", "b"]))
+
+    assert observe.status_code == 200 and tick.status_code == 200
+    decisions = [observe.json(), *(action["action"] for action in tick.json()["actions"])]
+    for decision in decisions:
+        assert decision["tool"] == "idle" and decision["params"] == {}
+        assert reason in decision["reasoning"]
+    assert metric(agent, "arena_agent_decisions_total", tool="idle", source="idle_after_failure") == 3
+
+
+def test_a_call_written_as_text_is_used_and_counted_as_fallback(agent: httpx.Client, fault: FaultServer) -> None:
+    fault.mode = "text_call"
+    decision = agent.post("/observe", json=OBSERVATION).json()
+    assert (decision["tool"], decision["params"]) == ("move_to", MOVE)
+    assert decision["reasoning"].startswith("fallback tool call")
+    assert metric(agent, "arena_agent_decisions_total", tool="move_to", source="fallback") == 1
+
+
+def test_unreachable_server_and_unserved_model_become_idle(fault: FaultServer) -> None:
+    with agent_client(fault, "backend.model=not-served") as client:
+        decision = client.post("/observe", json=OBSERVATION).json()
+        assert decision["tool"] == "idle" and "ModelNotServedError" in decision["reasoning"]
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]  # bound, never listening: connections are refused
+        with agent_client(fault, f"backend.api_base=http://127.0.0.1:{port}/v1") as client:
+            response = client.post("/observe", json=OBSERVATION)
+            assert response.status_code == 200
+            assert "BackendConnectionError" in response.json()["reasoning"]
+            assert metric(client, "arena_agent_backend_errors_total", kind="BackendConnectionError") == 1
+
+
+def test_a_hang_past_the_deadline_returns_idle_for_every_agent(fault: FaultServer) -> None:
+    fault.mode, fault.hang_s = "hang", 30
+    with agent_client(fault, "agent.tick_deadline_s=1") as client:
+        response = client.post("/tick", json=tick_body(["a", "b", "c"]))
+        assert response.status_code == 200
+        for action in response.json()["actions"]:
+            assert action["action"]["tool"] == "idle"
+            assert "tick deadline of 1 s" in action["action"]["reasoning"]
+        assert metric(client, "arena_agent_backend_errors_total", kind="deadline") == 3
+        assert metric(client, "arena_agent_backend_requests_in_flight") == 0  # the hung calls were cancelled
+
+
+def test_ready_reports_the_backend_and_health_does_not_depend_on_it(agent: httpx.Client, fault: FaultServer) -> None:
+    assert agent.get("/ready").json() == {"ready": True, "models": ["tiny"]}
+    fault.mode = "health_down"
+    ready = agent.get("/ready")
+    assert ready.status_code == 503
+    assert ready.json()["ready"] is False and "503" in ready.json()["reason"]
+    assert agent.get("/health").json() == {"status": "ok"}
+
+
+def test_ready_names_a_model_the_server_does_not_serve(fault: FaultServer) -> None:
+    with agent_client(fault, "backend.model=other") as client:
+        ready = client.get("/ready")
+    assert ready.status_code == 503 and "'other' not served" in ready.json()["reason"]
+
+
+def test_metrics_count_decisions_latency_and_errors(agent: httpx.Client, fault: FaultServer) -> None:
+    agent.post("/observe", json=OBSERVATION)
+    fault.mode = "error_500"
+    agent.post("/observe", json=OBSERVATION)
+
+    assert metric(agent, "arena_agent_decisions_total", tool="move_to", source="native") == 1
+    assert metric(agent, "arena_agent_decisions_total", tool="idle", source="idle_after_failure") == 1
+    assert metric(agent, "arena_agent_backend_errors_total", kind="ServerError") == 1
+    assert metric(agent, "arena_agent_decision_latency_seconds_count") == 2
+    assert agent.get("/metrics").headers["content-type"].startswith("text/plain")
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_oversized_body_is_413_and_the_service_keeps_serving(fault: FaultServer, chunked: bool) -> None:
+    padding = "x" * 3000
+    body = ('{"agent_id": "a", "position": [0, 0, 0], "custom": {"pad": "' + padding + '"}}').encode()
+    content = iter([body[:1000], body[1000:]]) if chunked else body  # an iterator is sent without Content-Length
+    with agent_client(fault, "agent.max_body_bytes=2048") as client:
+        response = client.post("/observe", content=content, headers={"content-type": "application/json"})
+        assert response.status_code == 413
+        assert client.post("/observe", json=OBSERVATION).json()["tool"] == "move_to"
+
+
+def test_too_many_agents_is_413_naming_the_field(fault: FaultServer) -> None:
+    with agent_client(fault, "agent.max_agents_per_tick=2") as client:
+        response = client.post("/tick", json=tick_body(["a", "b", "c"]))
+        assert response.status_code == 413
+        [error] = response.json()["detail"]
+        assert error["loc"] == ["body", "agents"] and "at most 2" in error["msg"]
+        assert fault.requests == []
+        assert client.post("/tick", json=tick_body(["a", "b"])).status_code == 200

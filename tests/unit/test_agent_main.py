@@ -1,0 +1,67 @@
+"""``python -m arena_vllm.agent``: the container's start command, configured from the environment."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from arena_vllm.agent.__main__ import main
+from tests.support.fault_server import FaultServer
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [(["agent.port=0"], "agent.port = 0"), (["tools=nope"], "unknown tools 'nope'"), (["agent.nope=1"], "nope")],
+)
+def test_a_bad_setting_exits_2_with_the_key_and_no_traceback(
+    overrides: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(overrides) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_serves_with_settings_from_the_environment_and_prints_no_secret() -> None:
+    port = free_port()
+    with FaultServer(model="tiny", tool_args={"target_position": [1, 2, 3]}) as fault:
+        env = {
+            **os.environ, "VLLM_API_BASE": fault.api_base, "VLLM_SERVED_MODEL_NAME": "tiny",
+            "VLLM_API_KEY": "sk-do-not-print", "AGENT_PORT": str(port), "AGENT_TICK_DEADLINE_S": "3",
+            "ARENA_OVERRIDES": "agent.host=127.0.0.1",
+        }
+        process = subprocess.Popen(
+            [sys.executable, "-m", "arena_vllm.agent", "tools=foraging"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 30
+            while True:
+                assert process.poll() is None, process.communicate()[0]
+                try:
+                    if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, "the agent service did not become ready"
+                time.sleep(0.2)
+            decision = httpx.post(f"{url}/observe", json={"agent_id": "a", "position": [0, 0, 0]}, timeout=10).json()
+            assert decision["tool"] == "move_to"
+        finally:
+            process.terminate()
+            output = process.communicate(timeout=15)[0]
+    assert "Application shutdown complete" in output  # SIGTERM: lifespan ran, the backend was closed
+    assert '"tick_deadline_s": 3.0' in output and fault.api_base in output
+    assert "sk-do-not-print" not in output

@@ -46,7 +46,7 @@ class FunctionCallingSettings(_Model):
     format: Literal["openai", "prompt"] = Field(
         "openai", description="openai: native tool calls first, prompt fallback; prompt: prompt-based only"
     )
-    tool_choice: str = Field("auto", min_length=1, description="auto, required, or the name of one tool")
+    tool_choice: str = Field("required", min_length=1, description="required, auto, or the name of one tool")
 
 
 class BackendSettings(_Model):

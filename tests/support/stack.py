@@ -37,7 +37,11 @@ CACHE_DIR = Path(os.environ.get("ARENA_TEST_CACHE", Path.home() / ".cache" / "ar
 
 @dataclass
 class CpuStack:
-    """A running stack: URLs on loopback, the compose handle, and what the tests planted."""
+    """A running stack: URLs on loopback, the compose handle, and the secrets it was given.
+
+    vLLM requires ``api_key`` (as a user's stack would with VLLM_API_KEY_FILE set); the agent
+    reads the same key from its secret; ``hf_token`` is a fake token planted to prove it leaks nowhere.
+    """
 
     compose: DockerCompose
     project: str
@@ -45,12 +49,17 @@ class CpuStack:
     agent_url: str
     served_model: str
     hf_token: str
+    api_key: str
     env_file: Path
     log: list[str] = field(default_factory=list)
 
     @property
     def vllm_api_base(self) -> str:
         return f"{self.vllm_url}/v1"
+
+    @property
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"}
 
     def compose_cmd(self, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
         """Run ``docker compose <args>`` on this project; raises with its output on failure."""
@@ -100,11 +109,14 @@ def ensure_tiny_model(image: str) -> Path:
     return out
 
 
-def write_env_file(workdir: Path, project: str, model_dir: Path, hf_token: str) -> Path:
-    """The compose variables for one isolated test stack (own project name and ports)."""
-    token_file = workdir / "hf_token"
-    token_file.write_text(hf_token)
-    token_file.chmod(0o644)  # the server runs as uid 1000 and reads it through the secret mount
+def write_secret(path: Path, value: str) -> Path:
+    path.write_text(value)
+    path.chmod(0o644)  # the server runs as uid 1000 and reads it through the secret mount
+    return path
+
+
+def write_env_file(workdir: Path, project: str, model_dir: Path, hf_token: str, api_key: str) -> Path:
+    """The compose variables for one isolated test stack (own project name, ports and secrets)."""
     values = {
         "COMPOSE_PROJECT_NAME": project,
         "VLLM_HOST_PORT": free_port(),
@@ -113,7 +125,8 @@ def write_env_file(workdir: Path, project: str, model_dir: Path, hf_token: str) 
         "VLLM_SERVED_MODEL_NAME": SERVED_MODEL,
         "VLLM_OVERRIDES": ENGINE_OVERRIDES,
         "HF_HUB_OFFLINE": 1,
-        "HF_TOKEN_FILE": token_file,
+        "HF_TOKEN_FILE": write_secret(workdir / "hf_token", hf_token),
+        "VLLM_API_KEY_FILE": write_secret(workdir / "vllm_api_key", api_key),
         "VLLM_START_PERIOD": "300s",
     }
     env_file = workdir / "stack.env"
@@ -131,6 +144,7 @@ def start_cpu_stack(workdir: Path) -> Iterator[CpuStack]:
     """Build the images, make the model, ``up --wait`` the stack; always ``down -v`` at the end."""
     project = f"arena-test-{secrets.token_hex(3)}"
     hf_token = f"hf_arenaTestToken{secrets.token_hex(12)}"
+    api_key = f"arena-key-{secrets.token_hex(12)}"
     compose = DockerCompose(context=REPO, compose_file_name=COMPOSE_FILES, wait=True)
     started = time.monotonic()
     _log("building images (docker compose build)")
@@ -139,7 +153,7 @@ def start_cpu_stack(workdir: Path) -> Iterator[CpuStack]:
         raise RuntimeError(f"docker compose build failed:\n{build.stdout[-5000:]}\n{build.stderr[-5000:]}")
     image = f"{os.environ.get('ARENA_IMAGE_PREFIX', 'arena-vllm')}/vllm:cpu"
     model_dir = ensure_tiny_model(image)
-    env_file = write_env_file(workdir, project, model_dir, hf_token)
+    env_file = write_env_file(workdir, project, model_dir, hf_token, api_key)
     compose = DockerCompose(context=REPO, compose_file_name=COMPOSE_FILES, env_file=str(env_file), wait=True)
     env = read_env_file(env_file)
     stack = CpuStack(
@@ -149,6 +163,7 @@ def start_cpu_stack(workdir: Path) -> Iterator[CpuStack]:
         agent_url=f"http://127.0.0.1:{env['AGENT_HOST_PORT']}",
         served_model=SERVED_MODEL,
         hf_token=hf_token,
+        api_key=api_key,
         env_file=env_file,
     )
     try:

@@ -1,8 +1,7 @@
-"""One real CPU stack (vLLM + agent, from the repo's compose files) shared by the stack tests.
+"""Shared fixtures: the real CPU stack (vLLM + agent in containers), started once per session.
 
-The stack is built and started once per session with testcontainers' ``DockerCompose``,
-serving a tiny random-weight model made locally (no download). Every test in this folder
-gets the ``stack`` marker.
+Any test that asks for ``stack`` gets the ``stack`` marker, so ``-m "not stack"`` runs
+only the fast tests and ``-m stack`` only the ones against the real engine.
 """
 
 from __future__ import annotations
@@ -16,12 +15,12 @@ from tests.support.stack import CpuStack, start_cpu_stack
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if "tests/stack/" in item.nodeid.replace("\\", "/"):
+        if "stack" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.stack)
 
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CpuStack]:
-    """The running CPU stack; torn down (volumes included) at the end of the session."""
+    """The running CPU stack, built from the repo's compose files; ``down -v`` at session end."""
     with start_cpu_stack(tmp_path_factory.mktemp("stack")) as running:
         yield running

@@ -2,7 +2,7 @@
 
 The model's text is gibberish, so these tests check shapes and counts for text, and validity
 for forced tool calls (strict schemas make vLLM's structured output valid even from random
-weights). The ``stack`` fixture and marker come from ``tests/stack/conftest.py``.
+weights). The ``stack`` fixture (and marker) come from ``tests/conftest.py``.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ MOVE_TO = {
 @pytest.fixture
 async def backend(stack: CpuStack) -> AsyncIterator[VLLMBackend]:
     config = VLLMBackendConfig(model_path=stack.served_model, api_base=stack.vllm_api_base, timeout_s=120,
+                               api_key=stack.api_key,
                                max_retries=0, temperature=SETTINGS.agent.temperature,
                                max_tokens=SETTINGS.agent.max_tokens)
     async with VLLMBackend(config) as created:
@@ -93,7 +94,8 @@ async def test_twenty_of_twenty_forced_tool_calls_are_schema_valid(backend: VLLM
 
 
 def test_wrong_model_name_is_unavailable_with_the_reason(stack: CpuStack) -> None:
-    with VLLMBackend(VLLMBackendConfig(model_path="no-such-model", api_base=stack.vllm_api_base)) as backend:
+    with VLLMBackend(VLLMBackendConfig(model_path="no-such-model", api_base=stack.vllm_api_base,
+                                                      api_key=stack.api_key)) as backend:
         assert backend.is_available() is False
         assert backend.status().reason == (
             f"model 'no-such-model' not served by {stack.vllm_api_base}; served: ['{stack.served_model}']"
@@ -108,18 +110,19 @@ def test_server_on_a_closed_port_raises_connection_error_quickly() -> None:
         started = time.monotonic()
         with pytest.raises(BackendConnectionError) as caught:
             backend.generate("hello")
-        assert time.monotonic() - started < 3
+        assert time.monotonic() - started < 15  # not a speed target: no 600 s SDK default
         assert caught.value.api_base == api_base
         assert backend.is_available() is False
 
 
 def test_seed_example(stack: CpuStack) -> None:
-    """The seed README's example, with only the import line changed (and tool_choice, see below)."""
+    """The seed README's example with only the import line changed (plus the stack's API key)."""
     config = VLLMBackendConfig(
         model_path=stack.served_model,
         api_base=stack.vllm_api_base,
         temperature=0.7,
         max_tokens=256,
+        api_key=stack.api_key,
     )
     backend = VLLMBackend(config)
     assert backend.is_available()
@@ -127,11 +130,8 @@ def test_seed_example(stack: CpuStack) -> None:
     result = backend.generate("What should I do next?")
     print(result.text, result.tokens_used)
 
-    # tool_choice="auto" (the default) lets a model answer in text; the gibberish tiny model
-    # then makes no call, so the shape is all we can check. Forcing the call makes it valid.
     result = backend.generate_with_tools("Move to position (10, 0, 5)", [MOVE_TO])
-    assert ("tool_call" in result.metadata) != ("tool_call_error" in result.metadata)
-    result = backend.generate_with_tools("Move to position (10, 0, 5)", [MOVE_TO], tool_choice="required")
     tool_call = result.metadata["tool_call"]
     assert tool_call["name"] == "move_to" and len(tool_call["arguments"]["target_position"]) == 3
+    assert result.metadata["tool_call_source"] == "native"
     backend.close()

@@ -1,0 +1,111 @@
+"""The agent service end to end through the CPU stack: game-shaped requests, decisions from the real engine.
+
+The model has random weights, so what is checked is the contract, not the wisdom: every
+decision is a configured tool whose params validate against that tool's schema, made by the
+model (``native tool call``), never a fallback ``idle``. The ``stack`` fixture and marker come
+from ``tests/stack/conftest.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import jsonschema
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from arena_vllm.config import load_settings
+from tests.support.stack import CpuStack
+
+TOOLS = {tool.name: tool.parameters for tool in load_settings().tools.tools}
+#: An observation as Agent Arena's foraging scene sends it.
+OBSERVATION = {
+    "agent_id": "forager_1",
+    "tick": 42,
+    "position": [0.0, 0.0, 0.0],
+    "rotation": [0.0, 90.0, 0.0],
+    "velocity": [0.0, 0.0, 0.0],
+    "visible_entities": [{"id": "forager_2", "type": "agent", "position": [10.0, 0.0, 0.0], "distance": 10.0}],
+    "nearby_resources": [
+        {"name": "berry_1", "type": "berry", "position": [3.0, 0.0, 4.0], "distance": 5.0},
+        {"name": "wood_7", "type": "wood", "position": [-12.0, 0.0, 5.0], "distance": 13.0},
+    ],
+    "nearby_hazards": [{"name": "fire_1", "type": "fire", "position": [-6.0, 0.0, 8.0], "distance": 10.0, "damage": 10}],
+    "nearby_stations": [],
+    "inventory": [{"id": "item_1", "name": "wood", "quantity": 2}],
+    "health": 90.0,
+    "energy": 75.5,
+    "perception_radius": 50.0,
+    "exploration": {"exploration_percentage": 12.5, "total_cells": 400, "seen_cells": 50},
+    "scenario_name": "foraging",
+    "objective": {"description": "Collect resources while avoiding hazards", "time_limit": 600,
+                  "success_metrics": {"resources_collected": {"target": 10, "weight": 1.0}}},
+    "current_progress": {"resources_collected": 1},
+    "custom": {},
+}
+
+
+@pytest.fixture
+def client(stack: CpuStack) -> Iterator[httpx.Client]:
+    # Generous: the first decisions on a 2-core CPU include engine warm-up.
+    with httpx.Client(base_url=stack.agent_url, timeout=120) as client:
+        yield client
+
+
+def assert_model_decision(decision: dict) -> None:
+    """A configured tool, params valid against its schema, and made by the model (not an idle after a failure)."""
+    assert decision["tool"] in TOOLS, decision
+    jsonschema.validate(decision["params"], TOOLS[decision["tool"]])
+    assert decision["reasoning"].startswith("native tool call"), decision
+
+
+def native_decisions(client: httpx.Client) -> float:
+    families = text_string_to_metric_families(client.get("/metrics").text)
+    return sum(sample.value for family in families for sample in family.samples
+               if sample.name == "arena_agent_decisions_total" and sample.labels["source"] == "native")
+
+
+def test_ready_names_the_served_model(client: httpx.Client, stack: CpuStack) -> None:
+    ready = client.get("/ready")
+    assert ready.status_code == 200, ready.text
+    assert ready.json() == {"ready": True, "models": [stack.served_model]}
+
+
+def test_an_agent_arena_observation_gets_a_schema_valid_tool_decision(client: httpx.Client) -> None:
+    response = client.post("/observe", json=OBSERVATION)
+    assert response.status_code == 200, response.text
+    decision = response.json()
+    assert decision["agent_id"] == "forager_1"
+    assert_model_decision(decision)
+
+
+def test_a_tick_of_8_returns_8_model_actions_in_input_order(client: httpx.Client) -> None:
+    ids = [f"forager_{n}" for n in (5, 2, 7, 0, 3, 6, 1, 4)]
+    agents = [
+        {"agent_id": agent_id, "observations": {**OBSERVATION, "agent_id": agent_id, "position": [float(n), 0.0, 0.0]}}
+        for n, agent_id in enumerate(ids)
+    ]
+    before = native_decisions(client)
+
+    response = client.post("/tick", json={"tick": 43, "agents": agents})
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["tick"] == 43
+    assert [action["agent_id"] for action in body["actions"]] == ids
+    for action in body["actions"]:
+        assert_model_decision(action["action"])
+    assert native_decisions(client) - before == 8
+
+
+def test_bad_requests_are_4xx_and_the_service_keeps_serving(client: httpx.Client) -> None:
+    missing = client.post("/observe", json={"agent_id": "a"})
+    assert missing.status_code == 422
+    assert missing.json()["detail"][0]["loc"] == ["body", "position"]
+    nan = client.post("/observe", content=b'{"agent_id": "a", "position": [NaN, 0, 0]}',
+                      headers={"content-type": "application/json"})
+    assert nan.status_code == 422
+    assert client.post("/observe", content=b"\xff", headers={"content-type": "application/json"}).status_code == 400
+    assert client.get("/health").json() == {"status": "ok"}
+    assert_model_decision(client.post("/observe", json=OBSERVATION).json())

@@ -1,0 +1,70 @@
+"""`docker compose config` of the GPU stack and of the CPU switch: what must be there, and safe."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+GPU_FILES = ["docker-compose.yml"]
+CPU_FILES = ["docker-compose.yml", "docker-compose.cpu.yml"]
+
+
+def compose_config(files: list[str], **env: str) -> dict[str, Any]:
+    if shutil.which("docker") is None:
+        pytest.fail("the docker CLI (with the compose plugin) is needed; .ci/run installs it")
+    clean_env = {k: v for k, v in os.environ.items() if not k.startswith(("VLLM_", "AGENT_", "ARENA_", "HF_"))}
+    args = [arg for file in files for arg in ("-f", file)]
+    result = subprocess.run(
+        ["docker", "compose", *args, "config", "--format", "json"],
+        cwd=REPO, capture_output=True, text=True, env={**clean_env, **env}, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_gpu_stack_reserves_gpus_keeps_secrets_and_checks_health() -> None:
+    vllm = compose_config(GPU_FILES)["services"]["vllm"]
+    devices = vllm["deploy"]["resources"]["reservations"]["devices"]
+    assert devices == [{"driver": "nvidia", "count": -1, "capabilities": ["gpu"]}]  # -1 = all
+    assert {secret["source"] for secret in vllm["secrets"]} == {"hf_token", "vllm_api_key"}
+    assert "python3" in vllm["healthcheck"]["test"] and vllm["healthcheck"]["start_period"]
+    assert vllm["build"]["target"] == "gpu"
+    assert "/root/.cache/huggingface" in {volume["target"] for volume in vllm["volumes"]}
+
+
+def test_gpu_count_comes_from_the_environment() -> None:
+    vllm = compose_config(GPU_FILES, VLLM_GPU_COUNT="2")["services"]["vllm"]
+    assert vllm["deploy"]["resources"]["reservations"]["devices"][0]["count"] == 2
+
+
+@pytest.mark.parametrize("files", [GPU_FILES, CPU_FILES], ids=["gpu", "cpu"])
+def test_every_published_port_binds_loopback_by_default(files: list[str]) -> None:
+    services = compose_config(files)["services"]
+    published = [port for service in services.values() for port in service.get("ports", [])]
+    assert published and all(port["host_ip"] == "127.0.0.1" for port in published)
+
+
+def test_ports_open_only_when_the_user_opts_out() -> None:
+    services = compose_config(GPU_FILES, ARENA_BIND_ADDRESS="0.0.0.0")["services"]
+    assert {port["host_ip"] for service in services.values() for port in service["ports"]} == {"0.0.0.0"}
+
+
+def test_the_agent_never_gets_the_hf_token() -> None:
+    agent = compose_config(GPU_FILES)["services"]["agent"]
+    assert {secret["source"] for secret in agent["secrets"]} == {"vllm_api_key"}
+    assert not any("HF_TOKEN" in key for key in agent["environment"])
+
+
+def test_cpu_switch_builds_the_cpu_target_without_gpu_reservation() -> None:
+    services = compose_config(CPU_FILES)["services"]
+    assert services["vllm"]["build"]["target"] == "cpu"
+    assert "deploy" not in services["vllm"]
+    assert services["vllm"]["environment"]["VLLM_PROFILE"] == "cpu"
+    assert services["agent"]["depends_on"]["vllm"]["condition"] == "service_healthy"

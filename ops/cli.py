@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
-from ops import base_images
+from arena_vllm.config import ConfigError
+from ops import base_images, doctor, download, up
+from ops.compose import OpsError
 
 
 def _base_images(args: argparse.Namespace) -> None:
@@ -20,9 +23,14 @@ def build_parser() -> argparse.ArgumentParser:
     images.add_argument("--force", action="store_true", help="rebuild even if present")
     images.add_argument("--mirror", default=base_images.DEBIAN_MIRROR, help="Debian mirror for debootstrap")
     images.set_defaults(func=_base_images)
+    for command in (doctor, up, download):
+        command.register(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    args.func(args)
+    try:
+        sys.exit(args.func(args))
+    except (OpsError, ConfigError) as exc:
+        sys.exit(f"{args.command}: {exc}")

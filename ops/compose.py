@@ -1,0 +1,158 @@
+"""What the ops commands share: the compose files for this machine, the compose CLI, the engine.
+
+Compose itself is the source of truth for every setting (ports, secret files, the profile the
+server will be asked for): :func:`resolved_config` asks ``docker compose config``, which reads
+the environment and ``.env`` exactly as ``up`` will, so no default is repeated here.
+
+Example::
+
+    device = detect_device(None)                 # "gpu" or "cpu" for this machine
+    config = resolved_config(device)
+    print(config["name"], compose_cmd(device, "ps"))
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import docker
+from docker.errors import DockerException
+
+# First: it puts client/ on sys.path, so a checkout works without `pip install`.
+from ops.run_vllm_server import gpu_vram_gib, pick_profile
+
+from arena_vllm.config import ConfigError, load_settings
+
+REPO = Path(__file__).resolve().parents[1]
+BASE_FILE = "docker-compose.yml"
+CPU_FILE = "docker-compose.cpu.yml"
+#: Where the vLLM service mounts a local model folder, and its HF cache volume (docker-compose.yml).
+MODELS_TARGET = "/models"
+HF_CACHE_VOLUME = "hf-cache"
+#: The uid the vLLM server runs as inside its image (Dockerfile.vllm: useradd --uid 1000).
+SERVER_UID = 1000
+ENGINE_TIMEOUT_S = 10
+COMPOSE_TIMEOUT_S = 60
+
+Device = Literal["gpu", "cpu"]
+
+
+class OpsError(RuntimeError):
+    """A failure of an ops command; the message says what failed and what to do next."""
+
+
+def compose_files(device: Device) -> list[str]:
+    """The compose files for a device: the CPU switch is an override file beside the base."""
+    return [BASE_FILE, CPU_FILE] if device == "cpu" else [BASE_FILE]
+
+
+def compose_cmd(device: Device, *args: str) -> list[str]:
+    """``docker compose -f ... <args>`` for a device, run from the repository root."""
+    files = [arg for name in compose_files(device) for arg in ("-f", name)]
+    return ["docker", "compose", *files, *args]
+
+
+def resolved_config(device: Device, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """``docker compose config`` as data: every ``${VAR}`` resolved from env and ``.env``."""
+    try:
+        result = subprocess.run(
+            compose_cmd(device, "config", "--format", "json"), cwd=REPO, env=dict(env or os.environ),
+            capture_output=True, text=True, timeout=COMPOSE_TIMEOUT_S,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise OpsError(f"docker compose config failed to run: {exc}") from None
+    if result.returncode != 0:
+        raise OpsError(f"docker compose config ({device} stack) failed: {result.stderr.strip()}")
+    return json.loads(result.stdout)
+
+
+def engine() -> docker.DockerClient:
+    """A client of the engine ``docker`` would use (DOCKER_HOST or the local socket)."""
+    return docker.from_env(timeout=ENGINE_TIMEOUT_S)
+
+
+def engine_runtimes() -> set[str]:
+    """Runtimes registered in the engine; empty when the engine cannot be reached."""
+    try:
+        return set(engine().info().get("Runtimes") or {})
+    except DockerException:
+        return set()
+
+
+def choose_device(forced: Device | None, runtimes: set[str], vram_gib: float | None) -> Device:
+    """GPU only when the engine can hand one to a container and nvidia-smi sees one."""
+    if forced:
+        return forced
+    return "gpu" if "nvidia" in runtimes and vram_gib is not None else "cpu"
+
+
+def detect_device(forced: Device | None) -> Device:
+    """:func:`choose_device` with this machine's engine runtimes and nvidia-smi."""
+    if forced:
+        return forced
+    return choose_device(None, engine_runtimes(), gpu_vram_gib())
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The profile and model the server will resolve to, as far as the host can tell."""
+
+    requested: str
+    profile: str
+    profile_device: Device
+    model: str
+    local_dir: Path | None = None
+
+
+def vllm_service(config: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The resolved ``vllm`` service of a compose config."""
+    return config["services"]["vllm"]
+
+
+def local_model_dir(config: Mapping[str, Any]) -> Path | None:
+    """The host folder mounted at /models when it holds a model (config.json), as the server checks."""
+    for volume in vllm_service(config).get("volumes", []):
+        if volume.get("target") == MODELS_TARGET and volume.get("type") == "bind":
+            source = Path(volume["source"])
+            return source if (source / "config.json").is_file() else None
+    return None
+
+
+def select_model(config: Mapping[str, Any], vram_gib: float | None) -> Selection:
+    """Mirror the entrypoint's choice: VLLM_PROFILE (auto -> by VRAM), then VLLM_MODEL, /models, profile."""
+    env = vllm_service(config).get("environment") or {}
+    requested = env.get("VLLM_PROFILE") or "auto"
+    overrides = shlex.split(env.get("ARENA_OVERRIDES") or "")
+    name = pick_profile(requested, overrides, vram_gib)
+    profile = load_settings([f"profile={name}", *overrides]).profile
+    device = stack_for(profile.device)
+    if env.get("VLLM_MODEL"):
+        return Selection(requested, name, device, env["VLLM_MODEL"])
+    if (folder := local_model_dir(config)) is not None:
+        return Selection(requested, name, device, f"local folder {folder}", local_dir=folder)
+    return Selection(requested, name, device, profile.model)
+
+
+def stack_for(profile_device: str) -> Device:
+    """The stack that can run a profile's device: cuda needs the GPU image."""
+    return "gpu" if profile_device == "cuda" else "cpu"
+
+
+def profile_device(name: str) -> Device:
+    """The stack a named profile is written for, read from configs/ (never copied)."""
+    if name == "auto":
+        raise ConfigError("auto is resolved inside the container, not a profile file")
+    return stack_for(load_settings([f"profile={name}"]).profile.device)
+
+
+def project_containers(client: docker.DockerClient, project: str) -> dict[str, Any]:
+    """This project's containers by service name (compose labels them)."""
+    found = client.containers.list(all=True, filters={"label": f"com.docker.compose.project={project}"})
+    return {container.labels.get("com.docker.compose.service", container.name): container for container in found}

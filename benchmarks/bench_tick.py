@@ -1,0 +1,220 @@
+"""How much a /tick costs next to the engine alone, and next to deciding agents one after another.
+
+One run, against one vLLM server, measures:
+
+1. one single-agent decision (``POST /observe``);
+2. a ``POST /tick`` of N agents (the agent service decides them concurrently);
+3. the same N chat requests sent straight to vLLM at once (``AsyncOpenAI``): the engine's own
+   limit. They are built by the same code the service uses (``render_observation`` and the
+   backend's ``native_tools_request``), with the same tools, tool_choice and sampling;
+4. N ``/observe`` calls one after another, as Agent Arena's own server decided a tick.
+
+Each is warmed up, then repeated (interleaved, so drift hits all alike) and the median kept.
+Targets: tick / direct <= 1.1 (the service adds almost nothing); sequential / tick as large as
+the engine's batching allows (~2x on a 2-core CPU, far more on a GPU).
+
+Start the stack first (the agent with a deadline long enough for a CPU tick), e.g.::
+
+    AGENT_TICK_DEADLINE_S=300 docker compose -f docker-compose.yml -f docker-compose.cpu.yml up -d --wait
+    python benchmarks/bench_tick.py --agent-url http://127.0.0.1:5000 \\
+        --vllm-api-base http://127.0.0.1:8000/v1 --model Qwen/Qwen2.5-0.5B-Instruct --agents 32
+
+or let the script start (and remove) the test CPU stack with its tiny model::
+
+    python benchmarks/bench_tick.py --start-stack --agents 32
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from openai import AsyncOpenAI
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # tests.support.stack, for --start-stack
+
+from arena_vllm.agent.prompt import render_observation  # noqa: E402
+from arena_vllm.agent.schemas import Observation  # noqa: E402
+from arena_vllm.backends.chat import native_tools_request  # noqa: E402
+from arena_vllm.backends.tools import normalize_tools  # noqa: E402
+from arena_vllm.config import Settings, env_overrides, load_settings  # noqa: E402
+
+#: One request timeout for everything: a CPU engine under a tick of 32 is slow, and a timeout
+#: here would measure the timeout, not the engine.
+TIMEOUT_S = 600.0
+TICK_TARGET = 1.1
+MODEL_MADE = ("native tool call", "fallback tool call")
+
+
+@dataclass
+class Target:
+    """Where to send: the agent service, and the vLLM server behind it."""
+
+    agent_url: str
+    vllm_api_base: str
+    model: str
+    api_key: str
+
+
+def observations(count: int) -> list[dict[str, Any]]:
+    """``count`` Agent Arena-shaped observations, each agent somewhere else (so prompts differ as in a game)."""
+    return [
+        {
+            "agent_id": f"forager_{n}",
+            "tick": 1,
+            "position": [float(n % 8) * 5.0, 0.0, float(n // 8) * 5.0],
+            "nearby_resources": [
+                {"name": f"berry_{n}", "type": "berry", "position": [float(n % 8) * 5.0 + 3.0, 0.0, 4.0]},
+                {"name": f"wood_{n}", "type": "wood", "position": [-10.0, 0.0, float(n)]},
+            ],
+            "nearby_hazards": [{"name": "fire_1", "type": "fire", "position": [20.0, 0.0, 20.0], "damage": 10}],
+            "inventory": [{"id": "i1", "name": "wood", "quantity": n % 3}],
+            "health": 100.0 - n,
+            "energy": 80.0,
+            "scenario_name": "foraging",
+            "objective": {"description": "Collect resources while avoiding hazards", "time_limit": 600},
+        }
+        for n in range(count)
+    ]
+
+
+class Bench:
+    """The four measurements, sharing clients and the precomputed direct requests."""
+
+    def __init__(self, target: Target, settings: Settings, agents: int) -> None:
+        self.target = target
+        self.observations = observations(agents)
+        agent = settings.agent
+        sampling = {"temperature": agent.temperature, "top_p": settings.backend.top_p, "max_tokens": agent.max_tokens}
+        tools = normalize_tools(settings.tools.tools)
+        self.direct_requests = [
+            native_tools_request(
+                target.model, render_observation(Observation.model_validate(obs), agent.max_entities_in_prompt),
+                agent.system_prompt, tools, agent.tool_choice, sampling,
+            )
+            for obs in self.observations
+        ]
+        limits = httpx.Limits(max_connections=agents + 8, max_keepalive_connections=agents + 8)
+        self.http = httpx.AsyncClient(base_url=target.agent_url, timeout=TIMEOUT_S, limits=limits)
+        self.vllm = AsyncOpenAI(base_url=target.vllm_api_base, api_key=target.api_key, max_retries=0,
+                                timeout=TIMEOUT_S)
+        self.model_decisions: list[int] = []  # per tick: actions the model made (not idle after a failure)
+
+    async def close(self) -> None:
+        await self.http.aclose()
+        await self.vllm.close()
+
+    async def single(self) -> None:
+        (await self.http.post("/observe", json=self.observations[0])).raise_for_status()
+
+    async def tick(self) -> None:
+        agents = [{"agent_id": obs["agent_id"], "observations": obs} for obs in self.observations]
+        response = await self.http.post("/tick", json={"tick": 1, "agents": agents})
+        response.raise_for_status()
+        actions = response.json()["actions"]
+        # The policy's reasoning says "native tool call" or "fallback tool call" when the model decided.
+        self.model_decisions.append(sum(a["action"]["reasoning"].startswith(MODEL_MADE) for a in actions))
+
+    async def direct(self) -> None:
+        await asyncio.gather(*(self.vllm.chat.completions.create(**request) for request in self.direct_requests))
+
+    async def sequential(self) -> None:
+        for obs in self.observations:
+            (await self.http.post("/observe", json=obs)).raise_for_status()
+
+
+async def timed(step: Callable[[], Awaitable[None]]) -> float:
+    started = time.perf_counter()
+    await step()
+    return time.perf_counter() - started
+
+
+async def run(target: Target, settings: Settings, agents: int, repeats: int) -> None:
+    bench = Bench(target, settings, agents)
+    steps = {"single": bench.single, "tick": bench.tick, "direct": bench.direct, "sequential": bench.sequential}
+    try:
+        print(f"warming up ({agents} agents, model {target.model!r})", file=sys.stderr)
+        for name in ("single", "direct", "tick"):
+            await steps[name]()
+        bench.model_decisions.clear()
+        times: dict[str, list[float]] = {name: [] for name in steps}
+        for repeat in range(repeats):
+            for name, step in steps.items():
+                times[name].append(await timed(step))
+            print(f"repeat {repeat + 1}/{repeats}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()),
+                  file=sys.stderr)
+    finally:
+        await bench.close()
+    report({name: statistics.median(values) for name, values in times.items()}, agents, repeats, bench.model_decisions)
+
+
+def report(median: dict[str, float], agents: int, repeats: int, model_decisions: list[int]) -> None:
+    tick_ratio = median["tick"] / median["direct"]
+    verdict = "ok" if tick_ratio <= TICK_TARGET else "OVER TARGET"
+    rows = [
+        ("one /observe", f"{median['single']:.3f} s"),
+        (f"/tick of {agents}", f"{median['tick']:.3f} s  (model decisions per tick: {model_decisions})"),
+        (f"{agents} requests straight to vLLM, at once", f"{median['direct']:.3f} s"),
+        (f"{agents} /observe one after another", f"{median['sequential']:.3f} s"),
+        ("tick / direct concurrent", f"{tick_ratio:.3f}  (target <= {TICK_TARGET}: {verdict})"),
+        ("sequential / tick", f"{median['sequential'] / median['tick']:.2f}x"),
+    ]
+    print(f"\nmedian of {repeats} runs, {agents} agents")
+    for label, value in rows:
+        print(f"  {label:<40} {value}")
+    if any(count < agents for count in model_decisions):
+        print("warning: some agents got idle after a failure (deadline?): raise AGENT_TICK_DEADLINE_S", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def started_stack() -> Iterator[Target]:
+    """The test CPU stack (tiny model), with a deadline long enough for a CPU tick; removed afterwards."""
+    from tests.support.stack import start_cpu_stack
+
+    os.environ.setdefault("AGENT_TICK_DEADLINE_S", "600")  # compose interpolates from the environment
+    with tempfile.TemporaryDirectory() as workdir, start_cpu_stack(Path(workdir)) as stack:
+        yield Target(stack.agent_url, stack.vllm_api_base, stack.served_model, stack.api_key)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--agent-url", default="http://127.0.0.1:5000")
+    parser.add_argument("--vllm-api-base", default="http://127.0.0.1:8000/v1")
+    parser.add_argument("--model", default="", help="served model name (default: the first the server lists)")
+    parser.add_argument("--api-key", default=os.environ.get("VLLM_API_KEY", "EMPTY"), help="default: $VLLM_API_KEY")
+    parser.add_argument("--agents", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--start-stack", action="store_true", help="start the test CPU stack (Docker) and remove it")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides the agent service runs with, e.g. agent.max_tokens=64")
+    args = parser.parse_args()
+    settings = load_settings([*args.overrides, *env_overrides()])
+
+    with contextlib.ExitStack() as stack:
+        if args.start_stack:
+            target = stack.enter_context(started_stack())
+        else:
+            target = Target(args.agent_url, args.vllm_api_base, args.model or first_model(args), args.api_key)
+        asyncio.run(run(target, settings, args.agents, args.repeats))
+
+
+def first_model(args: argparse.Namespace) -> str:
+    """The served model, as the agent service picks it when none is configured."""
+    response = httpx.get(f"{args.vllm_api_base}/models", headers={"Authorization": f"Bearer {args.api_key}"}, timeout=30)
+    response.raise_for_status()
+    return response.json()["data"][0]["id"]
+
+
+if __name__ == "__main__":
+    main()

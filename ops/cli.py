@@ -6,13 +6,17 @@ import argparse
 import sys
 
 from arena_vllm.config import ConfigError
-from ops import base_images, doctor, download, up
+from ops import base_images, doctor, download, profiles, up
 from ops.compose import OpsError
 
 
 def _base_images(args: argparse.Namespace) -> None:
     tag = base_images.build_python_base(force=args.force, mirror=args.mirror)
     print(f"export PYTHON_BASE={tag}   # for docker compose build")
+
+
+def _profiles(args: argparse.Namespace) -> None:
+    print(profiles.profiles_table())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     images.add_argument("--force", action="store_true", help="rebuild even if present")
     images.add_argument("--mirror", default=base_images.DEBIAN_MIRROR, help="Debian mirror for debootstrap")
     images.set_defaults(func=_base_images)
+    table = commands.add_parser("profiles", help="print the hardware profiles as a table (from configs/profile)")
+    table.set_defaults(func=_profiles)
     for command in (doctor, up, download):
         command.register(commands)
     return parser

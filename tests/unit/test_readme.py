@@ -1,0 +1,22 @@
+"""The README says what the code does: its generated parts match their sources."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from ops.profiles import profiles_table
+
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+
+
+def test_profiles_table_matches_configs() -> None:
+    match = re.search(r"<!-- profiles:start -->\n(.*?)\n<!-- profiles:end -->", README, re.S)
+    assert match, "README lost its profiles table markers"
+    assert match.group(1) == profiles_table(), "regenerate it: python -m ops profiles"
+
+
+def test_test_command_is_the_one_ci_runs() -> None:
+    ci = (Path(__file__).resolve().parents[2] / ".ci" / "run").read_text()
+    assert "pip install -e 'client[test]' && python -m pytest" in README
+    assert ".venv/bin/python -m pytest" in ci

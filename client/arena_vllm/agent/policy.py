@@ -36,6 +36,8 @@ from arena_vllm.backends import BackendError, GenerationResult, LLMBackend
 from arena_vllm.config import Settings
 
 logger = logging.getLogger(__name__)
+#: The ``source`` of a decision that is ``idle`` because the model gave none.
+IDLE_AFTER_FAILURE = "idle_after_failure"
 
 
 class DecisionPolicy:
@@ -65,14 +67,19 @@ class DecisionPolicy:
     async def decide_tick(self, observations: Sequence[Observation]) -> list[Decision]:
         """One decision per observation, in input order, all within one ``tick_deadline_s``."""
         deadline = asyncio.get_running_loop().time() + self._deadline_s
-        return list(await asyncio.gather(*(self._decide(obs, deadline) for obs in observations)))
+        outcomes = await asyncio.gather(*(self._decide(obs, deadline) for obs in observations))
+        failed = sorted({d.reasoning for d, source in outcomes if source == IDLE_AFTER_FAILURE})
+        if failed:  # one line per tick, not per agent: a broken engine would flood the log
+            count = sum(source == IDLE_AFTER_FAILURE for _, source in outcomes)
+            logger.warning("%d of %d agents got idle; reasons: %s", count, len(outcomes), "; ".join(failed[:3]))
+        return [decision for decision, _ in outcomes]
 
-    async def _decide(self, observation: Observation, deadline: float) -> Decision:
+    async def _decide(self, observation: Observation, deadline: float) -> tuple[Decision, str]:
         started = time.perf_counter()
         decision, source = await self._attempt(observation, deadline)
         self._metrics.latency.observe(time.perf_counter() - started)
         self._metrics.decisions.labels(tool=decision.tool, source=source).inc()
-        return decision
+        return decision, source
 
     async def _attempt(self, observation: Observation, deadline: float) -> tuple[Decision, str]:
         """The decision and its source (native, fallback, idle_after_failure)."""
@@ -102,7 +109,7 @@ class DecisionPolicy:
                 )
 
     def _check(self, result: GenerationResult) -> tuple[Decision, str]:
-        """Accept the backend's schema-valid call only if it names a configured tool."""
+        """The backend's schema-valid call, if it names a configured tool (which also bounds the metric's labels)."""
         call: dict[str, Any] | None = result.metadata.get("tool_call")
         if call is None:
             why = result.metadata.get("tool_call_error") or "the model made no tool call"
@@ -113,12 +120,11 @@ class DecisionPolicy:
             json.dumps(call["arguments"], allow_nan=False)
         except ValueError:
             return self._failed("no_valid_call", f"the {call['name']!r} call has NaN or Infinity in its arguments")
-        source = result.metadata.get("tool_call_source", "native")
-        said = result.text.strip() if result.text else ""
+        source = result.metadata["tool_call_source"]
+        said = result.text.strip() if source == "native" else ""  # a fallback's text is the call itself
         reasoning = f"{source} tool call" + (f": {said}" if said else "")
         return Decision(tool=call["name"], params=call["arguments"], reasoning=reasoning), source
 
     def _failed(self, kind: str, reason: str) -> tuple[Decision, str]:
         self._metrics.backend_errors.labels(kind=kind).inc()
-        logger.warning("idle instead of a decision: %s", reason)
-        return Decision.idle(reason), "idle_after_failure"
+        return Decision.idle(reason), IDLE_AFTER_FAILURE

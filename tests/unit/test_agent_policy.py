@@ -1,0 +1,55 @@
+"""DecisionPolicy at the backend boundary: answers no real backend gives (a bug, an unknown tool) still become idle."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from arena_vllm.agent.metrics import AgentMetrics
+from arena_vllm.agent.policy import DecisionPolicy
+from arena_vllm.agent.schemas import Observation
+from arena_vllm.backends import GenerationResult
+from arena_vllm.config import load_settings
+
+SETTINGS = load_settings()
+OBS = Observation.model_validate({"agent_id": "a", "position": [0, 0, 0]})
+
+
+class Answering:
+    """A backend that returns a fixed result, or raises a fixed exception."""
+
+    def __init__(self, answer: GenerationResult | Exception) -> None:
+        self.answer = answer
+
+    async def agenerate_with_tools(self, prompt: str, tools: Any, **options: Any) -> GenerationResult:
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+
+def called(name: str, arguments: dict, text: str = "") -> GenerationResult:
+    metadata = {"tool_call": {"name": name, "arguments": arguments}, "tool_call_source": "native"}
+    return GenerationResult(text=text, tokens_used=1, finish_reason="tool_calls", metadata=metadata)
+
+
+@pytest.mark.parametrize(
+    ("answer", "reason", "kind"),
+    [
+        (called("teleport", {}), "the model called 'teleport'", "unknown_tool"),
+        (called("move_to", {"target_position": [float("nan"), 0, 0]}), "NaN or Infinity", "no_valid_call"),
+        (RuntimeError("boom"), "internal error (RuntimeError): boom", "internal"),
+    ],
+    ids=["unknown-tool", "nan-arguments", "bug"],
+)
+async def test_unusable_answers_become_idle_with_the_reason(answer: Any, reason: str, kind: str) -> None:
+    metrics = AgentMetrics()
+    [decision] = await DecisionPolicy(Answering(answer), SETTINGS, metrics).decide_tick([OBS])  # type: ignore[arg-type]
+    assert decision.tool == "idle" and reason in decision.reasoning
+    assert metrics.registry.get_sample_value("arena_agent_backend_errors_total", {"kind": kind}) == 1
+
+
+async def test_the_models_own_words_are_kept_as_reasoning() -> None:
+    backend = Answering(called("idle", {}, text="  Nothing in reach.  "))
+    [decision] = await DecisionPolicy(backend, SETTINGS, AgentMetrics()).decide_tick([OBS])  # type: ignore[arg-type]
+    assert (decision.tool, decision.reasoning) == ("idle", "native tool call: Nothing in reach.")

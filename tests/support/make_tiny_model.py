@@ -69,6 +69,22 @@ CORPUS = [
 ]
 
 
+def sample_calls(count: int = 400) -> list[str]:
+    """Tool calls with varied numbers and names, so that BPE learns JSON and digit merges:
+    with single-character tokens a move_to call runs past 128 tokens."""
+    import random
+
+    rng = random.Random(0)
+    calls = []
+    for _ in range(count):
+        position = [round(rng.uniform(-100, 100), rng.choice([0, 1, 2, 6])) for _ in range(3)]
+        calls.append(json.dumps({"name": "move_to", "arguments": {"target_position": position,
+                                                                  "speed": round(rng.uniform(0.1, 2), 3)}}))
+        name = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz0123456789_") for _ in range(rng.randint(3, 32)))
+        calls.append(json.dumps({"name": "collect", "arguments": {"target_name": name}}))
+    return [f"<tool_call>\n{call}\n</tool_call>" for call in calls]
+
+
 def make_tokenizer(out: Path) -> int:
     """Train a byte-level BPE on a small corpus and save it with the chat template."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -78,11 +94,11 @@ def make_tokenizer(out: Path) -> int:
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=1024,
+        vocab_size=2048,
         special_tokens=SPECIAL_TOKENS,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),  # every byte can be produced
     )
-    tokenizer.train_from_iterator(CORPUS * 20, trainer=trainer)
+    tokenizer.train_from_iterator(CORPUS * 20 + sample_calls(), trainer=trainer)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
         eos_token="<|im_end|>",

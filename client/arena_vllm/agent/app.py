@@ -17,6 +17,7 @@ Example::
 
 from __future__ import annotations
 
+import logging
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
@@ -31,6 +32,8 @@ from arena_vllm.agent.policy import DecisionPolicy
 from arena_vllm.agent.schemas import Observation, ObserveResponse, TickAction, TickRequest, TickResponse
 from arena_vllm.backends import VLLMBackend, VLLMBackendConfig
 from arena_vllm.config import Settings
+
+logger = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings, backend: VLLMBackend | None = None) -> FastAPI:
@@ -47,6 +50,9 @@ def create_app(settings: Settings, backend: VLLMBackend | None = None) -> FastAP
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # A process's first OpenAI SDK call spends ~1.3 s on lazy set-up: pay it at start-up,
+        # not out of the first tick's deadline. The probe answers in 5 s at most, even if vLLM is down.
+        logger.info("backend: %s", (await backend.astatus()).reason)
         yield
         await backend.aclose()
 

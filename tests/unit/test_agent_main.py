@@ -62,6 +62,7 @@ def test_serves_with_settings_from_the_environment_and_prints_no_secret() -> Non
         finally:
             process.terminate()
             output = process.communicate(timeout=15)[0]
+    assert "arena_vllm.agent.app: backend: " in output and "serves 'tiny'" in output  # start-up probe
     assert "Application shutdown complete" in output  # SIGTERM: lifespan ran, the backend was closed
     assert '"tick_deadline_s": 3.0' in output and fault.api_base in output
     assert "sk-do-not-print" not in output

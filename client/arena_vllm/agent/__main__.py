@@ -12,6 +12,7 @@ Example::
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from typing import Sequence
 
@@ -30,6 +31,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"arena_vllm.agent: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(_printable(settings), indent=2), flush=True)
+    # uvicorn configures only its own loggers; ours (failed decisions, backend status) go to stderr too.
+    logging.basicConfig(level=logging.INFO, format="%(levelname)-9s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per model call otherwise
     uvicorn.run(create_app(settings), host=settings.agent.host, port=settings.agent.port, log_level="info")
     return 0
 

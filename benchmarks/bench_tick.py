@@ -45,11 +45,11 @@ from openai import AsyncOpenAI
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # tests.support.stack, for --start-stack
 
-from arena_vllm.agent.prompt import render_observation  # noqa: E402
-from arena_vllm.agent.schemas import Observation  # noqa: E402
-from arena_vllm.backends.chat import native_tools_request  # noqa: E402
-from arena_vllm.backends.tools import normalize_tools  # noqa: E402
-from arena_vllm.config import Settings, env_overrides, load_settings  # noqa: E402
+from arena_vllm.agent.prompt import render_observation
+from arena_vllm.agent.schemas import Observation
+from arena_vllm.backends.chat import native_tools_request
+from arena_vllm.backends.tools import normalize_tools
+from arena_vllm.config import Settings, env_overrides, load_settings
 
 #: One request timeout for everything: a CPU engine under a tick of 32 is slow, and a timeout
 #: here would measure the timeout, not the engine.

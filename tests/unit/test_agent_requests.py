@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import socket
-from typing import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest

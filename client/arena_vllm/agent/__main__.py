@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 import uvicorn
 

@@ -18,8 +18,8 @@ Example::
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import AsyncIterator
 
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.encoders import jsonable_encoder
@@ -63,8 +63,8 @@ def create_app(settings: Settings, backend: VLLMBackend | None = None) -> FastAP
         lifespan=lifespan,
         # Starlette's limiter: checks Content-Length up front and counts the bytes actually read.
         max_body_size=settings.agent.max_body_bytes,
+        exception_handlers={RequestValidationError: _validation_error},
     )
-    app.add_exception_handler(RequestValidationError, _validation_error)
 
     @app.post("/observe")
     async def observe(observation: Observation) -> ObserveResponse:

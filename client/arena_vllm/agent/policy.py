@@ -27,7 +27,8 @@ import asyncio
 import json
 import logging
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from arena_vllm.agent.metrics import AgentMetrics
 from arena_vllm.agent.prompt import render_observation
@@ -87,7 +88,7 @@ class DecisionPolicy:
         remaining = deadline - asyncio.get_running_loop().time()
         try:
             result = await asyncio.wait_for(self._call(prompt), timeout=remaining)
-        except asyncio.TimeoutError:
+        except asyncio.TimeoutError:  # noqa: UP041 - the builtin TimeoutError only from Python 3.11
             return self._failed("deadline", f"no decision within the tick deadline of {self._deadline_s:g} s")
         except BackendError as exc:
             return self._failed(type(exc).__name__, f"backend error ({type(exc).__name__}): {exc}")

@@ -20,7 +20,7 @@ Example::
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 from arena_vllm.agent.schemas import Hazard, Observation, Resource
 
@@ -29,8 +29,10 @@ def render_observation(observation: Observation, max_entities: int) -> str:
     """The user prompt for one agent; ``max_entities`` caps resources, hazards and stations each."""
     obs = observation
     lines = [
-        f"Tick {obs.tick}. You are agent {obs.agent_id} at {_vec(obs.position)}. "
-        f"Health {_num(obs.health)}, energy {_num(obs.energy)}, perception radius {_num(obs.perception_radius)}."
+        (
+            f"Tick {obs.tick}. You are agent {obs.agent_id} at {_vec(obs.position)}. "
+            f"Health {_num(obs.health)}, energy {_num(obs.energy)}, perception radius {_num(obs.perception_radius)}."
+        )
     ]
     if obs.objective is not None:
         limit = f" (time limit {obs.objective.time_limit} ticks)" if obs.objective.time_limit else ""

@@ -156,7 +156,7 @@ class Decision(BaseModel):
     reasoning: str = ""
 
     @classmethod
-    def idle(cls, reasoning: str) -> "Decision":
+    def idle(cls, reasoning: str) -> Decision:
         """The safe action when no decision could be made; ``reasoning`` says why."""
         return cls(tool="idle", params={}, reasoning=reasoning)
 

@@ -19,6 +19,7 @@ import re
 import shlex
 from pathlib import Path
 from typing import Any, Literal, Sequence
+from urllib.parse import urlsplit
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
@@ -29,6 +30,14 @@ CONFIG_DIR_ENV = "ARENA_CONFIG_DIR"
 #: Environment variable holding extra Hydra overrides, shell-quoted, e.g. "profile=cpu agent.port=5001".
 OVERRIDES_ENV = "ARENA_OVERRIDES"
 _SIZE_PATTERN = r"^[0-9]+[KMGT]?$"
+
+
+def http_url(value: str) -> str:
+    """An http(s) URL without its trailing slash; a ValueError worded for the user otherwise."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"must be an http:// or https:// URL like http://localhost:8000/v1, not {value!r}")
+    return value.rstrip("/")
 
 
 class ConfigError(ValueError):
@@ -86,9 +95,7 @@ class BackendSettings(_Model):
     @field_validator("api_base")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        if not re.match(r"^https?://[^\s/]+", value):
-            raise ValueError("must be an http:// or https:// URL, e.g. http://localhost:8000/v1")
-        return value.rstrip("/")
+        return http_url(value)
 
 
 class ProfileSettings(_Model):

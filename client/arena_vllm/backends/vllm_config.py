@@ -17,11 +17,10 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal, Sequence
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from arena_vllm.config import BackendSettings, env_overrides, load_settings
+from arena_vllm.config import BackendSettings, env_overrides, http_url, load_settings
 
 _DEFAULTS = BackendSettings()
 
@@ -55,10 +54,7 @@ class VLLMBackendConfig(BaseModel):
     @field_validator("api_base")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"must be an http:// or https:// URL like http://localhost:8000/v1, not {value!r}")
-        return value.rstrip("/")
+        return http_url(value)
 
     @field_validator("tool_choice")
     @classmethod

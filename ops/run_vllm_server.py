@@ -50,18 +50,23 @@ class ServerPlan:
     env: dict[str, str]
 
 
-def gpu_vram_gib() -> float | None:
-    """Smallest VRAM among visible GPUs in GiB, or None when nvidia-smi is absent or finds none."""
+def nvidia_smi_query(fields: str) -> list[str]:
+    """One CSV line per visible GPU for ``--query-gpu=fields``; empty without nvidia-smi or a GPU."""
     if shutil.which("nvidia-smi") is None:
-        return None
+        return []
     try:
         out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
+            ["nvidia-smi", f"--query-gpu={fields}", "--format=csv,noheader,nounits"],
             capture_output=True, text=True, timeout=20, check=True,
         ).stdout
     except (subprocess.SubprocessError, OSError):
-        return None
-    sizes_mib = [float(line) for line in out.split() if line.strip()]
+        return []
+    return [line.strip() for line in out.splitlines() if line.strip()]
+
+
+def gpu_vram_gib() -> float | None:
+    """Smallest VRAM among visible GPUs in GiB, or None when nvidia-smi is absent or finds none."""
+    sizes_mib = [float(line) for line in nvidia_smi_query("memory.total")]
     return min(sizes_mib) / 1024 if sizes_mib else None
 
 

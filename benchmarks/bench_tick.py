@@ -34,10 +34,10 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from openai import AsyncOpenAI
@@ -50,6 +50,9 @@ from arena_vllm.agent.schemas import Observation
 from arena_vllm.backends.chat import native_tools_request
 from arena_vllm.backends.tools import normalize_tools
 from arena_vllm.config import Settings, env_overrides, load_settings
+
+if TYPE_CHECKING:
+    from tests.support.stack import CpuStack
 
 #: One request timeout for everything: a CPU engine under a tick of 32 is slow, and a timeout
 #: here would measure the timeout, not the engine.
@@ -111,6 +114,15 @@ class Bench:
         self.vllm = AsyncOpenAI(base_url=target.vllm_api_base, api_key=target.api_key, max_retries=0,
                                 timeout=TIMEOUT_S)
         self.model_decisions: list[int] = []  # per tick: actions the model made (not idle after a failure)
+        self.metrics_url = target.vllm_api_base.removesuffix("/v1") + "/metrics"
+        self.auth = {"Authorization": f"Bearer {target.api_key}"}
+
+    async def generated_tokens(self) -> float:
+        """vLLM's ``generation_tokens_total`` counter: the work a step asked of the engine, whichever path."""
+        response = await self.http.get(self.metrics_url, headers=self.auth)
+        response.raise_for_status()
+        return sum(float(line.rsplit(" ", 1)[1]) for line in response.text.splitlines()
+                   if line.startswith("vllm:generation_tokens_total"))
 
     async def close(self) -> None:
         await self.http.aclose()
@@ -150,23 +162,32 @@ async def run(target: Target, settings: Settings, agents: int, repeats: int) -> 
             await steps[name]()
         bench.model_decisions.clear()
         times: dict[str, list[float]] = {name: [] for name in steps}
+        tokens: dict[str, list[float]] = {name: [] for name in steps}
         for repeat in range(repeats):
             for name, step in steps.items():
+                before = await bench.generated_tokens()
                 times[name].append(await timed(step))
-            print(f"repeat {repeat + 1}/{repeats}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()),
+                tokens[name].append(await bench.generated_tokens() - before)
+            print(f"repeat {repeat + 1}/{repeats}: "
+                  + ", ".join(f"{k} {v[-1]:.2f} s ({tokens[k][-1]:.0f} tokens)" for k, v in times.items()),
                   file=sys.stderr)
     finally:
         await bench.close()
-    report({name: statistics.median(values) for name, values in times.items()}, agents, repeats, bench.model_decisions)
+    report({name: statistics.median(values) for name, values in times.items()},
+           {name: statistics.median(values) for name, values in tokens.items()}, agents, repeats, bench.model_decisions)
 
 
-def report(median: dict[str, float], agents: int, repeats: int, model_decisions: list[int]) -> None:
+def report(
+    median: dict[str, float], tokens: dict[str, float], agents: int, repeats: int, model_decisions: list[int]
+) -> None:
     tick_ratio = median["tick"] / median["direct"]
     verdict = "ok" if tick_ratio <= TICK_TARGET else "OVER TARGET"
     rows = [
         ("one /observe", f"{median['single']:.3f} s"),
-        (f"/tick of {agents}", f"{median['tick']:.3f} s  (model decisions per tick: {model_decisions})"),
-        (f"{agents} requests straight to vLLM, at once", f"{median['direct']:.3f} s"),
+        (f"/tick of {agents}", f"{median['tick']:.3f} s  ({tokens['tick']:.0f} tokens generated; "
+                               + f"model decisions per tick: {model_decisions})"),
+        (f"{agents} requests straight to vLLM, at once",
+         f"{median['direct']:.3f} s  ({tokens['direct']:.0f} tokens generated)"),
         (f"{agents} /observe one after another", f"{median['sequential']:.3f} s"),
         ("tick / direct concurrent", f"{tick_ratio:.3f}  (target <= {TICK_TARGET}: {verdict})"),
         ("sequential / tick", f"{median['sequential'] / median['tick']:.2f}x"),
@@ -179,13 +200,19 @@ def report(median: dict[str, float], agents: int, repeats: int, model_decisions:
 
 
 @contextlib.contextmanager
-def started_stack() -> Iterator[Target]:
+def started_stack(overrides: Sequence[str] = ()) -> Iterator[CpuStack]:
     """The test CPU stack (tiny model), with a deadline long enough for a CPU tick; removed afterwards."""
     from tests.support.stack import start_cpu_stack
 
     os.environ.setdefault("AGENT_TICK_DEADLINE_S", "600")  # compose interpolates from the environment
+    if overrides:  # the agent runs with the same overrides the direct requests are built with
+        os.environ["AGENT_OVERRIDES"] = " ".join([os.environ.get("AGENT_OVERRIDES", ""), *overrides]).strip()
     with tempfile.TemporaryDirectory() as workdir, start_cpu_stack(Path(workdir)) as stack:
-        yield Target(stack.agent_url, stack.vllm_api_base, stack.served_model, stack.api_key)
+        yield stack
+
+
+def stack_target(stack: CpuStack) -> Target:
+    return Target(stack.agent_url, stack.vllm_api_base, stack.served_model, stack.api_key)
 
 
 def main() -> None:
@@ -203,7 +230,7 @@ def main() -> None:
 
     with contextlib.ExitStack() as stack:
         if args.start_stack:
-            target = stack.enter_context(started_stack())
+            target = stack_target(stack.enter_context(started_stack(args.overrides)))
         else:
             target = Target(args.agent_url, args.vllm_api_base, args.model or first_model(args), args.api_key)
         asyncio.run(run(target, settings, args.agents, args.repeats))

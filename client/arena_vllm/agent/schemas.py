@@ -23,7 +23,8 @@ MAX_ID_CHARS = 128
 MAX_TEXT_CHARS = 2000
 MAX_LIST_ITEMS = 512
 
-Id = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_CHARS)]
+#: Ids go into log lines and prompts: no control characters (a newline would forge a log line).
+Id = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_CHARS, pattern=r"^[^\x00-\x1f\x7f]*$")]
 Label = Annotated[str, StringConstraints(max_length=MAX_ID_CHARS)]
 Text = Annotated[str, StringConstraints(max_length=MAX_TEXT_CHARS)]
 Distance = Annotated[FiniteFloat, Field(ge=0)]

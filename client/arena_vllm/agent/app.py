@@ -2,8 +2,9 @@
 
 Bad requests are the caller's fault and get 4xx naming the field (413 over
 ``agent.max_body_bytes`` or ``agent.max_agents_per_tick``, 422 for a missing or ill-typed
-field, a non-finite number, or a body that is not JSON). Model and engine failures are not:
-those agents get ``idle`` with the reason, with HTTP 200.
+field, a non-finite number, or a body that is not JSON, 400 naming why ``json`` could not
+decode the body: not UTF-8, nested too deeply, an integer of thousands of digits). Model and
+engine failures are not: those agents get ``idle`` with the reason, with HTTP 200.
 
 Example::
 
@@ -18,13 +19,16 @@ Example::
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from arena_vllm import __version__
 from arena_vllm.agent.metrics import AgentMetrics
@@ -47,6 +51,7 @@ def create_app(settings: Settings, backend: VLLMBackend | None = None) -> FastAP
     metrics = AgentMetrics()
     policy = DecisionPolicy(backend, settings, metrics)
     max_agents = settings.agent.max_agents_per_tick
+    max_body = settings.agent.max_body_bytes
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -62,8 +67,8 @@ def create_app(settings: Settings, backend: VLLMBackend | None = None) -> FastAP
         description="Agent Arena's agent protocol; every decision comes from an LLM served by vLLM.",
         lifespan=lifespan,
         # Starlette's limiter: checks Content-Length up front and counts the bytes actually read.
-        max_body_size=settings.agent.max_body_bytes,
-        exception_handlers={RequestValidationError: _validation_error},
+        max_body_size=max_body,
+        exception_handlers={RequestValidationError: _validation_error, StarletteHTTPException: _body_errors(max_body)},
     )
 
     @app.post("/observe")
@@ -107,6 +112,38 @@ def create_app(settings: Settings, backend: VLLMBackend | None = None) -> FastAP
         return Response(metrics.render(), media_type=metrics.content_type)
 
     return app
+
+
+def _body_errors(max_body: int) -> Callable[[Request, Any], Coroutine[Any, Any, Response]]:
+    """A handler naming what is wrong with an unreadable body, in the 422 shape (loc, msg, type).
+
+    Starlette says only "Content Too Large" and FastAPI "There was an error parsing the body"
+    (its cause, e.g. a UnicodeDecodeError, is chained); every other HTTP error keeps FastAPI's answer.
+    A body whose Content-Length is over the limit still gets Starlette's plain-text 413: its
+    limiter replaces whatever response the app starts for such a request.
+    """
+
+    async def handler(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 413 and exc.detail == "Content Too Large":
+            problem = ("body_too_large", f"the body is larger than {max_body} bytes (agent.max_body_bytes)")
+        elif exc.status_code == 400 and exc.__cause__ is not None:
+            problem = _unparseable(exc.__cause__)
+        else:
+            return await http_exception_handler(request, exc)
+        kind, message = problem
+        return JSONResponse({"detail": [{"loc": ["body"], "msg": message, "type": kind}]}, status_code=exc.status_code)
+
+    return handler
+
+
+def _unparseable(cause: BaseException) -> tuple[str, str]:
+    """The error type and message for a body ``json.loads`` raised ``cause`` on (decode errors are 422s already)."""
+    if isinstance(cause, UnicodeDecodeError):
+        return "body_not_utf8", f"the body is not UTF-8 JSON: {cause.reason} at byte {cause.start}"
+    if isinstance(cause, RecursionError):
+        return "json_too_deep", "the JSON is nested too deeply to parse"
+    # e.g. "Exceeds the limit (4300 digits) for integer string conversion: ...; use sys.set_int_max_str_digits()"
+    return "body_unparseable", f"the body cannot be parsed as JSON: {str(cause).split(';')[0]}"
 
 
 async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -198,8 +198,11 @@ def memory(container: Container | None) -> Memory | None:
     return Memory(container_bytes=stats["usage"] - cache, rss_bytes=rss)
 
 
-def run_soak(options: SoakOptions, container: Container | None = None) -> SoakResult:
-    """Send ``options.ticks`` ticks of ``options.agents`` agents, one after another; stop early at ``max_seconds``."""
+def run_soak(options: SoakOptions, container: Container | None = None, progress_every: int = 0) -> SoakResult:
+    """Send ``options.ticks`` ticks of ``options.agents`` agents, one after another; stop early at ``max_seconds``.
+
+    ``progress_every`` > 0 prints a progress line to stderr every that many ticks.
+    """
     require_loopback(options.agent_url)
     rng = random.Random(options.seed)
     result = SoakResult(ticks_planned=options.ticks)
@@ -224,6 +227,9 @@ def run_soak(options: SoakOptions, container: Container | None = None) -> SoakRe
                 result.latencies_s.append(time.monotonic() - sent)
                 check_tick(response, body, result)
             result.ticks_done += 1
+            if progress_every and result.ticks_done % progress_every == 0:
+                print(f"soak: {result.ticks_done}/{options.ticks} ticks, {time.monotonic() - started:.0f} s, "
+                      f"{result.errors} errors", file=sys.stderr, flush=True)
         result.elapsed_s = time.monotonic() - started
     result.memory_end = memory(container)
     return result
@@ -304,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
             warmup_ticks=args.warmup_ticks, request_timeout_s=args.request_timeout,
             agent_container=args.agent_container, seed=args.seed,
         )
-        result = run_soak(options, container)
+        result = run_soak(options, container, progress_every=10)
     print(report(options, result), flush=True)
     return 1 if result.errors else 0
 

@@ -17,12 +17,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from docker.models.containers import Container
 import pytest
+from docker.models.containers import Container
 from prometheus_client.parser import text_string_to_metric_families
-from testcontainers.core.wait_strategies import HealthcheckWaitStrategy, HttpWaitStrategy
+from testcontainers.core.wait_strategies import (
+    HealthcheckWaitStrategy,
+    HttpWaitStrategy,
+)
 
-from tests.stack.test_agent_service import OBSERVATION, TOOLS, assert_model_decision
+from tests.stack.test_agent_service import TOOLS, assert_model_decision
+from tests.support.observations import OBSERVATION
 from tests.support.stack import CpuStack
 
 AGENT_PORT = 5000  # inside the container; the wait strategies map it to the published port

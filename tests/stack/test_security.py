@@ -17,7 +17,8 @@ import pytest
 import requests
 from docker.models.containers import Container
 
-from tests.stack.test_agent_service import OBSERVATION, assert_model_decision
+from tests.stack.test_agent_service import assert_model_decision
+from tests.support.observations import OBSERVATION
 from tests.support.stack import CpuStack
 
 #: What a real HuggingFace user token looks like; none may be baked into an image.

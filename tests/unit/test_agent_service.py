@@ -15,32 +15,14 @@ from contextlib import contextmanager
 import httpx
 import pytest
 import uvicorn
-from prometheus_client.parser import text_string_to_metric_families
-
 from arena_vllm.agent.app import create_app
 from arena_vllm.config import Settings, load_settings
+from prometheus_client.parser import text_string_to_metric_families
+
 from tests.support.fault_server import FaultServer
+from tests.support.observations import OBSERVATION
 
 MOVE = {"target_position": [3.0, 0.0, 4.0]}
-#: An observation as Agent Arena's foraging scene sends it.
-OBSERVATION = {
-    "agent_id": "forager_1",
-    "tick": 42,
-    "position": [0.0, 0.0, 0.0],
-    "rotation": [0.0, 90.0, 0.0],
-    "velocity": [0.0, 0.0, 0.0],
-    "visible_entities": [{"id": "forager_2", "type": "agent", "position": [10.0, 0.0, 0.0], "distance": 10.0}],
-    "nearby_resources": [{"name": "berry_1", "type": "berry", "position": [3.0, 0.0, 4.0], "distance": 5.0}],
-    "nearby_hazards": [{"name": "fire_1", "type": "fire", "position": [-6.0, 0.0, 8.0], "distance": 10.0, "damage": 10}],
-    "inventory": [{"id": "item_1", "name": "wood", "quantity": 2}],
-    "health": 90.0,
-    "energy": 75.5,
-    "perception_radius": 50.0,
-    "scenario_name": "foraging",
-    "objective": {"description": "Collect resources while avoiding hazards", "time_limit": 600},
-    "current_progress": {"resources_collected": 1},
-    "custom": {"weather": "rain"},
-}
 
 
 @contextmanager

@@ -58,6 +58,7 @@ from bench_tick import (
     REPO,
     Bench,
     Target,
+    add_target_arguments,
     first_model,
     observations,
     stack_target,
@@ -327,10 +328,7 @@ def valid_rates(target: Target, settings: Settings, calls: int, figures: Figures
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--agent-url", default="http://127.0.0.1:5000")
-    parser.add_argument("--vllm-api-base", default="http://127.0.0.1:8000/v1")
-    parser.add_argument("--model", default="", help="served model name (default: the first the server lists)")
-    parser.add_argument("--api-key", default=os.environ.get("VLLM_API_KEY", "EMPTY"), help="default: $VLLM_API_KEY")
+    add_target_arguments(parser)
     parser.add_argument("--compose-project", default="arena-vllm", help="the running stack's compose project")
     parser.add_argument("--compose-file", action="append", help="default: docker-compose.yml + docker-compose.cpu.yml")
     parser.add_argument("--env-file", help="the compose --env-file the running stack was started with")

@@ -215,12 +215,17 @@ def stack_target(stack: CpuStack) -> Target:
     return Target(stack.agent_url, stack.vllm_api_base, stack.served_model, stack.api_key)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_target_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where a running stack is (shared with bench_stack.py)."""
     parser.add_argument("--agent-url", default="http://127.0.0.1:5000")
     parser.add_argument("--vllm-api-base", default="http://127.0.0.1:8000/v1")
     parser.add_argument("--model", default="", help="served model name (default: the first the server lists)")
     parser.add_argument("--api-key", default=os.environ.get("VLLM_API_KEY", "EMPTY"), help="default: $VLLM_API_KEY")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_target_arguments(parser)
     parser.add_argument("--agents", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--start-stack", action="store_true", help="start the test CPU stack (Docker) and remove it")

@@ -72,6 +72,9 @@ class VLLMBackend:
         probe_options = {"max_retries": 0, "timeout": min(config.timeout_s, PROBE_TIMEOUT_S)}
         self._probe = self._client.with_options(**probe_options)
         self._aprobe = self._aclient.with_options(**probe_options)
+        # The SDK imports its resources lazily on first attribute access (~1-2 s, blocking the
+        # event loop): pay that here, not inside the first tick's deadline.
+        _ = (self._client.chat.completions, self._aclient.chat.completions)
         self._served_model = config.model_path
         self._tools_rejected = ""  # the server's 400 message once it refused native tools
 

@@ -26,7 +26,7 @@ import docker
 from docker.errors import DockerException
 
 # First: it puts client/ on sys.path, so a checkout works without `pip install`.
-from ops.run_vllm_server import gpu_vram_gib, pick_profile
+from ops.run_vllm_server import gpu_vram_gib, model_folder, pick_profile, resolve_model
 
 from arena_vllm.config import ConfigError, load_settings
 
@@ -120,24 +120,23 @@ def local_model_dir(config: Mapping[str, Any]) -> Path | None:
     """The host folder mounted at /models when it holds a model (config.json), as the server checks."""
     for volume in vllm_service(config).get("volumes", []):
         if volume.get("target") == MODELS_TARGET and volume.get("type") == "bind":
-            source = Path(volume["source"])
-            return source if (source / "config.json").is_file() else None
+            return model_folder(Path(volume["source"]))
     return None
 
 
 def select_model(config: Mapping[str, Any], vram_gib: float | None) -> Selection:
-    """Mirror the entrypoint's choice: VLLM_PROFILE (auto -> by VRAM), then VLLM_MODEL, /models, profile."""
+    """The entrypoint's own choice, from the host: VLLM_PROFILE (auto -> by VRAM), then its resolve_model."""
     env = vllm_service(config).get("environment") or {}
     requested = env.get("VLLM_PROFILE") or "auto"
     overrides = shlex.split(env.get("ARENA_OVERRIDES") or "")
     name = pick_profile(requested, overrides, vram_gib)
     profile = load_settings([f"profile={name}", *overrides]).profile
     device = stack_for(profile.device)
-    if env.get("VLLM_MODEL"):
-        return Selection(requested, name, device, env["VLLM_MODEL"])
-    if (folder := local_model_dir(config)) is not None:
+    folder = local_model_dir(config)
+    model = resolve_model(profile, env, folder)
+    if folder is not None and model == str(folder):
         return Selection(requested, name, device, f"local folder {folder}", local_dir=folder)
-    return Selection(requested, name, device, profile.model)
+    return Selection(requested, name, device, model)
 
 
 def stack_for(profile_device: str) -> Device:

@@ -23,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,12 +87,17 @@ def pick_profile(requested: str, overrides: list[str], vram_gib: float | None) -
     return max(fitting)[1]
 
 
-def resolve_model(profile: ProfileSettings) -> str:
-    """$VLLM_MODEL, else a mounted local model folder, else the profile's model."""
-    if os.environ.get("VLLM_MODEL"):
-        return os.environ["VLLM_MODEL"]
-    if (LOCAL_MODEL_DIR / "config.json").is_file():
-        return str(LOCAL_MODEL_DIR)
+def model_folder(path: Path) -> Path | None:
+    """``path`` when it holds a model (a config.json), else None."""
+    return path if (path / "config.json").is_file() else None
+
+
+def resolve_model(profile: ProfileSettings, env: Mapping[str, str], local_dir: Path | None) -> str:
+    """$VLLM_MODEL, else a local model folder, else the profile's model (``ops`` predicts with this too)."""
+    if env.get("VLLM_MODEL"):
+        return env["VLLM_MODEL"]
+    if local_dir is not None:
+        return str(local_dir)
     return profile.model
 
 
@@ -120,7 +126,7 @@ def build_plan(overrides: list[str], bind: str, port: int) -> ServerPlan:
     requested = os.environ.get("VLLM_PROFILE", "auto")
     name = pick_profile(requested, overrides, gpu_vram_gib())
     profile = load_settings([f"profile={name}", *overrides]).profile
-    model = resolve_model(profile)
+    model = resolve_model(profile, os.environ, model_folder(LOCAL_MODEL_DIR))
     served_name = os.environ.get("VLLM_SERVED_MODEL_NAME") or (
         "local-model" if model == str(LOCAL_MODEL_DIR) else model
     )

@@ -55,8 +55,8 @@ def create_app(settings: Settings, backend: VLLMBackend | None = None) -> FastAP
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        # A process's first OpenAI SDK call spends ~1.3 s on lazy set-up: pay it at start-up,
-        # not out of the first tick's deadline. The probe answers in 5 s at most, even if vLLM is down.
+        # One request at start-up opens the async client's connection outside any tick's deadline
+        # and logs whether vLLM is ready; the probe answers in 5 s at most, even if vLLM is down.
         logger.info("backend: %s", (await backend.astatus()).reason)
         yield
         await backend.aclose()

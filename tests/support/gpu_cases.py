@@ -29,6 +29,10 @@ MEASURED = [
     ("gpu-8gb, 1.5 GiB held", "gpu-8gb", QWEN25_15B, 0.0716, 2.98, 71_392),
     ("gpu-16gb, 1.5 GiB held", "gpu-16gb", QWEN25_7B_AWQ, 0.1721, 5.38, 129_216),
     ("gpu-24gb, 1.5 GiB held", "gpu-24gb", QWEN25_7B, 0.2724, 14.29, 111_008),
+    # second device run, this branch's final entrypoint (CUDA total from nvidia-smi's memory.reserved)
+    ("gpu-8gb, 1.5 GiB held, final", "gpu-8gb", QWEN25_15B, 0.0721, 2.98, 72_880),
+    ("gpu-16gb, 1.5 GiB held, final", "gpu-16gb", QWEN25_7B_AWQ, 0.1731, 5.38, 130_688),
+    ("gpu-24gb, 1.5 GiB held, final", "gpu-24gb", QWEN25_7B, 0.274, 14.29, 113_376),
 ]
 
 #: config.json of the stack tests' tiny model (tests/support/make_tiny_model.py; vocabulary from its tokenizer).

@@ -157,8 +157,19 @@ class ToolSetSettings(_Model):
         return self
 
 
+class FallbackSettings(_Model):
+    """The decision when the model fails or is late (Agent Arena SDK's ``fallback_decision`` order)."""
+
+    enabled: bool = Field(True, description="false: idle with the reason instead")
+    flee_distance: float = Field(3.0, ge=0.0, description="flee a hazard closer than this")
+    flee_step: float = Field(5.0, gt=0.0, description="how far to step away from it")
+
+
 class AgentSettings(_Model):
-    """The agent service that answers the game (configs/agent/default.yaml)."""
+    """The agent service that answers the game (configs/agent/default.yaml).
+
+    Sampling (temperature, max_tokens, tool_choice) is the backend's (``backend.*``): one place.
+    """
 
     host: str = "0.0.0.0"
     port: int = Field(5000, ge=1, le=65535)
@@ -167,10 +178,26 @@ class AgentSettings(_Model):
     max_agents_per_tick: int = Field(256, ge=1)
     max_body_bytes: int = Field(1_048_576, ge=1024)
     max_entities_in_prompt: int = Field(8, ge=0, le=100)
-    tool_choice: str = Field("required", min_length=1)
-    temperature: float = Field(0.7, ge=0.0, le=2.0)
-    max_tokens: int = Field(128, ge=1)
+    experiences_per_agent: int = Field(5, ge=0, le=100, description="recent /experience events kept and shown")
+    experience_agents: int = Field(4096, ge=1, description="agents whose experiences are kept (least recent dropped)")
+    fallback: FallbackSettings = FallbackSettings()
+
+
+class RecipeSpec(_Model):
+    """One crafting recipe, as Agent Arena's foraging scene defines it (scripts/foraging.gd RECIPES)."""
+
+    inputs: dict[str, int] = {}
+    station: str = ""
+
+
+class SceneSettings(_Model):
+    """An Agent Arena scene: which tools its agents get, its prompt, recipes and bounds (configs/scene/*.yaml)."""
+
+    name: str
+    tools: list[str] = Field(min_length=1, description="tool names from the tool set, offered in this order")
     system_prompt: str = Field(min_length=1)
+    recipes: dict[str, RecipeSpec] = Field({}, description="used when the game sends no custom.recipes")
+    coordinate_limit: float = Field(100.0, gt=0.0, description="move_to coordinates stay within +-this")
 
 
 class Settings(_Model):
@@ -179,17 +206,20 @@ class Settings(_Model):
     backend: BackendSettings
     profile: ProfileSettings
     tools: ToolSetSettings
+    scene: SceneSettings
     agent: AgentSettings
 
     @model_validator(mode="after")
     def _tool_choice_names_a_tool(self) -> "Settings":
         names = {tool.name for tool in self.tools.tools}
-        for key, choice in (
-            ("backend.function_calling.tool_choice", self.backend.function_calling.tool_choice),
-            ("agent.tool_choice", self.agent.tool_choice),
-        ):
-            if choice not in {"auto", "required", "none"} and choice not in names:
-                raise ValueError(f"{key}={choice!r} is neither auto/required/none nor a tool in {sorted(names)}")
+        choice = self.backend.function_calling.tool_choice
+        if choice not in {"auto", "required", "none"} and choice not in names:
+            raise ValueError(
+                f"backend.function_calling.tool_choice={choice!r} is neither auto/required/none nor a tool in {sorted(names)}"
+            )
+        unknown = [name for name in self.scene.tools if name not in names]
+        if unknown:
+            raise ValueError(f"scene.tools names {unknown}, not in the tool set {self.tools.name!r}: {sorted(names)}")
         return self
 
 

@@ -28,10 +28,11 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-def test_defaults_compose_cpu_profile_foraging_tools_and_local_backend() -> None:
+def test_defaults_compose_cpu_profile_sdk_tools_foraging_scene_and_local_backend() -> None:
     settings = load_settings()
     assert settings.profile.name == "cpu" and settings.profile.device == "cpu"
-    assert [tool.name for tool in settings.tools.tools] == ["move_to", "collect", "idle"]
+    assert [tool.name for tool in settings.tools.tools] == ["move_to", "collect", "craft_item", "explore", "idle"]
+    assert settings.scene.name == "foraging" and sorted(settings.scene.recipes) == ["meal", "shelter", "torch"]
     assert settings.backend.api_base == "http://localhost:8000/v1"
     assert settings.backend.max_model_len == settings.profile.max_model_len  # one source: the profile
 
@@ -80,10 +81,10 @@ def test_environment_interpolation_builds_the_api_base(monkeypatch: pytest.Monke
 
 
 def test_arena_overrides_are_shell_quoted(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(OVERRIDES_ENV, "profile=gpu-24gb 'agent.system_prompt=Be quick.' agent.port=5001")
-    assert env_overrides() == ["profile=gpu-24gb", "agent.system_prompt=Be quick.", "agent.port=5001"]
+    monkeypatch.setenv(OVERRIDES_ENV, "profile=gpu-24gb 'scene.system_prompt=Be quick.' agent.port=5001")
+    assert env_overrides() == ["profile=gpu-24gb", "scene.system_prompt=Be quick.", "agent.port=5001"]
     settings = load_settings(env_overrides())
-    assert (settings.profile.name, settings.agent.system_prompt, settings.agent.port) == ("gpu-24gb", "Be quick.", 5001)
+    assert (settings.profile.name, settings.scene.system_prompt, settings.agent.port) == ("gpu-24gb", "Be quick.", 5001)
 
 
 def test_arena_overrides_unset_means_none() -> None:

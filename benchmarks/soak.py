@@ -44,9 +44,9 @@ from arena_vllm.config import load_settings  # noqa: E402
 
 #: Every tool a decision may name: the configured tool set plus the fallback.
 KNOWN_TOOLS = frozenset(tool.name for tool in load_settings().tools.tools) | {"idle"}
-#: How the agent's reasoning starts when the model made the decision (idle may be the model's
-#: own choice); any other ``idle`` is the agent answering for a failed or late call.
-MODEL_MADE = ("native tool call", "fallback tool call")
+#: A decision's ``source`` when the model made it (native call, or the call written as text);
+#: ``fallback``/``idle_after_failure`` are the agent answering for a failed or late call.
+MODEL_MADE = ("native", "prompt")
 MAX_ERRORS_KEPT = 20
 
 
@@ -165,7 +165,7 @@ def check_tick(response: httpx.Response, body: dict[str, Any], result: SoakResul
     for action in actions:
         decision = action["action"]
         result.tools[decision["tool"]] += 1
-        if decision["reasoning"].startswith(MODEL_MADE):
+        if decision.get("source") in MODEL_MADE:
             result.model_decisions += 1
         else:
             result.failure_reasons[decision["reasoning"][:100]] += 1

@@ -2,7 +2,7 @@
 
 The model has random weights, so what is checked is the contract, not the wisdom: every
 decision is a configured tool whose params validate against that tool's schema, made by the
-model (``native tool call``), never a fallback ``idle``. The ``stack`` fixture and marker come
+model (``source`` native), never the policy's fallback. The ``stack`` fixture and marker come
 from ``tests/conftest.py``.
 """
 
@@ -33,7 +33,7 @@ def assert_model_decision(decision: dict) -> None:
     """A configured tool, params valid against its schema, and made by the model (not an idle after a failure)."""
     assert decision["tool"] in TOOLS, decision
     jsonschema.validate(decision["params"], TOOLS[decision["tool"]])
-    assert decision["reasoning"].startswith("native tool call"), decision
+    assert decision["source"] == "native" and decision["reasoning"].startswith("model: "), decision
 
 
 def native_decisions(client: httpx.Client) -> float:

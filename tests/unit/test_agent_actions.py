@@ -109,3 +109,14 @@ def test_every_fallback_on_the_replay_is_game_executable() -> None:
         decision = fallback_decision(observation, SETTINGS, "late")
         assert game_problem(decision.tool, decision.params, observation, SETTINGS) is None, decision
         assert all(math.isfinite(v) for v in decision.params.get("target_position", []))
+
+
+def test_every_agent_shares_the_system_prompt_and_the_tools_before_collect() -> None:
+    """The cacheable prefix: only collect's enum (last) differs between agents of one scene."""
+    from arena_vllm.agent.policy import plan_call
+
+    plans = [plan_call(observation, SETTINGS) for observation in REPLAY]
+    assert {plan.system_prompt for plan in plans} == {SETTINGS.scene.system_prompt}
+    shared = [[tool for tool in plan.tools if tool["name"] != "collect"] for plan in plans]
+    assert all(tools == shared[0] for tools in shared)
+    assert all(plan.tools[-1]["name"] == "collect" for plan in plans if len(plan.tools) == 5)

@@ -93,6 +93,7 @@ async def replay(target: Target, settings: Settings) -> None:
     before, after_direct, after_agent = Tally(), Tally(), Tally()
     prompt_tokens: list[int] = []
     sources: Counter[str] = Counter()
+    fallback_reasons: Counter[str] = Counter()
     vllm = AsyncOpenAI(base_url=target.vllm_api_base, api_key=target.api_key, max_retries=0, timeout=TIMEOUT_S)
 
     async def direct(observation: Observation, new: bool) -> None:
@@ -129,6 +130,8 @@ async def replay(target: Target, settings: Settings) -> None:
                 for body, action in zip(bodies, response.json()["actions"]):
                     decision = action["action"]
                     sources[decision["source"]] += 1
+                    if decision["source"] not in ("native", "prompt"):
+                        fallback_reasons[decision["reasoning"][:160]] += 1
                     after_agent.add(decision["tool"], decision["params"], Observation.model_validate(body), settings)
     finally:
         await vllm.close()
@@ -141,6 +144,8 @@ async def replay(target: Target, settings: Settings) -> None:
         print(f"  e.g. before: {before.problems[0]}")
     if after_agent.problems:
         print(f"  e.g. after: {after_agent.problems[0]}")
+    for reason, count in fallback_reasons.most_common(3):
+        print(f"  fallback x{count}: {reason}")
     print(f"prompt tokens per observation (system + tools + user, {len(prompt_tokens)} requests): "
           f"min {min(prompt_tokens)}, median {statistics.median(prompt_tokens):.0f}, max {max(prompt_tokens)}")
 

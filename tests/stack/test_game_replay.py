@@ -37,7 +37,7 @@ def client(stack: CpuStack) -> Iterator[httpx.Client]:
 
 
 def test_three_foraging_ticks_of_16_agents_are_100_percent_game_executable(client: httpx.Client) -> None:
-    problems, sources, tools = [], Counter(), Counter()
+    problems, sources, tools, reasons = [], Counter(), Counter(), Counter()
     for tick, bodies in enumerate(foraging_ticks(ticks=3, agents=16), start=1):
         agents = [{"agent_id": body["agent_id"], "observations": body} for body in bodies]
         response = client.post("/tick", json={"tick": tick, "agents": agents})
@@ -48,12 +48,14 @@ def test_three_foraging_ticks_of_16_agents_are_100_percent_game_executable(clien
             decision = action["action"]
             sources[decision["source"]] += 1
             tools[decision["tool"]] += 1
+            if decision["source"] != "native":
+                reasons[decision["reasoning"][:160]] += 1
             problem = game_problem(decision["tool"], decision["params"], Observation.model_validate(body), SETTINGS)
             if problem:
                 problems.append(f"{body['agent_id']} tick {tick}: {problem}")
             assert decision["reasoning"], decision
     assert problems == [], problems
-    assert sources == {"native": 48}, f"not every decision came from the model: {sources}"
+    assert sources == {"native": 48}, f"not every decision came from the model: {sources}; {reasons.most_common(3)}"
     print(f"48/48 game-executable; tools {dict(tools)}")
 
 

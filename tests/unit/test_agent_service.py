@@ -98,7 +98,7 @@ def test_observe_returns_the_models_tool_call(agent: httpx.Client, fault: FaultS
     assert [tool["function"]["name"] for tool in sent["tools"]] == ["move_to", "explore", "idle", "craft_item", "collect"]
     system, user = sent["messages"]
     assert system["content"] == cached_settings().scene.system_prompt
-    assert '"berry_1" ("berry") at (3.0, 0.0, 4.0), 5.0 away' in user["content"]
+    assert '"berry_1" "berry" at (3, 0, 4), 5 away' in user["content"]
 
 
 def test_tick_of_8_answers_in_input_order(agent: httpx.Client, fault: FaultServer) -> None:

@@ -48,7 +48,10 @@ def test_every_foraging_observe_body_is_accepted_with_agent_specific_tools(agent
             assert "collect" not in tools
         prompt = sent["messages"][1]["content"]
         assert f'Last action: "{body["tool_result"]["tool"]}"' in prompt
-        assert 'Recipes: "torch" = 1 "wood" + 1 "stone" at "workbench"; ' in prompt
+        if body["nearby_stations"] or any(body["custom"]["inventory"].values()):  # crafting near: recipes shown
+            assert 'Recipes: "torch" = 1 "wood" + 1 "stone" at "workbench"; ' in prompt
+        else:
+            assert "Recipes" not in prompt
 
 
 def test_an_experience_is_acknowledged_and_shown_in_that_agents_next_prompt_only(

@@ -72,7 +72,10 @@ def plan_call(observation: Observation, settings: Settings, experiences: Experie
     sight) becomes ``required``: a call among what it can do.
     """
     tools = tools_for(observation, settings)
-    recipes = known_recipes(observation, settings) if any(t["name"] == "craft_item" for t in tools) else None
+    # Recipes only where crafting is near: a station in sight or something held (prompt tokens are per agent).
+    crafting_near = observation.nearby_stations or any(observation.inventory_counts().values())
+    offered = any(t["name"] == "craft_item" for t in tools)
+    recipes = known_recipes(observation, settings) if offered and crafting_near else None
     recent = experiences.recent(observation.agent_id) if experiences is not None else ()
     prompt = render_observation(observation, settings.agent.max_entities_in_prompt, recent, recipes)
     choice = settings.backend.function_calling.tool_choice

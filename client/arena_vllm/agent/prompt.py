@@ -1,4 +1,4 @@
-"""Observation -> the user prompt: short lines of what helps decide, nearest things first.
+"""Observation -> the user prompt: short lines of what helps decide, nearest things first (each list sorted).
 
 Small models decide better on short prompts, and a tick of many agents costs prompt tokens
 times agents, so the rendering is compact: one decimal, at most ``max_entities`` of each kind
@@ -86,11 +86,11 @@ def _entities(title: str, entities: Sequence[Resource], origin: Sequence[float],
     hidden = len(by_distance) - len(shown)
     if hidden:
         shown.append(f"{hidden} more not listed")
-    return f"{title} (nearest first): " + "; ".join(shown) + "."
+    return f"{title}: " + "; ".join(shown) + "."
 
 
 def _entity(entity: Resource, distance: float) -> str:
-    kind = f" ({_q(entity.type)})" if entity.type else ""
+    kind = f" {_q(entity.type)}" if entity.type else ""
     damage = f", damage {_num(entity.damage)}" if isinstance(entity, Hazard) and entity.damage else ""
     return f"{_q(entity.name)}{kind} at {_vec(entity.position)}, {_num(distance)} away{damage}"
 
@@ -109,7 +109,7 @@ def _recipe(name: str, recipe: RecipeSpec) -> str:
 def _exploration(obs: Observation, cap: int) -> str:
     assert obs.exploration is not None
     line = f"Explored {_num(obs.exploration.exploration_percentage)}% of the world."
-    targets = sorted(obs.exploration.explore_targets, key=lambda t: t.distance)[: min(cap, 4)]
+    targets = sorted(obs.exploration.explore_targets, key=lambda t: t.distance)[: min(cap, 2)]
     if targets:
         line += " Explore targets: " + "; ".join(
             f"{_q(t.direction)} at {_vec(t.position)}, {_num(t.distance)} away" for t in targets
@@ -142,5 +142,5 @@ def _vec(values: Sequence[float]) -> str:
 
 
 def _num(value: float) -> str:
-    """One decimal; ``+ 0.0`` turns -0.0 into 0.0 so the model never sees "-0.0"."""
-    return f"{round(value, 1) + 0.0:.1f}"
+    """One decimal at most, no trailing ".0" (fewer tokens); ``+ 0.0`` turns -0.0 into 0 so the model never sees "-0"."""
+    return f"{round(value, 1) + 0.0:g}"

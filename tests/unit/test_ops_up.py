@@ -15,7 +15,7 @@ from ops.compose import OpsError
 
 
 def profile_for(device: str) -> str:
-    """A profile written for 'cuda' or 'cpu', found in configs/."""
+    """A profile written for 'gpu' or 'cpu', found in configs/."""
     return next(name for name in available_options("profile")
                 if load_settings([f"profile={name}"]).profile.device == device)
 
@@ -59,10 +59,10 @@ def test_child_env_adds_profile_and_model_without_touching_the_callers() -> None
 
 def test_a_profile_for_the_other_stack_is_refused_early() -> None:
     with pytest.raises(OpsError, match="--gpu"):
-        up.validate_profile("cpu", profile_for("cuda"))
+        up.validate_profile("cpu", profile_for("gpu"))
     with pytest.raises(OpsError, match="--cpu"):
         up.validate_profile("gpu", profile_for("cpu"))
-    up.validate_profile("gpu", profile_for("cuda"))
+    up.validate_profile("gpu", profile_for("gpu"))
     up.validate_profile("cpu", "auto")
     up.validate_profile("cpu", None)
 

@@ -61,7 +61,7 @@ from benchmarks.bench_tick import (
     started_stack,
     timed,
 )
-from ops.compose import REPO, engine, service_container
+from ops.compose import REPO, compose_files, engine, service_container
 
 DPS_TARGET = 0.95
 START_TARGET = 1.2
@@ -347,7 +347,7 @@ def main() -> None:
             vllm_url, agent_url = stack.vllm_url, stack.agent_url
         else:
             target = Target(args.agent_url, args.vllm_api_base, args.model or first_model(args), args.api_key)
-            files = args.compose_file or ["docker-compose.yml", "docker-compose.cpu.yml"]
+            files = args.compose_file or compose_files("cpu")
             command = ["docker", "compose", "-p", args.compose_project, *(part for f in files for part in ("-f", f))]
             compose = Compose(command + (["--env-file", args.env_file] if args.env_file else []), args.compose_project)
             vllm_url, agent_url = args.vllm_api_base.removesuffix("/v1"), args.agent_url

@@ -18,11 +18,22 @@ import os
 import re
 import shlex
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Annotated, Any, Literal, Sequence
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+#: The checkout this package sits in (client/arena_vllm/ -> the root) when installed editable.
+CHECKOUT = Path(__file__).resolve().parents[2]
 #: Environment variable naming the configs folder (the containers mount it at /app/configs).
 CONFIG_DIR_ENV = "ARENA_CONFIG_DIR"
 #: Environment variable holding extra Hydra overrides, shell-quoted, e.g. "profile=cpu agent.port=5001".
@@ -59,6 +70,18 @@ class ConfigError(ValueError):
     """A configuration that cannot be used; the message names the key, the value and the fix."""
 
 
+#: Bounds shared by the settings and :class:`~arena_vllm.backends.VLLMBackendConfig`, written once.
+HttpURL = Annotated[str, AfterValidator(http_url)]
+ToolChoice = Annotated[str, AfterValidator(check_tool_choice)]
+Temperature = Annotated[float, Field(ge=0.0, le=2.0)]
+TopP = Annotated[float, Field(gt=0.0, le=1.0)]
+MaxTokens = Annotated[int, Field(ge=1)]
+#: Far below the OpenAI SDK's 600 s default would be right for a tick; 600 s is the most allowed.
+TimeoutS = Annotated[float, Field(gt=0.0, le=600.0)]
+Retries = Annotated[int, Field(ge=0, le=10)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -70,12 +93,7 @@ class FunctionCallingSettings(_Model):
     format: Literal["openai", "prompt"] = Field(
         description="openai: native tool calls first, prompt fallback; prompt: prompt-based only"
     )
-    tool_choice: str = Field(description="required, auto, or the name of one tool (never none)")
-
-    @field_validator("tool_choice")
-    @classmethod
-    def _asks_for_a_call(cls, value: str) -> str:
-        return check_tool_choice(value)
+    tool_choice: ToolChoice = Field(description="required, auto, or the name of one tool (never none)")
 
 
 class BackendSettings(_Model):
@@ -83,15 +101,15 @@ class BackendSettings(_Model):
 
     model: str = Field(description="served model name; empty = the one the server serves")
     host: str
-    port: int = Field(ge=1, le=65535)
-    api_base: str
+    port: Port
+    api_base: HttpURL
     api_key: SecretStr
     api_key_file: str | None = Field(description="a file whose content replaces api_key (compose secret)")
-    temperature: float = Field(ge=0.0, le=2.0)
-    top_p: float = Field(gt=0.0, le=1.0)
-    max_tokens: int = Field(ge=1)
-    timeout_s: float = Field(gt=0.0, le=600.0)
-    max_retries: int = Field(ge=0, le=10)
+    temperature: Temperature
+    top_p: TopP
+    max_tokens: MaxTokens
+    timeout_s: TimeoutS
+    max_retries: Retries
     function_calling: FunctionCallingSettings
 
     @model_validator(mode="before")
@@ -107,11 +125,6 @@ class BackendSettings(_Model):
             if key:
                 data = {**data, "api_key": key}
         return data
-
-    @field_validator("api_base")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        return http_url(value)
 
 
 class ProfileSettings(_Model):
@@ -164,21 +177,16 @@ class AgentSettings(_Model):
     """The agent service that answers the game (configs/agent/default.yaml)."""
 
     host: str
-    port: int = Field(ge=1, le=65535)
+    port: Port
     tick_deadline_s: float = Field(gt=0.0, le=600.0)
     max_concurrency: int = Field(ge=1, le=4096)
     max_agents_per_tick: int = Field(ge=1)
     max_body_bytes: int = Field(ge=1024)
     max_entities_in_prompt: int = Field(ge=0, le=100)
-    tool_choice: str
-    temperature: float = Field(ge=0.0, le=2.0)
-    max_tokens: int = Field(ge=1)
+    tool_choice: ToolChoice
+    temperature: Temperature
+    max_tokens: MaxTokens
     system_prompt: str = Field(min_length=1)
-
-    @field_validator("tool_choice")
-    @classmethod
-    def _asks_for_a_call(cls, value: str) -> str:
-        return check_tool_choice(value)
 
 
 class Settings(_Model):
@@ -207,7 +215,7 @@ def default_config_dir() -> Path:
     """The configs folder: $ARENA_CONFIG_DIR, else the repository's ``configs/``."""
     if os.environ.get(CONFIG_DIR_ENV):
         return Path(os.environ[CONFIG_DIR_ENV]).resolve()
-    return Path(__file__).resolve().parents[2] / "configs"
+    return CHECKOUT / "configs"
 
 
 def available_options(group: str, config_dir: Path | None = None) -> list[str]:

@@ -15,17 +15,15 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from pathlib import Path
 
-#: The checkout an editable install points at: client/arena_vllm/ -> the repository root.
-REPO = Path(__file__).resolve().parents[2]
+from arena_vllm.config import CHECKOUT
 
 
 def main() -> None:
     """Run ``ops.cli.main`` from this checkout; one line saying how to install when there is none."""
-    package = REPO / "ops" / "__init__.py"
+    package = CHECKOUT / "ops" / "__init__.py"
     if not package.is_file():
-        sys.exit(f"arena-vllm: no ops/ package in {REPO}; the ops CLI runs from a checkout: "
+        sys.exit(f"arena-vllm: no ops/ package in {CHECKOUT}; the ops CLI runs from a checkout: "
                  "git clone the repository, then pip install -e 'client[ops]'")
     if "ops" not in sys.modules:
         spec = importlib.util.spec_from_file_location("ops", package, submodule_search_locations=[str(package.parent)])

@@ -12,11 +12,11 @@ import os
 import re
 from collections.abc import Iterator
 
-import docker
 import pytest
 import requests
 from docker.models.containers import Container
 
+from ops.compose import engine, project_containers
 from tests.support.decisions import assert_model_decision
 from tests.support.observations import OBSERVATION
 from tests.support.stack import Stack
@@ -28,9 +28,9 @@ HF_TOKEN_PATTERN = re.compile(r"hf_[A-Za-z0-9]{20,}")
 @pytest.fixture(scope="module")
 def containers(stack: Stack) -> list[Container]:
     """Every container of the stack's compose project (not just the two we know of)."""
-    found = docker.from_env().containers.list(all=True, filters={"label": f"com.docker.compose.project={stack.project}"})
-    assert {c.labels["com.docker.compose.service"] for c in found} >= {"vllm", "agent"}, found
-    return found
+    found = project_containers(engine(), stack.project)
+    assert set(found) >= {"vllm", "agent"}, found
+    return list(found.values())
 
 
 @pytest.fixture

@@ -19,10 +19,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
 
-from arena_vllm.backends.tools import check_tool_choice
-from arena_vllm.config import BackendSettings, env_overrides, http_url, load_settings
+from arena_vllm.config import (
+    BackendSettings,
+    HttpURL,
+    MaxTokens,
+    Retries,
+    Temperature,
+    TimeoutS,
+    ToolChoice,
+    TopP,
+    env_overrides,
+    load_settings,
+)
 
 
 class VLLMBackendConfig(BaseModel):
@@ -41,14 +51,14 @@ class VLLMBackendConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     model_path: str
-    api_base: str
+    api_base: HttpURL
     api_key: SecretStr
-    temperature: float = Field(ge=0.0, le=2.0)
-    top_p: float = Field(gt=0.0, le=1.0)
-    max_tokens: int = Field(ge=1)
-    timeout_s: float = Field(gt=0.0, le=600.0)
-    max_retries: int = Field(ge=0, le=10)
-    tool_choice: str
+    temperature: Temperature
+    top_p: TopP
+    max_tokens: MaxTokens
+    timeout_s: TimeoutS
+    max_retries: Retries
+    tool_choice: ToolChoice
     function_calling_format: Literal["openai", "prompt"]
 
     @model_validator(mode="before")
@@ -58,16 +68,6 @@ class VLLMBackendConfig(BaseModel):
         if isinstance(data, dict) and set(cls.model_fields) - set(data):
             return {**cls._fields(load_settings(env_overrides()).backend), **data}
         return data
-
-    @field_validator("api_base")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        return http_url(value)
-
-    @field_validator("tool_choice")
-    @classmethod
-    def _asks_for_a_call(cls, value: str) -> str:
-        return check_tool_choice(value)
 
     @property
     def server_root(self) -> str:

@@ -2,7 +2,9 @@
 
 Hydra composes YAML (config groups, command-line style overrides, ``${oc.env:...}``
 interpolation); pydantic validates the result, so every bad value is reported with the key,
-the value and what is allowed. Nothing else in the project reads YAML.
+the value and what is allowed. Nothing else in the project reads YAML. The YAML holds every
+value and these models only types and bounds (configs/README.md lists each value's home;
+tests/unit/test_config_homes.py fails on a default here for a key the YAML sets).
 
 Example::
 
@@ -76,7 +78,7 @@ ToolChoice = Annotated[str, AfterValidator(check_tool_choice)]
 Temperature = Annotated[float, Field(ge=0.0, le=2.0)]
 TopP = Annotated[float, Field(gt=0.0, le=1.0)]
 MaxTokens = Annotated[int, Field(ge=1)]
-#: Far below the OpenAI SDK's 600 s default would be right for a tick; 600 s is the most allowed.
+#: At most the OpenAI SDK's 600 s default; the YAML's value stays far below it, inside a tick.
 TimeoutS = Annotated[float, Field(gt=0.0, le=600.0)]
 Retries = Annotated[int, Field(ge=0, le=10)]
 Port = Annotated[int, Field(ge=1, le=65535)]

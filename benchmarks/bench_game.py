@@ -14,8 +14,8 @@ One run, against one stack, replays the foraging fixtures (tests/support/game_re
 3. then bench_tick's measurement for ``--agents`` (default 32): ``/tick`` vs the same requests
    straight to vLLM, median of ``--repeats`` (default 5), with vLLM's prefix-cache hit rate.
 
-    python benchmarks/bench_game.py --start-stack          # the test CPU stack, tiny model
-    python benchmarks/bench_game.py --agent-url ... --vllm-api-base ... --model ...
+    python -m benchmarks.bench_game --start-stack          # the test CPU stack, tiny model
+    python -m benchmarks.bench_game --agent-url ... --vllm-api-base ... --model ...
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ from collections import Counter
 from typing import Any
 
 import httpx
-from bench_tick import TIMEOUT_S, Target, add_target_arguments, first_model, run, stack_target, started_stack
 from openai import AsyncOpenAI
 
 from arena_vllm.agent.actions import game_problem
@@ -39,6 +38,7 @@ from arena_vllm.agent.schemas import Observation
 from arena_vllm.backends.chat import native_tools_request
 from arena_vllm.backends.tools import normalize_tools
 from arena_vllm.config import Settings, env_overrides, load_settings
+from benchmarks.bench_tick import TIMEOUT_S, Target, add_target_arguments, first_model, run, stack_target, started_stack
 from tests.support.game_requests import foraging_ticks
 
 #: The tool set offered before issue #8 (configs/tools/foraging.yaml at commit 7c9f824), the baseline.

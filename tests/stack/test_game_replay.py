@@ -25,13 +25,13 @@ from tests.support.game_requests import (
     hazard_experience,
     ipc_test_perception,
 )
-from tests.support.stack import CpuStack
+from tests.support.stack import Stack
 
 SETTINGS = load_settings()  # the agent container runs the same configs/ (foraging scene)
 
 
 @pytest.fixture
-def client(stack: CpuStack) -> Iterator[httpx.Client]:
+def client(stack: Stack) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=stack.agent_url, timeout=300) as client:
         yield client
 

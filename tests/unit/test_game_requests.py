@@ -16,7 +16,7 @@ from tests.support.game_requests import (
     hazard_experience,
     ipc_test_perception,
 )
-from tests.unit.test_agent_service import agent_client, metric
+from tests.support.service import agent_client, metric
 
 MOVE = {"target_position": [1.0, 0.0, 2.0]}
 

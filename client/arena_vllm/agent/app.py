@@ -51,7 +51,7 @@ from arena_vllm.agent.schemas import (
     ToolExecuteRequest,
     ToolExecuteResponse,
 )
-from arena_vllm.backends import VLLMBackend, VLLMBackendConfig
+from arena_vllm.backends import LLMBackend, VLLMBackend, VLLMBackendConfig
 from arena_vllm.config import Settings
 
 logger = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ logger = logging.getLogger(__name__)
 KNOWN_EVENTS = frozenset({"damage", "collision", "resource_collected", "item_crafted", "death"})
 
 
-def create_app(settings: Settings, backend: VLLMBackend | None = None) -> FastAPI:
+def create_app(settings: Settings, backend: LLMBackend | None = None) -> FastAPI:
     """The agent service; it owns ``backend`` (built from ``settings.backend`` when omitted) and closes it on shutdown.
 
     Example::

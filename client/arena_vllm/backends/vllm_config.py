@@ -15,14 +15,17 @@ Example::
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Any, Literal, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from arena_vllm.config import BackendSettings, env_overrides, http_url, load_settings
 
 _DEFAULTS = BackendSettings()
+#: Read, in this order, when no ``api_key`` is given: vLLM's own variable, then the OpenAI SDK's.
+API_KEY_ENV = ("VLLM_API_KEY", "OPENAI_API_KEY")
 
 
 class VLLMBackendConfig(BaseModel):
@@ -30,7 +33,9 @@ class VLLMBackendConfig(BaseModel):
 
     ``model_path`` is the served model name; empty means "the model the server serves"
     (the first of ``/v1/models``). ``function_calling_format="prompt"`` skips native tool
-    calls and always describes the tools in the prompt.
+    calls and always describes the tools in the prompt. Without ``api_key`` the key comes from
+    $VLLM_API_KEY, then $OPENAI_API_KEY (as the OpenAI SDK does), so code written for an open
+    server runs unchanged against one started with a key.
 
     Example::
 
@@ -50,6 +55,14 @@ class VLLMBackendConfig(BaseModel):
     max_retries: int = Field(_DEFAULTS.max_retries, ge=0, le=10)
     tool_choice: str = Field(_DEFAULTS.function_calling.tool_choice, min_length=1)
     function_calling_format: Literal["openai", "prompt"] = _DEFAULTS.function_calling.format
+
+    @model_validator(mode="before")
+    @classmethod
+    def _key_from_environment(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("api_key") is None:
+            key = next((os.environ[name] for name in API_KEY_ENV if os.environ.get(name)), None)
+            data = {**data, "api_key": key or _DEFAULTS.api_key}
+        return data
 
     @field_validator("api_base")
     @classmethod

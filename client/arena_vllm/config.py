@@ -167,7 +167,7 @@ class AgentSettings(_Model):
     max_agents_per_tick: int = Field(256, ge=1)
     max_body_bytes: int = Field(1_048_576, ge=1024)
     max_entities_in_prompt: int = Field(8, ge=0, le=100)
-    max_requests_in_flight: int = Field(32, ge=1, le=4096, description="more at once get 503 + Retry-After")
+    max_requests_in_flight: int = Field(64, ge=1, le=4096, description="more at once get 503 + Retry-After")
     retry_after_s: int = Field(1, ge=1, le=600, description="Retry-After of that 503")
     api_key_file: str | None = Field(None, description="a file holding the bearer token callers must send; "
                                                        "absent or empty = no auth")

@@ -210,9 +210,12 @@ def write_secret_config(plan: ServerPlan) -> None:
         return
     path = secret_config_path()
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if path.parent.stat().st_uid != os.getuid() or path.parent.stat().st_mode & 0o077:
-        sys.exit(f"run_vllm_server: {path.parent} must be owned by uid {os.getuid()} with mode 0700 "
-                 f"(it holds the API key); set {SECRET_DIR_ENV} to such a folder")
+    if path.parent.stat().st_uid != os.getuid():
+        sys.exit(f"run_vllm_server: {path.parent} must be owned by uid {os.getuid()} (it holds the API key); "
+                 f"set {SECRET_DIR_ENV} to a folder of this user")
+    # Ours, so we may close it: Docker gives a tmpfs the mode of its mount point again when a
+    # container restarts (runc), which need not be the mode=0700 of the tmpfs options.
+    os.chmod(path.parent, 0o700)
     path.unlink(missing_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as out:

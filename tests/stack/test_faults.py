@@ -301,6 +301,8 @@ def test_a_crash_inside_vllm_restarts_it_and_the_agent_recovers_without_a_restar
 
     poll(decides, RECOVERY_BOUND_S, "a valid decision after the crash")
     assert started_at(stack, "agent") == agent_started, "the agent was restarted; it must recover by itself"
+    # The restarted server still requires the key (its --config file was written again).
+    assert httpx.get(f"{stack.vllm_api_base}/models", timeout=30).status_code == 401
     figure = (f"engine killed -> container restarted {restart_s:.1f} s, -> agent /ready "
               f"{time.monotonic() - crashed:.1f} s (ready wait {ready_s:.1f} s)")
     stack.log.append(figure)

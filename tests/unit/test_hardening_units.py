@@ -130,10 +130,18 @@ def test_secrets_reach_the_server_by_file_never_by_environment_or_argv(secret_en
     assert yaml.safe_load(written.read_text()) == {"api-key": secret_env["key"]}
 
 
-def test_a_shared_secret_folder_is_refused(secret_env: dict[str, str]) -> None:
+def test_an_open_secret_folder_of_ours_is_closed_before_the_key_goes_in(secret_env: dict[str, str]) -> None:
+    """As after a container restart, when the tmpfs comes back with its mount point's mode 0755."""
     Path(secret_env["dir"]).mkdir(mode=0o755)
     os.chmod(secret_env["dir"], 0o755)
-    with pytest.raises(SystemExit, match="mode 0700"):
+    server.write_secret_config(server.build_plan([], "127.0.0.1", 8000))
+    assert stat.S_IMODE(Path(secret_env["dir"]).stat().st_mode) == 0o700
+
+
+def test_a_secret_folder_of_another_user_is_refused(secret_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    Path(secret_env["dir"]).mkdir(mode=0o700)
+    monkeypatch.setattr(server.os, "getuid", lambda: os.stat(secret_env["dir"]).st_uid + 1)
+    with pytest.raises(SystemExit, match="must be owned by uid"):
         server.write_secret_config(server.build_plan([], "127.0.0.1", 8000))
 
 

@@ -265,7 +265,7 @@ def test_agent_container_restarted_mid_run_comes_back_healthy_and_serves(
 KILL_ENGINE = r"""
 import os, signal
 killed = [int(pid) for pid in filter(str.isdigit, os.listdir("/proc"))
-          if b"EngineCore" in open(f"/proc/{pid}/cmdline", "rb").read()]
+          if open(f"/proc/{pid}/cmdline", "rb").read().startswith(b"VLLM::EngineCore")]  # not this script
 for pid in killed:
     os.kill(pid, signal.SIGKILL)
 print(killed)

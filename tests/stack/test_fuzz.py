@@ -15,14 +15,14 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
-from tests.support.stack import CpuStack
+from tests.support.stack import Stack
 
 EXAMPLES_PER_OPERATION = 25
 REQUEST_TIMEOUT_S = 120  # a valid /tick of many agents is decided by the CPU engine
 
 
 @pytest.fixture(scope="module")
-def stack_schema(stack: CpuStack) -> object:
+def stack_schema(stack: Stack) -> object:
     return schemathesis.openapi.from_url(f"{stack.agent_url}/openapi.json")
 
 
@@ -35,7 +35,7 @@ def test_no_generated_request_gets_a_server_error_from_the_stack(case: schemathe
     case.call_and_validate(checks=[not_a_server_error], timeout=REQUEST_TIMEOUT_S)
 
 
-def test_the_stack_is_healthy_after_the_fuzzing(stack: CpuStack) -> None:
+def test_the_stack_is_healthy_after_the_fuzzing(stack: Stack) -> None:
     """Runs after the fuzz test (file order): the service survived it and still decides."""
     assert httpx.get(f"{stack.agent_url}/health", timeout=30).json() == {"status": "ok"}
     assert httpx.get(f"{stack.agent_url}/ready", timeout=30).status_code == 200

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from docker.models.containers import Container
 
-from tests.support.stack import CpuStack
+from tests.support.stack import Stack
 
 SERVICES = ("vllm", "agent")
 #: Reads every process's cmdline and environ that this user may read (all of the container's:
@@ -32,7 +32,7 @@ print(json.dumps(out))
 """
 
 
-def inspect(stack: CpuStack, service: str) -> dict[str, Any]:
+def inspect(stack: Stack, service: str) -> dict[str, Any]:
     container = stack.container(service)
     container.reload()
     return container.attrs
@@ -50,7 +50,7 @@ def proc_status(container: Container, pid: str = "1") -> dict[str, str]:
 
 
 @pytest.mark.parametrize("service", SERVICES)
-def test_docker_applied_the_hardening(stack: CpuStack, service: str) -> None:
+def test_docker_applied_the_hardening(stack: Stack, service: str) -> None:
     attrs = inspect(stack, service)
     host = attrs["HostConfig"]
     assert host["CapDrop"] in (["ALL"], ["CAP_ALL"]) and not host["CapAdd"], (host["CapDrop"], host["CapAdd"])
@@ -64,7 +64,7 @@ def test_docker_applied_the_hardening(stack: CpuStack, service: str) -> None:
     assert int(status["CapEff"], 16) == 0 and int(status["CapBnd"], 16) == 0, (status["CapEff"], status["CapBnd"])
 
 
-def test_the_agent_has_a_read_only_root_and_a_small_tmp(stack: CpuStack) -> None:
+def test_the_agent_has_a_read_only_root_and_a_small_tmp(stack: Stack) -> None:
     attrs = inspect(stack, "agent")
     assert attrs["HostConfig"]["ReadonlyRootfs"] is True
     assert attrs["HostConfig"]["Tmpfs"] == {"/tmp": "size=16m,mode=1777"}
@@ -75,7 +75,7 @@ def test_the_agent_has_a_read_only_root_and_a_small_tmp(stack: CpuStack) -> None
     assert code == 0 and text.strip() == "x", text
 
 
-def test_vllm_on_cpu_has_its_own_shm_and_no_usage_stats(stack: CpuStack, capsys: pytest.CaptureFixture[str]) -> None:
+def test_vllm_on_cpu_has_its_own_shm_and_no_usage_stats(stack: Stack, capsys: pytest.CaptureFixture[str]) -> None:
     attrs = inspect(stack, "vllm")
     assert attrs["HostConfig"]["IpcMode"] == "private"
     shm_size = attrs["HostConfig"]["ShmSize"]
@@ -91,7 +91,7 @@ def test_vllm_on_cpu_has_its_own_shm_and_no_usage_stats(stack: CpuStack, capsys:
 
 
 @pytest.mark.parametrize("service", SERVICES)
-def test_measured_use_is_under_the_limits(stack: CpuStack, service: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_measured_use_is_under_the_limits(stack: Stack, service: str, capsys: pytest.CaptureFixture[str]) -> None:
     """The figures the compose limits were sized from (cgroup v1 keeps the peak; v2 only the current use)."""
     container = stack.container(service)
     limits = inspect(stack, service)["HostConfig"]
@@ -106,7 +106,7 @@ def test_measured_use_is_under_the_limits(stack: CpuStack, service: str, capsys:
               f" processes+threads {threads} (limit {limits['PidsLimit']})")
 
 
-def test_no_secret_in_any_process_environment_or_command_line(stack: CpuStack) -> None:
+def test_no_secret_in_any_process_environment_or_command_line(stack: Stack) -> None:
     secrets = {"HF token": stack.hf_token, "vLLM API key": stack.api_key}
     seen: dict[str, dict[str, dict[str, str]]] = {}
     for service in SERVICES:
@@ -128,7 +128,7 @@ def test_no_secret_in_any_process_environment_or_command_line(stack: CpuStack) -
                 assert value not in proc["environ"], f"{what} in the environment of {service} pid {pid}"
 
 
-def test_the_key_file_is_on_tmpfs_readable_only_by_the_server_user(stack: CpuStack) -> None:
+def test_the_key_file_is_on_tmpfs_readable_only_by_the_server_user(stack: Stack) -> None:
     vllm = stack.container("vllm")
     code, text = run(vllm, "stat", "-c", "%a %u %s", "/run/arena/vllm-secrets.yaml")
     assert code == 0, text

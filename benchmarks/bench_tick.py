@@ -59,8 +59,13 @@ from tests.support.stack import Stack, start_stack
 #: here would measure the timeout, not the engine.
 TIMEOUT_S = 600.0
 TICK_TARGET = 1.1
-#: A decision's ``source`` when the model made it (not the agent's fallback).
-MODEL_MADE = ("native", "prompt")
+#: A decision's structured ``source`` when the model made it (not the agent's fallback).
+MODEL_SOURCES = frozenset({"native", "prompt"})
+
+
+def by_model(decision: dict[str, Any]) -> bool:
+    """Whether the model made this decision (its ``source`` field)."""
+    return decision.get("source") in MODEL_SOURCES
 
 
 @dataclass
@@ -132,7 +137,7 @@ class Bench:
         response = await self.http.post("/tick", json={"tick": 1, "agents": agents})
         response.raise_for_status()
         actions = response.json()["actions"]
-        self.model_decisions.append(sum(a["action"]["source"] in MODEL_MADE for a in actions))
+        self.model_decisions.append(sum(by_model(a["action"]) for a in actions))
 
     async def direct(self) -> None:
         await asyncio.gather(*(self.vllm.chat.completions.create(**request) for request in self.direct_requests))
@@ -140,6 +145,28 @@ class Bench:
     async def sequential(self) -> None:
         for obs in self.observations:
             (await self.http.post("/observe", json=obs)).raise_for_status()
+
+
+#: Token counts of two paths further apart than this are not the same work.
+TOKEN_TOLERANCE = 0.05
+
+
+def comparable(agents: int, model_decisions: list[int], tokens_a: float, tokens_b: float) -> str | None:
+    """None when both sides did equal work, else why not: a ratio is a verdict only on equal work.
+
+    Equal work: every tick had all ``agents`` decided by the model (an idle after a failure is
+    cheap, and would flatter the agent), and the engine generated the same tokens within 5%.
+    """
+    short = [count for count in model_decisions if count < agents]
+    if not model_decisions or short:
+        return f"not comparable: model decisions per tick {model_decisions}, expected {agents} each"
+    if max(tokens_a, tokens_b) <= 0:
+        return "not comparable: no generated tokens counted (vLLM /metrics)"
+    spread = abs(tokens_a - tokens_b) / max(tokens_a, tokens_b)
+    if spread > TOKEN_TOLERANCE:
+        return (f"not comparable: generated tokens differ by {spread:.0%} ({tokens_a:.0f} vs {tokens_b:.0f}; "
+                f"at most {TOKEN_TOLERANCE:.0%})")
+    return None
 
 
 async def timed(step: Callable[[], Awaitable[None]]) -> float:
@@ -183,7 +210,8 @@ def report(
     hit_rate: dict[str, float],
 ) -> None:
     tick_ratio = median["tick"] / median["direct"]
-    verdict = "ok" if tick_ratio <= TICK_TARGET else "OVER TARGET"
+    verdict = comparable(agents, model_decisions, tokens["tick"], tokens["direct"]) or (
+        "ok" if tick_ratio <= TICK_TARGET else "OVER TARGET")
     rows = [
         ("one /observe", f"{median['single']:.3f} s"),
         (f"/tick of {agents}", f"{median['tick']:.3f} s  ({tokens['tick']:.0f} tokens generated; "

@@ -119,23 +119,34 @@ def test_server_on_a_closed_port_raises_connection_error_quickly() -> None:
         assert backend.is_available() is False
 
 
-def test_seed_example(stack: Stack) -> None:
-    """The seed README's example with only the import line changed (plus the stack's API key)."""
+def test_seed_example(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's example, unchanged, against the keyed stack: the key comes from $VLLM_API_KEY."""
+    monkeypatch.setenv("VLLM_API_KEY", stack.api_key)
     config = VLLMBackendConfig(
         model_path=stack.served_model,
         api_base=stack.vllm_api_base,
         temperature=0.7,
         max_tokens=256,
-        api_key=stack.api_key,
     )
     backend = VLLMBackend(config)
     assert backend.is_available()
 
     result = backend.generate("What should I do next?")
-    print(result.text, result.tokens_used)
+    assert result.text and result.tokens_used == result.metadata["prompt_tokens"] + result.metadata["completion_tokens"]
+    assert 0 < result.metadata["completion_tokens"] <= 256
 
     result = backend.generate_with_tools("Move to position (10, 0, 5)", [MOVE_TO])
     tool_call = result.metadata["tool_call"]
     assert tool_call["name"] == "move_to" and len(tool_call["arguments"]["target_position"]) == 3
+    assert all(-100 <= v <= 100 for v in tool_call["arguments"]["target_position"]), tool_call
     assert result.metadata["tool_call_source"] == "native"
     backend.close()
+
+
+def test_without_the_key_the_keyed_stack_refuses_with_a_clear_error(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The control for the seed example: the key really is needed, and only the environment supplied it."""
+    monkeypatch.delenv("VLLM_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with VLLMBackend(VLLMBackendConfig(model_path=stack.served_model, api_base=stack.vllm_api_base)) as backend:
+        assert backend.is_available() is False
+        assert "401" in (backend.status().reason or ""), backend.status().reason

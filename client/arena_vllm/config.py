@@ -196,6 +196,10 @@ class AgentSettings(_Model):
     max_agents_per_tick: int = Field(ge=1)
     max_body_bytes: int = Field(ge=1024)
     max_entities_in_prompt: int = Field(ge=0, le=100)
+    max_requests_in_flight: int = Field(ge=1, le=4096, description="more at once get 503 + Retry-After")
+    retry_after_s: int = Field(ge=1, le=600, description="Retry-After of that 503")
+    api_key_file: str | None = Field(description="a file holding the bearer token callers must send; "
+                                                  "null or empty = no auth")
     experiences_per_agent: int = Field(ge=0, le=100, description="recent /experience events kept and shown")
     experience_agents: int = Field(ge=1, description="agents whose experiences are kept (least recent dropped)")
     fallback: FallbackSettings

@@ -5,6 +5,9 @@
 ``/experience`` events are kept per agent and shown in its next prompts; ``/tools/execute``
 is acknowledged as the SDK does (the game executes its tools itself).
 
+With ``agent.api_key_file`` holding a token, every route but ``/health`` needs
+``Authorization: Bearer <token>`` (401 otherwise); more than ``agent.max_requests_in_flight``
+requests at once get 503 with ``Retry-After`` (see :mod:`arena_vllm.agent.guard`).
 Bad requests are the caller's fault and get 4xx naming the field (413 over
 ``agent.max_body_bytes`` or ``agent.max_agents_per_tick``, 422 for a missing or ill-typed
 field, a non-finite number, or a body that is not JSON, 400 naming why ``json`` could not
@@ -28,7 +31,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
@@ -37,6 +40,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from arena_vllm import __version__
 from arena_vllm.agent.experiences import ExperienceStore
+from arena_vllm.agent.guard import InFlightLimit, bearer_auth, read_token
 from arena_vllm.agent.metrics import AgentMetrics
 from arena_vllm.agent.policy import DecisionPolicy
 from arena_vllm.agent.schemas import (
@@ -72,6 +76,7 @@ def create_app(settings: Settings, backend: LLMBackend | None = None) -> FastAPI
     policy = DecisionPolicy(backend, settings, metrics, experiences)
     max_agents = settings.agent.max_agents_per_tick
     max_body = settings.agent.max_body_bytes
+    token = read_token(settings.agent.api_key_file)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -89,6 +94,11 @@ def create_app(settings: Settings, backend: LLMBackend | None = None) -> FastAPI
         # Starlette's limiter: checks Content-Length up front and counts the bytes actually read.
         max_body_size=max_body,
         exception_handlers={RequestValidationError: _validation_error, StarletteHTTPException: _body_errors(max_body)},
+        dependencies=[Depends(bearer_auth(token))],  # every route but /health, when agent.api_key_file holds a token
+    )
+    app.add_middleware(
+        InFlightLimit, limit=settings.agent.max_requests_in_flight, retry_after_s=settings.agent.retry_after_s,
+        on_reject=metrics.rejected.labels(reason="in_flight").inc,
     )
 
     @app.post("/observe")

@@ -29,11 +29,11 @@ def plan_for(profile_name: str, model: str | None, vram_gib: float | None, free_
     shape = ModelShape.from_config(config, profile.dtype)
     card = Card(total_bytes=int((total_gib or 0) * GIB), free_bytes=None if free_gib is None else int(free_gib * GIB),
                 device=profile.device)
-    if profile.device == "cuda" and not card.total_bytes:
+    if profile.device == "gpu" and not card.total_bytes:
         raise SystemExit(f"plan: profile {name} is a GPU profile and no GPU was found; pass --vram GIB")
     decision = None
     util = profile.gpu_memory_utilization
-    if profile.device == "cuda" and card.free_bytes is not None:
+    if profile.device == "gpu" and card.free_bytes is not None:
         decision = fit_memory(profile, [GpuMemory(card.total_bytes / 2**20, card.free_bytes / 2**20)], config)
         util = decision.utilization
     plan = plan_memory(shape, card, gpu_memory_utilization=util,
@@ -47,7 +47,7 @@ def plan_for(profile_name: str, model: str | None, vram_gib: float | None, free_
 def run_plan(args: argparse.Namespace) -> int:
     name, source, plan, card, decision = plan_for(args.profile, args.model, args.vram, args.free, args.online,
                                                   args.overrides)
-    where = f"{card.total_bytes / GIB:.2f} GiB card" if plan.device == "cuda" else "CPU (host RAM)"
+    where = f"{card.total_bytes / GIB:.2f} GiB card" if plan.device == "gpu" else "CPU (host RAM)"
     if card.free_bytes is not None:
         where += f", {card.free_bytes / GIB:.2f} GiB free"
     print(f"profile {name}, model {source}, {where}")

@@ -17,7 +17,7 @@ from arena_vllm.config import load_settings
 from arena_vllm.memory_plan import Card, ModelShape, parse_size, plan_memory
 from ops import run_vllm_server as entry
 from tests.support.gpu_cases import TINY_CONFIG
-from tests.support.stack import ENGINE_OVERRIDES, start_gpu_stack
+from tests.support.stack import ENGINE_OVERRIDES, start_stack
 
 
 def gpu_missing_reason() -> str | None:
@@ -42,9 +42,9 @@ def test_gpu_stack_picks_by_free_memory_fits_and_decides(tmp_path: Path) -> None
     profile = load_settings([f"profile={expected}", *overrides]).profile
     decision = entry.fit_memory(profile, gpus, tiny)
 
-    with start_gpu_stack(tmp_path) as stack:
+    with start_stack(tmp_path, "gpu") as stack:
         logs = stack.compose_cmd("logs", "--no-color", "vllm").stdout
-        assert f"profile {expected} (VLLM_PROFILE=auto), device cuda" in logs, logs[-3000:]
+        assert f"profile {expected} (VLLM_PROFILE=auto), device gpu" in logs, logs[-3000:]
         assert "run_vllm_server: memory: plan:" in logs, logs[-3000:]
         passed = float(re.search(r"--gpu-memory-utilization (\S+)", logs).group(1))
         assert passed == pytest.approx(decision.utilization, abs=0.01)  # free memory moves a little between reads
@@ -61,5 +61,5 @@ def test_gpu_stack_picks_by_free_memory_fits_and_decides(tmp_path: Path) -> None
             "nearby_resources": [{"name": "berry_1", "type": "berry", "position": [3, 0, 4], "distance": 5}],
         }).json()
         tools = {tool.name: tool.parameters for tool in load_settings().tools.tools}
-        assert decision_json["tool"] in tools, decision_json
+        assert decision_json["source"] == "native", decision_json
         jsonschema.validate(decision_json["params"], tools[decision_json["tool"]])

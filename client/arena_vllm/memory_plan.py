@@ -137,7 +137,7 @@ class Card:
 
     total_bytes: int
     free_bytes: int | None = None
-    device: str = "cuda"
+    device: str = "gpu"  # as ProfileSettings.device: gpu or cpu
 
 
 @dataclass(frozen=True)
@@ -182,7 +182,7 @@ class MemoryPlan:
     def rows(self) -> list[tuple[str, str]]:
         """Label/value pairs for printing (GiB with two decimals, as vLLM logs)."""
         rows = [("budget", _gib(self.budget_bytes)), ("weights", _gib(self.weight_bytes))]
-        if self.device == "cuda":
+        if self.device == "gpu":
             rows += [("activation (peak, %d batched tokens)" % self.max_num_batched_tokens, _gib(self.activation_bytes)),
                      ("non-torch", _gib(self.non_torch_bytes)),
                      ("CUDA graphs (outside the budget)", _gib(self.cuda_graph_bytes))]
@@ -237,7 +237,7 @@ def plan_memory(shape: ModelShape, card: Card, *, gpu_memory_utilization: float,
     graphs = 0 if enforce_eager else CUDA_GRAPH_BYTES
     kv = kv_cache_memory_bytes if kv_cache_memory_bytes is not None \
         else budget - weights - activation - NON_TORCH_BYTES
-    return _finish("cuda", budget, weights, activation, NON_TORCH_BYTES, graphs, kv, per_token, GPU_BLOCK_SIZE,
+    return _finish("gpu", budget, weights, activation, NON_TORCH_BYTES, graphs, kv, per_token, GPU_BLOCK_SIZE,
                    max_model_len, max_num_seqs, batched)
 
 

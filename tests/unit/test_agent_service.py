@@ -5,50 +5,16 @@ Every fault the FaultServer injects must reach the game as ``idle`` with a reaso
 
 from __future__ import annotations
 
-import functools
 import socket
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 
 import httpx
 import pytest
-import uvicorn
-from arena_vllm.agent.app import create_app
-from arena_vllm.config import Settings, load_settings
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.fault_server import FaultServer
 from tests.support.observations import OBSERVATION
-
-MOVE = {"target_position": [3.0, 0.0, 4.0]}
-
-
-@contextmanager
-def serving(app: object) -> Iterator[str]:
-    """``app`` under uvicorn on a free loopback port in a thread; yields its URL, runs its lifespan."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=1))  # type: ignore[arg-type]
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "agent service did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
-
-
-@functools.lru_cache
-def cached_settings(*overrides: str) -> Settings:
-    """Settings are immutable and Hydra takes ~0.5 s to compose: compose each distinct set once."""
-    return load_settings(overrides)
+from tests.support.service import MOVE, agent_client, cached_settings, metric, tick_body
 
 
 @pytest.fixture
@@ -57,47 +23,24 @@ def fault() -> Iterator[FaultServer]:
         yield server
 
 
-@contextmanager
-def agent_client(fault: FaultServer, *overrides: str) -> Iterator[httpx.Client]:
-    """An HTTP client of a fresh agent service whose backend is ``fault``."""
-    settings = cached_settings(
-        f"backend.api_base={fault.api_base}", "backend.model=tiny", "backend.max_retries=0", "backend.timeout_s=10",
-        "agent.tick_deadline_s=5", *overrides,
-    )
-    with serving(create_app(settings)) as url, httpx.Client(base_url=url, timeout=60) as client:
-        yield client
-
-
 @pytest.fixture
 def agent(fault: FaultServer) -> Iterator[httpx.Client]:
     with agent_client(fault) as client:
         yield client
 
 
-def tick_body(agent_ids: list[str], tick: int = 7) -> dict:
-    return {"tick": tick, "agents": [{"agent_id": i, "observations": {"position": [1.0, 0.0, 1.0]}} for i in agent_ids]}
-
-
-def metric(client: httpx.Client, name: str, **labels: str) -> float:
-    """One sample of /metrics (0 when the series does not exist yet)."""
-    for family in text_string_to_metric_families(client.get("/metrics").text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return sample.value
-    return 0.0
-
-
 def test_observe_returns_the_models_tool_call(agent: httpx.Client, fault: FaultServer) -> None:
     response = agent.post("/observe", json=OBSERVATION)
 
     assert response.status_code == 200
-    assert response.json() == {"agent_id": "forager_1", "tool": "move_to", "params": MOVE, "reasoning": "native tool call"}
+    assert response.json() == {"agent_id": "forager_1", "tool": "move_to", "params": MOVE, "source": "native",
+                               "reasoning": 'model: move_to (3.0, 0.0, 4.0), 5.0 away toward "berry_1"'}
     [sent] = fault.requests
     assert sent["tool_choice"] == "required"
-    assert [tool["function"]["name"] for tool in sent["tools"]] == ["move_to", "collect", "idle"]
+    assert [tool["function"]["name"] for tool in sent["tools"]] == ["move_to", "explore", "idle", "craft_item", "collect"]
     system, user = sent["messages"]
-    assert system["content"] == cached_settings().agent.system_prompt
-    assert "berry_1 (berry) at (3.0, 0.0, 4.0), 5.0 away" in user["content"]
+    assert system["content"] == cached_settings().scene.system_prompt
+    assert '"berry_1" "berry" at (3, 0, 4), 5 away' in user["content"]
 
 
 def test_tick_of_8_answers_in_input_order(agent: httpx.Client, fault: FaultServer) -> None:
@@ -108,8 +51,8 @@ def test_tick_of_8_answers_in_input_order(agent: httpx.Client, fault: FaultServe
     body = response.json()
     assert body["tick"] == 12
     assert [action["agent_id"] for action in body["actions"]] == ids
-    assert all(action["action"] == {"tool": "move_to", "params": MOVE, "reasoning": "native tool call"}
-               for action in body["actions"])
+    assert all(action["action"]["tool"] == "move_to" and action["action"]["params"] == MOVE
+               and action["action"]["source"] == "native" for action in body["actions"])
     assert len(fault.requests) == 8
     assert metric(agent, "arena_agent_decisions_total", tool="move_to", source="native") == 8
 
@@ -145,7 +88,7 @@ def test_concurrency_is_bounded_by_max_concurrency(fault: FaultServer) -> None:
         ("reject_tools", "no valid tool call"),  # prompt-based fallback, then the FaultServer answers prose
     ],
 )
-def test_model_and_engine_failures_become_idle_with_the_reason(
+def test_model_and_engine_failures_become_the_fallback_with_the_reason(
     agent: httpx.Client, fault: FaultServer, mode: str, reason: str
 ) -> None:
     fault.mode = mode
@@ -153,25 +96,38 @@ def test_model_and_engine_failures_become_idle_with_the_reason(
     tick = agent.post("/tick", json=tick_body(["a", "b"]))
 
     assert observe.status_code == 200 and tick.status_code == 200
-    decisions = [observe.json(), *(action["action"] for action in tick.json()["actions"])]
-    for decision in decisions:
-        assert decision["tool"] == "idle" and decision["params"] == {}
+    moved = observe.json()  # OBSERVATION shows berry_1 5.0 away: the SDK's fallback walks there
+    assert (moved["tool"], moved["params"], moved["source"]) == ("move_to", {"target_position": [3.0, 0.0, 4.0]}, "fallback")
+    assert moved["reasoning"].startswith('fallback: moving to "berry_1" at 5.0 (') and reason in moved["reasoning"]
+    for action in tick.json()["actions"]:  # nothing in sight: idle, still marked as the fallback
+        decision = action["action"]
+        assert (decision["tool"], decision["params"], decision["source"]) == ("idle", {}, "fallback")
         assert reason in decision["reasoning"]
-    assert metric(agent, "arena_agent_decisions_total", tool="idle", source="idle_after_failure") == 3
+    assert metric(agent, "arena_agent_decisions_total", tool="move_to", source="fallback") == 1
+    assert metric(agent, "arena_agent_decisions_total", tool="idle", source="fallback") == 2
 
 
-def test_a_call_written_as_text_is_used_and_counted_as_fallback(agent: httpx.Client, fault: FaultServer) -> None:
+def test_with_the_fallback_off_failures_become_idle(fault: FaultServer) -> None:
+    fault.mode = "error_500"
+    with agent_client(fault, "agent.fallback.enabled=false") as client:
+        decision = client.post("/observe", json=OBSERVATION).json()
+        assert (decision["tool"], decision["source"]) == ("idle", "idle_after_failure")
+        assert decision["reasoning"].startswith("backend error (ServerError)")
+        assert metric(client, "arena_agent_decisions_total", tool="idle", source="idle_after_failure") == 1
+
+
+def test_a_call_written_as_text_is_used_and_counted_as_prompt(agent: httpx.Client, fault: FaultServer) -> None:
     fault.mode = "text_call"
     decision = agent.post("/observe", json=OBSERVATION).json()
-    assert (decision["tool"], decision["params"]) == ("move_to", MOVE)
-    assert decision["reasoning"] == "fallback tool call"
-    assert metric(agent, "arena_agent_decisions_total", tool="move_to", source="fallback") == 1
+    assert (decision["tool"], decision["params"], decision["source"]) == ("move_to", MOVE, "prompt")
+    assert decision["reasoning"].startswith("model: move_to")
+    assert metric(agent, "arena_agent_decisions_total", tool="move_to", source="prompt") == 1
 
 
 def test_unreachable_server_and_unserved_model_become_idle(fault: FaultServer) -> None:
     with agent_client(fault, "backend.model=not-served") as client:
         decision = client.post("/observe", json=OBSERVATION).json()
-        assert decision["tool"] == "idle" and "ModelNotServedError" in decision["reasoning"]
+        assert decision["source"] == "fallback" and "ModelNotServedError" in decision["reasoning"]
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]  # bound, never listening: connections are refused
@@ -215,7 +171,7 @@ def test_metrics_count_decisions_latency_and_errors(agent: httpx.Client, fault: 
     agent.post("/observe", json=OBSERVATION)
 
     assert metric(agent, "arena_agent_decisions_total", tool="move_to", source="native") == 1
-    assert metric(agent, "arena_agent_decisions_total", tool="idle", source="idle_after_failure") == 1
+    assert metric(agent, "arena_agent_decisions_total", tool="move_to", source="fallback") == 1
     assert metric(agent, "arena_agent_backend_errors_total", kind="ServerError") == 1
     assert metric(agent, "arena_agent_decision_latency_seconds_count") == 2
     assert agent.get("/metrics").headers["content-type"].startswith("text/plain")

@@ -151,10 +151,13 @@ def gpu_memory() -> list[GpuMemory]:
     cards = []
     for line in lines:
         try:
-            total, reserved, free = (float(field) for field in line.split(","))
+            values = [float(value) for value in line.split(",")]
         except ValueError:  # "[N/A]" on some virtual GPUs: no usable reading
             continue
-        cards.append(GpuMemory(total - reserved, free))
+        if len(values) == 3:
+            cards.append(GpuMemory(values[0] - values[1], values[2]))
+        elif len(values) == 2:  # a tool answering only total and free
+            cards.append(GpuMemory(values[0], values[1]))
     return cards
 
 

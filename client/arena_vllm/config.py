@@ -157,6 +157,16 @@ class ToolSetSettings(_Model):
         return self
 
 
+class DebugSettings(_Model):
+    """The decision inspector: ``/debug`` and Agent Arena's ``/debug/*`` endpoints (configs/agent/default.yaml)."""
+
+    enabled: bool | Literal["auto"] = Field(
+        description="auto: on only when agent.published_host (else agent.host) is a loopback address"
+    )
+    ticks_per_agent: int = Field(ge=1, le=10_000, description="decisions kept per agent, newest first")
+    max_bytes: int = Field(ge=64 * 1024, description="cap on the stored traces' JSON, all agents together")
+
+
 class AgentSettings(_Model):
     """The agent service that answers the game (configs/agent/default.yaml)."""
 
@@ -171,6 +181,10 @@ class AgentSettings(_Model):
     temperature: float = Field(0.7, ge=0.0, le=2.0)
     max_tokens: int = Field(128, ge=1)
     system_prompt: str = Field(min_length=1)
+    published_host: str | None = Field(
+        None, description="where the service is reachable from outside its container (compose: ARENA_BIND_ADDRESS)"
+    )
+    debug: DebugSettings
 
 
 class Settings(_Model):

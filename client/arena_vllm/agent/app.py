@@ -31,8 +31,10 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from arena_vllm import __version__
+from arena_vllm.agent.debug import debug_router, trace_store
 from arena_vllm.agent.metrics import AgentMetrics
 from arena_vllm.agent.policy import DecisionPolicy
+from arena_vllm.agent.recorder import TraceRecorder
 from arena_vllm.agent.schemas import Observation, ObserveResponse, TickAction, TickRequest, TickResponse
 from arena_vllm.backends import VLLMBackend, VLLMBackendConfig
 from arena_vllm.config import Settings
@@ -49,7 +51,8 @@ def create_app(settings: Settings, backend: VLLMBackend | None = None) -> FastAP
     """
     backend = backend or VLLMBackend(VLLMBackendConfig.from_settings(settings.backend))
     metrics = AgentMetrics()
-    policy = DecisionPolicy(backend, settings, metrics)
+    traces = trace_store(settings)  # None when the /debug inspector is off
+    policy = DecisionPolicy(backend, settings, metrics, recorder=TraceRecorder(traces))
     max_agents = settings.agent.max_agents_per_tick
     max_body = settings.agent.max_body_bytes
 
@@ -111,6 +114,8 @@ def create_app(settings: Settings, backend: VLLMBackend | None = None) -> FastAP
         """Prometheus text exposition of this app's registry."""
         return Response(metrics.render(), media_type=metrics.content_type)
 
+    if traces is not None:
+        app.include_router(debug_router(traces))
     return app
 
 

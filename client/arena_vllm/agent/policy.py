@@ -32,6 +32,7 @@ from typing import Any
 
 from arena_vllm.agent.metrics import AgentMetrics
 from arena_vllm.agent.prompt import render_observation
+from arena_vllm.agent.recorder import TraceRecorder
 from arena_vllm.agent.schemas import Decision, Observation
 from arena_vllm.backends import BackendError, GenerationResult, LLMBackend
 from arena_vllm.config import Settings
@@ -50,9 +51,12 @@ class DecisionPolicy:
         first, second = await policy.decide_tick([obs_a, obs_b])  # one shared deadline
     """
 
-    def __init__(self, backend: LLMBackend, settings: Settings, metrics: AgentMetrics) -> None:
+    def __init__(
+        self, backend: LLMBackend, settings: Settings, metrics: AgentMetrics, recorder: TraceRecorder | None = None
+    ) -> None:
         agent = settings.agent
-        self._backend = backend
+        self._recorder = recorder or TraceRecorder(None)  # the /debug inspector's traces; None records nothing
+        self._backend = self._recorder.watch(backend)
         self._metrics = metrics
         self._tools = [tool.model_dump() for tool in settings.tools.tools]
         self._tool_names = frozenset(tool.name for tool in settings.tools.tools)
@@ -77,7 +81,9 @@ class DecisionPolicy:
 
     async def _decide(self, observation: Observation, deadline: float) -> tuple[Decision, str]:
         started = time.perf_counter()
-        decision, source = await self._attempt(observation, deadline)
+        with self._recorder.decision(observation) as trace:
+            decision, source = await self._attempt(observation, deadline)
+            trace.decided(decision, source, decision.reasoning if source == IDLE_AFTER_FAILURE else None)
         self._metrics.latency.observe(time.perf_counter() - started)
         self._metrics.decisions.labels(tool=decision.tool, source=source).inc()
         return decision, source

@@ -22,6 +22,7 @@ Example::
 from __future__ import annotations
 
 import ipaddress
+import math
 import logging
 import os
 from datetime import datetime, timezone
@@ -276,7 +277,7 @@ def sdk_trace(trace: dict[str, Any]) -> dict[str, Any]:
 def sdk_capture(trace: dict[str, Any]) -> dict[str, Any]:
     """A trace in the shape of the SDK's ``DecisionCapture.to_dict()`` (PromptInspector stages)."""
     start = trace["start_time"]
-    stages: list[tuple[str, dict[str, Any], float]] = [("observation", trace["observation"], 0.0)]
+    stages: list[tuple[str, dict[str, Any], float]] = [("observation", _sdk_observation_data(trace["observation"]), 0.0)]
     call = _last_call(trace)
     if call is not None:
         response = call.get("response") or {}
@@ -310,6 +311,24 @@ def sdk_capture(trace: dict[str, Any]) -> dict[str, Any]:
             {"timestamp": _iso(start + ms / 1000), "agent_id": trace["agent_id"], "tick": trace["tick"], "stage": stage, "data": data}
             for stage, data, ms in stages
         ],
+    }
+
+
+def _sdk_observation_data(obs: dict[str, Any]) -> dict[str, Any]:
+    """The observation as the SDK's CLI reads it: every resource and hazard with a distance, inventory a list."""
+    here = obs.get("position", [0.0, 0.0, 0.0])
+
+    def with_distance(entity: dict[str, Any]) -> dict[str, Any]:
+        if entity.get("distance") is not None:
+            return entity
+        return {**entity, "distance": math.dist(here, entity.get("position", here))}
+
+    inventory = obs.get("inventory", [])
+    if isinstance(inventory, dict):
+        inventory = [{"name": name, "quantity": count} for name, count in inventory.items()]
+    return {
+        **obs, "inventory": inventory,
+        **{key: [with_distance(e) for e in obs.get(key, [])] for key in ("nearby_resources", "nearby_hazards")},
     }
 
 

@@ -4,7 +4,8 @@ One trace per decision: the observation, the rendered prompt (with the prompt's 
 when the response's usage gave it), the tools offered, the model's raw answer, the decision
 and its source (and why, for a fallback), timings, tick and agent id. Traces are kept as
 compact JSON bytes, so the cap is on what is actually held: at most ``ticks_per_agent``
-per agent and ``max_bytes`` in all, the oldest trace of any agent dropped first. Known
+per agent and ``max_bytes`` in all (the JSON plus ``ENTRY_OVERHEAD`` per trace), the
+oldest trace of any agent dropped first. Known
 secrets (the vLLM API key) are blanked before a trace is stored.
 
 Example::
@@ -24,13 +25,16 @@ import json
 import threading
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 REDACTED = "<redacted>"
+#: What one entry costs beside its JSON (the object, its ids, the visible names); counted against the cap.
+ENTRY_OVERHEAD = 1024
+_CHANGE_KEYS = ("gained_resources", "lost_resources", "gained_hazards", "lost_hazards")
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Entry:
     """One stored trace and what the queries filter on, without decoding it."""
 
@@ -40,8 +44,12 @@ class _Entry:
     tool: str
     data: bytes
     visible: tuple[frozenset[str], frozenset[str]]
-    changes: dict[str, list[str]] = field(default_factory=dict)
+    changes: tuple[tuple[str, ...], ...] = ()
     dropped: bool = False
+
+    @property
+    def size(self) -> int:
+        return len(self.data) + ENTRY_OVERHEAD
 
 
 class TraceStore:
@@ -62,12 +70,13 @@ class TraceStore:
         self._order: deque[_Entry] = deque()  # every kept entry, oldest first (dropped ones skipped lazily)
         self._by_agent: dict[str, deque[_Entry]] = {}
         self._bytes = 0
+        self._kept = 0
         self._dropped = 0
 
     def add(self, trace: dict[str, Any]) -> None:
         """Store one trace; drop the agent's oldest past ``ticks_per_agent`` and anyone's oldest past ``max_bytes``."""
         data = self._encode(trace)
-        if len(data) > self.max_bytes:  # one trace larger than the whole store: keep it, without the observation
+        if len(data) + ENTRY_OVERHEAD > self.max_bytes:  # one trace larger than the whole store: keep it, without the observation
             data = self._encode({**trace, "observation": {"omitted": f"{len(data)} bytes, over agent.debug.max_bytes"}})
         observation = trace.get("observation") or {}
         entry = _Entry(
@@ -76,14 +85,15 @@ class TraceStore:
             tick=int(trace.get("tick", 0)),
             tool=str((trace.get("decision") or {}).get("tool", "")),
             data=data,
-            visible=(_names(observation.get("nearby_resources")), _names(observation.get("nearby_hazards"))),
+            visible=(self._names(observation.get("nearby_resources")), self._names(observation.get("nearby_hazards"))),
         )
         with self._lock:
             kept = self._by_agent.setdefault(entry.agent_id, deque())
             entry.changes = _changes(kept[-1].visible if kept else (frozenset(), frozenset()), entry.visible)
             kept.append(entry)
             self._order.append(entry)
-            self._bytes += len(data)
+            self._bytes += entry.size
+            self._kept += 1
             if len(kept) > self.ticks_per_agent:
                 self._drop(kept[0])
             while self._bytes > self.max_bytes:
@@ -94,6 +104,8 @@ class TraceStore:
                     self._drop(oldest)
             while self._order and self._order[0].dropped:
                 self._order.popleft()
+            if len(self._order) > 2 * self._kept + 64:  # ghosts of per-agent drops behind an old trace: compact
+                self._order = deque(entry for entry in self._order if not entry.dropped)
 
     def traces(
         self, agent_id: str | None = None, tick_start: int | None = None, tick_end: int | None = None,
@@ -108,7 +120,7 @@ class TraceStore:
             and (tick_start is None or entry.tick >= tick_start)
             and (tick_end is None or entry.tick <= tick_end)
             and (tool is None or entry.tool == tool)
-            and (not changed_only or any(entry.changes.values()))
+            and (not changed_only or any(entry.changes))
         ]
         return [{**json.loads(entry.data), "visibility": _visibility(entry)} for entry in chosen]
 
@@ -135,13 +147,13 @@ class TraceStore:
             self._order.clear()
             self._by_agent.clear()
             self._bytes = 0
+            self._kept = 0
 
     def stats(self) -> dict[str, int]:
         """How full the store is: agents, traces, bytes held against ``max_bytes``, traces dropped so far."""
         with self._lock:
-            traces = sum(len(kept) for kept in self._by_agent.values())
             return {
-                "agents": len(self._by_agent), "traces": traces, "bytes": self._bytes, "max_bytes": self.max_bytes,
+                "agents": len(self._by_agent), "traces": self._kept, "bytes": self._bytes, "max_bytes": self.max_bytes,
                 "ticks_per_agent": self.ticks_per_agent, "dropped": self._dropped,
             }
 
@@ -152,27 +164,31 @@ class TraceStore:
         if not kept:
             del self._by_agent[entry.agent_id]
         entry.dropped = True
-        self._bytes -= len(entry.data)
+        self._bytes -= entry.size
+        self._kept -= 1
         self._dropped += 1
+        entry.data = b""  # a dropped entry may wait in the global order a while: hold nothing
 
     def _encode(self, trace: dict[str, Any]) -> bytes:
-        text = json.dumps(trace, separators=(",", ":"), default=str, allow_nan=False)
+        return self._redact(json.dumps(trace, separators=(",", ":"), default=str, allow_nan=False)).encode()
+
+    def _redact(self, text: str) -> str:
         for secret in self._secrets:
             text = text.replace(secret, REDACTED)
-        return text.encode()
+        return text
+
+    def _names(self, entities: Any) -> frozenset[str]:
+        return frozenset(self._redact(str(e.get("name", e)) if isinstance(e, dict) else str(e)) for e in entities or ())
 
 
-def _names(entities: Any) -> frozenset[str]:
-    return frozenset(str(e.get("name", e)) if isinstance(e, dict) else str(e) for e in entities or ())
-
-
-def _changes(before: tuple[frozenset[str], frozenset[str]], now: tuple[frozenset[str], frozenset[str]]) -> dict[str, list[str]]:
+def _changes(before: tuple[frozenset[str], frozenset[str]], now: tuple[frozenset[str], frozenset[str]]) -> tuple[tuple[str, ...], ...]:
     """What came into and went out of view since the agent's previous trace (Agent Arena's ObservationTracker)."""
-    return {
-        "gained_resources": sorted(now[0] - before[0]), "lost_resources": sorted(before[0] - now[0]),
-        "gained_hazards": sorted(now[1] - before[1]), "lost_hazards": sorted(before[1] - now[1]),
-    }
+    return (
+        tuple(sorted(now[0] - before[0])), tuple(sorted(before[0] - now[0])),
+        tuple(sorted(now[1] - before[1])), tuple(sorted(before[1] - now[1])),
+    )
 
 
 def _visibility(entry: _Entry) -> dict[str, list[str]]:
-    return {"visible_resources": sorted(entry.visible[0]), "visible_hazards": sorted(entry.visible[1]), **entry.changes}
+    changes = {key: list(names) for key, names in zip(_CHANGE_KEYS, entry.changes)}
+    return {"visible_resources": sorted(entry.visible[0]), "visible_hazards": sorted(entry.visible[1]), **changes}

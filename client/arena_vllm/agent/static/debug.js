@@ -36,8 +36,8 @@ function chip(agentId, decision) {
   button.dataset.agentId = agentId;
   button.dataset.tool = decision.tool;
   if (state.selected === decision.trace_id) button.classList.add("selected");
-  button.append(el("span", "tool", decision.tool), " ");
-  if (decision.target) button.append(el("span", "target", decision.target), " ");
+  button.append(el("span", "tool", decision.tool));
+  if (decision.target) button.append(el("span", "target", decision.target));
   button.append(el("span", "meta", `t${decision.tick} · ${ms(decision.timings_ms.total)}`));
   button.title = isFallback(decision) ? `fallback: ${decision.fallback_reason}` : decision.reasoning;
   button.addEventListener("click", () => showTrace(decision.trace_id));

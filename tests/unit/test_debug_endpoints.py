@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import pytest
 from arena_vllm.agent.app import create_app
 from arena_vllm.agent.debug import PAGE_POLICY, inspector_enabled, is_loopback
+from arena_vllm.agent.traces import ENTRY_OVERHEAD
 
 from tests.support.fault_server import FaultServer
 from tests.support.observations import OBSERVATION
@@ -212,3 +214,11 @@ def test_the_sdk_query_parameters_are_accepted(fault: FaultServer) -> None:
         for path, names in SDK_QUERY.items():
             response = client.get(path, params={name: values[name] for name in names})
             assert response.status_code == 200, (path, response.text)
+
+
+def test_the_readme_states_the_configured_bounds() -> None:
+    debug = cached_settings().agent.debug
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert f"`agent.debug.ticks_per_agent` decisions of each agent ({debug.ticks_per_agent})" in readme
+    assert f"({debug.max_bytes // 2**20} MiB of JSON, plus {ENTRY_OVERHEAD // 1024} KiB per trace" in readme
+    assert debug.enabled == "auto"

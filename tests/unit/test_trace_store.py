@@ -90,7 +90,7 @@ def test_secrets_are_blanked_everywhere() -> None:
 
 
 def test_memory_stays_within_the_cap_under_a_soak_like_load(capsys) -> None:
-    """128 agents x 120 ticks of ~2.5-6 KB traces (~50 MiB offered) into a 4 MiB store: Python's own count
+    """128 agents x 120 ticks of ~2.5-6 KB traces (~35 MiB offered) into a 4 MiB store: Python's own count
     of what the store holds stays near the cap, not near what was offered."""
     cap = 4 * 1024 * 1024
     store = TraceStore(ticks_per_agent=50, max_bytes=cap)

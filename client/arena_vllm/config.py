@@ -164,7 +164,7 @@ class DebugSettings(_Model):
         description="auto: on only when agent.published_host (else agent.host) is a loopback address"
     )
     ticks_per_agent: int = Field(ge=1, le=10_000, description="decisions kept per agent, newest first")
-    max_bytes: int = Field(ge=64 * 1024, description="cap on the stored traces' JSON, all agents together")
+    max_bytes: int = Field(ge=64 * 1024, description="cap on the stored traces (JSON + 1 KiB each), all agents together")
 
 
 class AgentSettings(_Model):
@@ -182,7 +182,7 @@ class AgentSettings(_Model):
     max_tokens: int = Field(128, ge=1)
     system_prompt: str = Field(min_length=1)
     published_host: str | None = Field(
-        None, description="where the service is reachable from outside its container (compose: ARENA_BIND_ADDRESS)"
+        description="where the service is reachable from outside its container (compose: ARENA_BIND_ADDRESS); None = host"
     )
     debug: DebugSettings
 

@@ -13,11 +13,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.stack.test_agent_service import assert_model_decision
 from tests.support.browser import headless_chromium, open_decision, read_inspector, save_screenshot
+from tests.support.decisions import assert_model_decision
 from tests.support.observations import OBSERVATION
 from tests.support.sdk_debug import SDK_RESPONSES, assert_shape
-from tests.support.stack import CpuStack
+from tests.support.stack import Stack
 
 HOSTILE = "<script>window.__pwned=1</script>"
 AGENTS = ["inspector_a", "inspector_b", HOSTILE]
@@ -25,7 +25,7 @@ TICKS = (101, 102, 103)
 
 
 @pytest.fixture(scope="module")
-def replayed(stack: CpuStack) -> Iterator[httpx.Client]:
+def replayed(stack: Stack) -> Iterator[httpx.Client]:
     """Three ticks of three agents (one with a hostile name) through ``/tick``, as the game sends them."""
     with httpx.Client(base_url=stack.agent_url, timeout=180) as client:
         for tick in TICKS:
@@ -49,7 +49,7 @@ def test_prompts_of_an_agent_after_a_replay(replayed: httpx.Client) -> None:
     assert stages["llm_request"]["tools"] and stages["llm_response"]["metadata"]["tool_call"]["name"] == stages["decision"]["tool"]
 
 
-def test_every_debug_endpoint_has_the_sdks_shape_and_no_secret(replayed: httpx.Client, stack: CpuStack) -> None:
+def test_every_debug_endpoint_has_the_sdks_shape_and_no_secret(replayed: httpx.Client, stack: Stack) -> None:
     for path, sdk in SDK_RESPONSES.items():
         if path.endswith("reset"):
             continue  # other tests of this module read the replay
@@ -60,7 +60,7 @@ def test_every_debug_endpoint_has_the_sdks_shape_and_no_secret(replayed: httpx.C
 
 
 def test_the_page_shows_the_agents_and_their_decisions_in_chromium(
-    replayed: httpx.Client, stack: CpuStack, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    replayed: httpx.Client, stack: Stack, tmp_path: Path, capsys: pytest.CaptureFixture[str],
 ) -> None:
     stats = replayed.get("/debug/stats").json()
     with headless_chromium(tmp_path / "profile") as browser:

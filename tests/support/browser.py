@@ -22,7 +22,8 @@ from pathlib import Path
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
-REPO = Path(__file__).resolve().parents[2]
+from ops.compose import REPO
+
 ARTIFACTS = Path(os.environ.get("ARENA_TEST_ARTIFACTS", REPO / "tests" / "output"))
 #: The flags the brief asks for: no sandbox (root in CI), no GPU, no network of its own, a fresh profile.
 CHROMIUM_FLAGS = (

@@ -7,46 +7,23 @@ the traces hold what was really sent and answered; its faults give fallback deci
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 import httpx
 import pytest
-from arena_vllm.agent.app import create_app
 from arena_vllm.agent.debug import PAGE_POLICY, inspector_enabled, is_loopback
 from arena_vllm.agent.traces import ENTRY_OVERHEAD
 
+from ops.compose import REPO
 from tests.support.fault_server import FaultServer
-from tests.support.observations import OBSERVATION
+from tests.support.inspector import API_KEY, HOSTILE, inspector, inspector_settings, observation
 from tests.support.sdk_debug import SDK_QUERY, SDK_RESPONSES, assert_shape
-from tests.unit.test_agent_service import MOVE, cached_settings, serving
-
-API_KEY = "sk-inspector-test-key-0123456789"
-HOSTILE = "<script>window.__pwned=1</script>"
-
-
-@contextmanager
-def inspector(fault: FaultServer, *overrides: str) -> Iterator[httpx.Client]:
-    """A fresh agent service (debug on unless overridden) deciding through ``fault``."""
-    settings = cached_settings(
-        f"backend.api_base={fault.api_base}", "backend.model=tiny", "backend.max_retries=0", "backend.timeout_s=10",
-        f"backend.api_key={API_KEY}", "agent.tick_deadline_s=5", "agent.debug.enabled=true", *overrides,
-    )
-    with serving(create_app(settings)) as url, httpx.Client(base_url=url, timeout=60) as client:
-        yield client
+from tests.support.service import MOVE, cached_settings
 
 
 @pytest.fixture
 def fault() -> Iterator[FaultServer]:
     with FaultServer(model="tiny", tool_args=MOVE) as server:
         yield server
-
-
-def observation(agent_id: str, tick: int, resources: list[str]) -> dict:
-    return {
-        **OBSERVATION, "agent_id": agent_id, "tick": tick,
-        "nearby_resources": [{"name": name, "type": "berry", "position": [3.0, 0.0, 4.0]} for name in resources],
-    }
 
 
 def play(client: httpx.Client) -> None:
@@ -190,10 +167,7 @@ def test_a_hostile_name_is_stored_as_data(fault: FaultServer) -> None:
 ], ids=["auto-loopback", "auto-published-everywhere", "auto-bound-everywhere", "auto-localhost", "off", "forced-on"])
 def test_on_by_default_only_where_published_on_loopback(fault: FaultServer, overrides: tuple[str, ...], on: bool) -> None:
     with inspector(fault, *overrides) as client:
-        assert inspector_enabled(cached_settings(
-            f"backend.api_base={fault.api_base}", "backend.model=tiny", "backend.max_retries=0", "backend.timeout_s=10",
-            f"backend.api_key={API_KEY}", "agent.tick_deadline_s=5", "agent.debug.enabled=true", *overrides,
-        ).agent) is on
+        assert inspector_enabled(inspector_settings(fault, *overrides).agent) is on
         for path in ("/debug", "/debug/traces", "/debug/prompts"):
             assert (client.get(path).status_code == 200) is on, path
         assert client.post("/observe", json=observation("a1", 1, [])).status_code == 200  # the game is unaffected
@@ -218,7 +192,7 @@ def test_the_sdk_query_parameters_are_accepted(fault: FaultServer) -> None:
 
 def test_the_readme_states_the_configured_bounds() -> None:
     debug = cached_settings().agent.debug
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    readme = (REPO / "README.md").read_text()
     assert f"`agent.debug.ticks_per_agent` decisions of each agent ({debug.ticks_per_agent})" in readme
     assert f"({debug.max_bytes // 2**20} MiB of JSON, plus {ENTRY_OVERHEAD // 1024} KiB per trace" in readme
     assert debug.enabled == "auto"

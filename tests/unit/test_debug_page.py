@@ -12,8 +12,8 @@ from selenium.webdriver.common.by import By
 
 from tests.support.browser import headless_chromium, open_decision, read_inspector, save_screenshot
 from tests.support.fault_server import FaultServer
-from tests.unit.test_debug_endpoints import HOSTILE, inspector, observation
-from tests.unit.test_agent_service import MOVE
+from tests.support.inspector import HOSTILE, inspector, observation
+from tests.support.service import MOVE
 
 HOSTILE_RESOURCE = '"><img src=x onerror="window.__pwned=2">'
 

@@ -196,3 +196,15 @@ def test_the_readme_states_the_configured_bounds() -> None:
     assert f"`agent.debug.ticks_per_agent` decisions of each agent ({debug.ticks_per_agent})" in readme
     assert f"({debug.max_bytes // 2**20} MiB of JSON, plus {ENTRY_OVERHEAD // 1024} KiB per trace" in readme
     assert debug.enabled == "auto"
+
+
+def test_with_agent_auth_on_the_inspector_needs_the_token_and_never_shows_it(fault: FaultServer, tmp_path) -> None:
+    token = "agent-bearer-token-0123456789"
+    (tmp_path / "token").write_text(token)
+    with inspector(fault, f"agent.api_key_file={tmp_path / 'token'}") as client:
+        auth = {"Authorization": f"Bearer {token}"}
+        assert client.post("/observe", json=observation("a1", 1, [token]), headers=auth).status_code == 200
+        for path in ("/debug", "/debug/traces", "/debug/prompts", "/debug/summary"):
+            assert client.get(path).status_code == 401, path
+        bodies = [client.get(path, headers=auth) for path in ("/debug/traces", "/debug/prompts", "/debug/observations")]
+        assert all(body.status_code == 200 and token not in body.text for body in bodies)

@@ -37,7 +37,8 @@ def test_agents_and_their_decisions_show_and_hostile_text_stays_text(tmp_path: P
             assert [c.get_attribute("data-agent-id") for c in fallback] == ["forager_2"]  # highlighted
             shown = open_decision(browser, HOSTILE)
             assert shown["title"] == f"{HOSTILE} · tick 2"
-            assert HOSTILE in shown["prompt"] and HOSTILE_RESOURCE in shown["prompt"]  # as text, verbatim
+            # as text, verbatim (the prompt quotes names as JSON strings)
+            assert HOSTILE in shown["prompt"] and "<img src=x onerror=" in shown["prompt"]
             assert "move_to" in shown["raw"]
             assert browser.execute_script("return typeof window.__pwned") == "undefined"
             assert not browser.find_elements(By.CSS_SELECTOR, "#rows img, #detail img, #rows script, #detail script")

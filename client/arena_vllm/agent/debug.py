@@ -31,6 +31,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query, Response
 
+from arena_vllm.agent.guard import read_token
 from arena_vllm.agent.traces import TraceStore
 from arena_vllm.config import AgentSettings, Settings
 
@@ -49,7 +50,8 @@ _TOKEN_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 def trace_store(settings: Settings) -> TraceStore | None:
     """The inspector's store when ``/debug`` is on (see :func:`inspector_enabled`), else None.
 
-    The vLLM API key (and an HF token, should one be in the environment) is blanked from every trace.
+    The vLLM API key, the agent's own bearer token (and an HF token, should one be in the
+    environment) are blanked from every trace.
     """
     debug = settings.agent.debug
     if not inspector_enabled(settings.agent):
@@ -58,7 +60,10 @@ def trace_store(settings: Settings) -> TraceStore | None:
         return None
     logger.info("decision inspector on at /debug (last %d decisions per agent, %d bytes at most)",
                 debug.ticks_per_agent, debug.max_bytes)
-    secrets = [settings.backend.api_key.get_secret_value(), *(os.environ.get(key, "") for key in _TOKEN_ENV)]
+    secrets = [
+        settings.backend.api_key.get_secret_value(), read_token(settings.agent.api_key_file) or "",
+        *(os.environ.get(key, "") for key in _TOKEN_ENV),
+    ]
     return TraceStore(debug.ticks_per_agent, debug.max_bytes, secrets=[s for s in secrets if s and s != "EMPTY"])
 
 

@@ -65,6 +65,7 @@ class BackendSettings(_Model):
     host: str = "localhost"
     port: int = Field(8000, ge=1, le=65535)
     api_base: str = "http://localhost:8000/v1"
+    api_bases: list[str] = Field([], description="several vLLM replicas (comma-separated in env); empty = api_base")
     api_key: SecretStr = SecretStr("EMPTY")
     api_key_file: str | None = Field(None, description="a file whose content replaces api_key (compose secret)")
     tensor_parallel_size: int = Field(1, ge=1)
@@ -96,6 +97,16 @@ class BackendSettings(_Model):
     @classmethod
     def _http_url(cls, value: str) -> str:
         return http_url(value)
+
+    @field_validator("api_bases", mode="before")
+    @classmethod
+    def _http_urls(cls, value: Any) -> Any:
+        """A list, or one string of comma-separated URLs (as $VLLM_API_BASES carries them)."""
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list):
+            return [http_url(item) if isinstance(item, str) else item for item in value]
+        return value
 
 
 class ProfileSettings(_Model):

@@ -34,20 +34,21 @@ from arena_vllm import __version__
 from arena_vllm.agent.metrics import AgentMetrics
 from arena_vllm.agent.policy import DecisionPolicy
 from arena_vllm.agent.schemas import Observation, ObserveResponse, TickAction, TickRequest, TickResponse
-from arena_vllm.backends import VLLMBackend, VLLMBackendConfig
+from arena_vllm.backends import VLLMBackend
+from arena_vllm.backends.pool import ReplicaPool, backend_from_settings
 from arena_vllm.config import Settings
 
 logger = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings, backend: VLLMBackend | None = None) -> FastAPI:
+def create_app(settings: Settings, backend: VLLMBackend | ReplicaPool | None = None) -> FastAPI:
     """The agent service; it owns ``backend`` (built from ``settings.backend`` when omitted) and closes it on shutdown.
 
     Example::
 
         app = create_app(load_settings(), backend=VLLMBackend(VLLMBackendConfig(api_base=url)))
     """
-    backend = backend or VLLMBackend(VLLMBackendConfig.from_settings(settings.backend))
+    backend = backend or backend_from_settings(settings.backend)  # a ReplicaPool for several api_bases
     metrics = AgentMetrics()
     policy = DecisionPolicy(backend, settings, metrics)
     max_agents = settings.agent.max_agents_per_tick
@@ -100,11 +101,14 @@ def create_app(settings: Settings, backend: VLLMBackend | None = None) -> FastAP
 
     @app.get("/ready", responses={503: {"description": "the backend is unreachable or the model is not served"}})
     async def ready() -> JSONResponse:
-        """The backend is reachable and serves the model; 503 with the reason otherwise."""
+        """The backend is reachable and serves the model; 503 with the reason otherwise.
+
+        With several replicas: ready while any is up, and ``replicas`` says which are."""
         status = await backend.astatus()
+        replicas = {"replicas": status.replicas} if status.replicas else {}
         if status.available:
-            return JSONResponse({"ready": True, "models": status.models})
-        return JSONResponse({"ready": False, "reason": status.reason}, status_code=503)
+            return JSONResponse({"ready": True, "models": status.models, **replicas})
+        return JSONResponse({"ready": False, "reason": status.reason, **replicas}, status_code=503)
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus() -> Response:

@@ -33,6 +33,8 @@ from arena_vllm.config import ConfigError, load_settings
 REPO = Path(__file__).resolve().parents[1]
 BASE_FILE = "docker-compose.yml"
 CPU_FILE = "docker-compose.cpu.yml"
+#: Written by `python -m ops replicas` (N vLLM servers); used while it exists.
+REPLICAS_FILE = "docker-compose.replicas.yml"
 #: Where the vLLM service mounts a local model folder, and its HF cache volume (docker-compose.yml).
 MODELS_TARGET = "/models"
 HF_CACHE_VOLUME = "hf-cache"
@@ -48,9 +50,13 @@ class OpsError(RuntimeError):
     """A failure of an ops command; the message says what failed and what to do next."""
 
 
-def compose_files(device: Device) -> list[str]:
-    """The compose files for a device: the CPU switch is an override file beside the base."""
-    return [BASE_FILE, CPU_FILE] if device == "cpu" else [BASE_FILE]
+def compose_files(device: Device, with_replicas: bool = True) -> list[str]:
+    """The compose files for a device: the CPU switch is an override file beside the base
+    (and ``ops replicas``' override after them while it exists)."""
+    files = [BASE_FILE, CPU_FILE] if device == "cpu" else [BASE_FILE]
+    if with_replicas and (REPO / REPLICAS_FILE).is_file():
+        files.append(REPLICAS_FILE)
+    return files
 
 
 def compose_cmd(device: Device, *args: str) -> list[str]:

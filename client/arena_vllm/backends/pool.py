@@ -34,7 +34,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from arena_vllm.backends.base import BackendStatus, GenerationResult
 from arena_vllm.backends.errors import BackendConnectionError, BackendError, ServerError
@@ -51,9 +51,6 @@ logger = logging.getLogger(__name__)
 RETRY_AFTER_S = 5.0
 #: Failures that say "this server is gone or broken", not "this request was bad or slow".
 FAILOVER_ERRORS: tuple[type[BackendError], ...] = (BackendConnectionError, ServerError)
-
-T = TypeVar("T")
-
 
 @dataclass
 class _Replica:

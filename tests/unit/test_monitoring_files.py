@@ -68,8 +68,13 @@ def test_agent_series_in_the_dashboard_exist() -> None:
 
 def test_prometheus_scrapes_the_compose_services() -> None:
     config = yaml.safe_load((MONITORING / "prometheus.yml").read_text())
-    targets = {job["job_name"]: job["static_configs"][0]["targets"] for job in config["scrape_configs"]}
-    assert targets == {"vllm": ["vllm:8000"], "agent": ["agent:5000"]}
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert jobs["agent"]["static_configs"][0]["targets"] == ["agent:5000"]
+    [sd] = jobs["vllm"]["file_sd_configs"]
+    mount = next(v for v in COMPOSE["services"]["prometheus"]["volumes"] if v.startswith("./monitoring:"))
+    in_container = mount.split(":")[1]
+    assert sd["files"] == [f"{in_container}/targets/vllm*.yml"]
+    assert yaml.safe_load((MONITORING / "targets/vllm.yml").read_text()) == [{"targets": ["vllm:8000"]}]
     assert {"vllm", "agent"} <= set(COMPOSE["services"])
     assert COMPOSE["services"]["prometheus"]["profiles"] == ["monitoring"]
     assert COMPOSE["services"]["grafana"]["profiles"] == ["monitoring"]

@@ -7,9 +7,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from ops.compose import BASE_FILE, CPU_FILE, REPO, OpsError
-from ops.replicas import gpu_groups, write_override
+from ops.replicas import gpu_groups, write_override, write_scrape_targets
 
 
 def merged(files: list[str], override: Path) -> dict:
@@ -76,3 +77,10 @@ def test_one_replica_removes_the_override(tmp_path: Path) -> None:
 def test_gpus_on_the_cpu_stack_are_refused(tmp_path: Path) -> None:
     with pytest.raises(OpsError, match="CPU stack"):
         write_override("cpu", gpus=["0"], output=tmp_path / "replicas.yml")
+
+
+def test_scrape_targets_list_the_extra_replicas_for_prometheus(tmp_path: Path) -> None:
+    path = write_scrape_targets(3, tmp_path / "vllm-replicas.yml")
+    assert path is not None
+    assert yaml.safe_load(path.read_text()) == [{"targets": ["vllm-1:8000", "vllm-2:8000"]}]
+    assert write_scrape_targets(1, path) is None and not path.exists()

@@ -36,7 +36,8 @@ from ops.compose import REPO, OpsError
 
 #: Where the vLLM image of the GPU stack is named (its ``ARG VLLM_GPU_IMAGE``): the chart runs the same one.
 VLLM_DOCKERFILE = REPO / "Dockerfile.vllm"
-VENDOR = Path(__file__).with_name("vendor") / "production-stack"
+#: production-stack's Helm chart at a pinned commit (ops/vendor/production-stack/README.md).
+CHART = Path(__file__).with_name("vendor") / "production-stack" / "chart"
 #: Secrets the user creates; only their names and keys are written.
 HF_TOKEN_SECRET = {"secretName": "arena-hf-token", "secretKey": "token"}
 API_KEY_SECRET = {"secretName": "arena-vllm-api-key", "secretKey": "api-key"}

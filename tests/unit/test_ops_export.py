@@ -1,10 +1,12 @@
 """``ops export k8s``: validated offline against production-stack's schema and Kubernetes' schemas; never hand-edited.
 
-What is validated here: the Helm values against the chart's vendored ``values.schema.json``
-(plus: every key we write is one the schema or the vendored template knows, since the schema
-allows unknown keys), the agent manifests against the Kubernetes 1.33 OpenAPI schemas in
-strict mode (``kubernetes-validate``, which carries them offline). Not validated: a Helm render
-of the chart (no helm binary or chart dependencies offline) and a real cluster.
+What is validated here, offline: the Helm values against the vendored chart's
+``values.schema.json`` (plus: every key we write is one the schema or a template reads, since the
+schema allows unknown keys); the chart rendered with those values (helm-python-sdk: Helm's Go SDK,
+no binary) and the vLLM command it renders checked flag by flag against the profile; every
+rendered object and the agent manifests against the Kubernetes 1.33 OpenAPI schemas in strict
+mode (``kubernetes-validate``, which carries them). Not validated: a real cluster, and the
+chart's optional dependencies (kube-prometheus-stack, prometheus-adapter), which are not vendored.
 """
 
 from __future__ import annotations
@@ -13,19 +15,20 @@ import json
 import re
 from pathlib import Path
 
+import helm_python as helm
 import kubernetes_validate
 import pytest
 import yaml
 from arena_vllm.config import ConfigError, available_options, load_settings
 from jsonschema import Draft202012Validator
 
-from ops.export import VENDOR, ExportOptions, production_stack_values, render_export
+from ops.export import CHART, ROUTER_SERVICE, ExportOptions, production_stack_values, render_export
 
 REPO = Path(__file__).resolve().parents[2]
 COMMITTED = REPO / "deploy" / "k8s"
 KUBERNETES_VERSION = "1.33"
-SCHEMA = json.loads((VENDOR / "values.schema.json").read_text())
-TEMPLATE = (VENDOR / "deployment-vllm-multi.yaml").read_text()
+SCHEMA = json.loads((CHART / "values.schema.json").read_text())
+TEMPLATES = "\n".join(path.read_text() for path in sorted((CHART / "templates").glob("*.yaml")))
 GPU_PROFILES = [name for name in available_options("profile") if load_settings([f"profile={name}"]).profile.device == "cuda"]
 
 
@@ -45,10 +48,10 @@ def test_every_model_spec_key_is_known_to_the_chart(export: dict[str, str]) -> N
     spec = yaml.safe_load(export["values.yaml"])["servingEngineSpec"]["modelSpec"][0]
     schema_keys = SCHEMA["properties"]["servingEngineSpec"]["properties"]["modelSpec"]["items"]["properties"]
     for key in spec:
-        assert key in schema_keys or re.search(rf"\$modelSpec\.{key}\b", TEMPLATE), key
+        assert key in schema_keys or re.search(rf"\$modelSpec\.{key}\b", TEMPLATES), key
     vllm_keys = schema_keys["vllmConfig"]["properties"]
     for key in spec["vllmConfig"]:
-        assert key in vllm_keys or key == "enablePrefixCaching" and "enablePrefixCaching" in TEMPLATE, key
+        assert key in vllm_keys or re.search(rf"\.{key}\b", TEMPLATES), key
 
 
 def test_values_carry_the_profile_and_secrets_only_by_reference(export: dict[str, str]) -> None:
@@ -65,6 +68,55 @@ def test_values_carry_the_profile_and_secrets_only_by_reference(export: dict[str
         assert config["extraArgs"][:2] == ["--quantization", profile.quantization]
     assert set(spec["hf_token"]) == {"secretName", "secretKey"}
     assert set(values["servingEngineSpec"]["vllmApiKey"]) == {"secretName", "secretKey"}
+
+
+def rendered(export: dict[str, str], release: str = "arena") -> list[dict]:
+    """Every object the chart renders with the exported values (offline: no cluster, no helm binary)."""
+    chart = helm.Chart.load(CHART)
+    values = yaml.safe_load(export["values.yaml"])
+    manifests = chart.render(values, name=release, namespace="arena", is_install=True)
+    return [doc for text in manifests.values() for doc in yaml.safe_load_all(text) if doc]
+
+
+def test_the_chart_renders_and_every_object_validates(export: dict[str, str]) -> None:
+    objects = rendered(export)
+    assert {"Deployment", "Service", "Secret"} <= {obj["kind"] for obj in objects}
+    for obj in objects:
+        try:
+            kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            pytest.fail(f"{obj['kind']} {obj['metadata']['name']}: {exc.message} at {'/'.join(map(str, exc.path))}")
+
+
+def test_the_rendered_engine_runs_the_profile(export: dict[str, str]) -> None:
+    """The chart turns the values into vLLM flags: check them against the profile, not against our own values."""
+    name = yaml.safe_load(export["values.yaml"])["servingEngineSpec"]["modelSpec"][0]["name"]
+    profile = load_settings([f"profile={name}"]).profile
+    [engine] = [o for o in rendered(export) if o["kind"] == "Deployment" and "vllm" in o["metadata"]["name"]]
+    [container] = engine["spec"]["template"]["spec"]["containers"]
+    command = container["command"]
+    flags = dict(zip(command, command[1:]))
+    assert command[command.index("serve") + 1] == profile.model
+    assert flags["--max-model-len"] == str(profile.max_model_len)
+    assert flags["--max-num-seqs"] == str(profile.max_num_seqs)
+    assert flags["--dtype"] == profile.dtype
+    assert flags["--tensor-parallel-size"] == str(profile.tensor_parallel_size)
+    assert flags["--gpu_memory_utilization"] == str(profile.gpu_memory_utilization)
+    assert flags["--tool-call-parser"] == profile.tool_call_parser and "--enable-auto-tool-choice" in command
+    if profile.quantization:
+        assert flags["--quantization"] == profile.quantization
+    env = {item["name"]: item for item in container["env"]}
+    for key in ("HF_TOKEN", "VLLM_API_KEY"):
+        assert "value" not in env[key] and env[key]["valueFrom"]["secretKeyRef"]["name"].startswith("arena-")
+
+
+def test_the_agent_calls_the_router_the_chart_renders(export: dict[str, str]) -> None:
+    services = {o["metadata"]["name"]: o for o in rendered(export, "arena") if o["kind"] == "Service"}
+    router = ROUTER_SERVICE.format(release="arena")
+    assert router in services and services[router]["spec"]["ports"][0]["port"] == 80
+    deployment = next(yaml.safe_load_all(export["agent.yaml"]))
+    env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["VLLM_API_BASE"] == f"http://{router}/v1"
 
 
 def test_agent_manifests_validate_against_kubernetes_schemas(export: dict[str, str]) -> None:

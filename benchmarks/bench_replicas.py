@@ -26,7 +26,7 @@ import httpx
 
 from ops.replicas import write_override
 from tests.support.observations import OBSERVATION
-from tests.support.stack import COMPOSE_FILES, CpuStack, start_stack
+from tests.support.stack import Stack, start_stack
 
 TIMEOUT_S = 600.0
 
@@ -56,7 +56,7 @@ def replicas_up(client: httpx.Client) -> list[bool]:
     return [row["up"] for row in client.get("/ready").json().get("replicas", [])]
 
 
-def run(stack: CpuStack, agents: int, repeats: int) -> None:
+def run(stack: Stack, agents: int, repeats: int) -> None:
     with httpx.Client(base_url=stack.agent_url, headers=stack.auth_headers, timeout=TIMEOUT_S) as client:
         assert replicas_up(client) == [True, True], client.get("/ready").text
         two, idle_two = timed_ticks(client, agents, repeats)
@@ -82,7 +82,7 @@ def main() -> None:
         workdir = Path(tmp)
         override = write_override("cpu", count=2, output=workdir / "docker-compose.replicas.yml")
         assert override is not None
-        with start_stack(workdir, [*COMPOSE_FILES, str(override)], "cpu") as stack:
+        with start_stack(workdir, "cpu", [str(override)]) as stack:
             run(stack, args.agents, args.repeats)
 
 

@@ -15,13 +15,14 @@ the engine's batching allows (~2x on a 2-core CPU, far more on a GPU).
 
 Start the stack first (the agent with a deadline long enough for a CPU tick), e.g.::
 
-    AGENT_TICK_DEADLINE_S=300 docker compose -f docker-compose.yml -f docker-compose.cpu.yml up -d --wait
-    python benchmarks/bench_tick.py --agent-url http://127.0.0.1:5000 \\
+    AGENT_OVERRIDES=agent.tick_deadline_s=300 arena-vllm up --cpu
+    python -m benchmarks.bench_tick --agent-url http://127.0.0.1:5000 \\
         --vllm-api-base http://127.0.0.1:8000/v1 --model Qwen/Qwen2.5-0.5B-Instruct --agents 32
 
-or let the script start (and remove) the test CPU stack with its tiny model::
+or let the script start (and remove) the test CPU stack with its tiny model (from the
+repository root, like every benchmark)::
 
-    python benchmarks/bench_tick.py --start-stack --agents 32
+    python -m benchmarks.bench_tick --start-stack --agents 32
 """
 
 from __future__ import annotations
@@ -37,22 +38,17 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 from openai import AsyncOpenAI
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # tests.support.stack, for --start-stack
 
 from arena_vllm.agent.prompt import render_observation
 from arena_vllm.agent.schemas import Observation
 from arena_vllm.backends.chat import native_tools_request
 from arena_vllm.backends.tools import normalize_tools
 from arena_vllm.config import Settings, env_overrides, load_settings
-
-if TYPE_CHECKING:
-    from tests.support.stack import CpuStack
+from tests.support.stack import Stack, start_stack
 
 #: One request timeout for everything: a CPU engine under a tick of 32 is slow, and a timeout
 #: here would measure the timeout, not the engine.
@@ -196,22 +192,23 @@ def report(
     for label, value in rows:
         print(f"  {label:<40} {value}")
     if any(count < agents for count in model_decisions):
-        print("warning: some agents got idle after a failure (deadline?): raise AGENT_TICK_DEADLINE_S", file=sys.stderr)
+        print("warning: some agents got idle after a failure (deadline?): raise agent.tick_deadline_s (AGENT_OVERRIDES)", file=sys.stderr)
 
 
 @contextlib.contextmanager
-def started_stack(overrides: Sequence[str] = ()) -> Iterator[CpuStack]:
+def started_stack(overrides: Sequence[str] = ()) -> Iterator[Stack]:
     """The test CPU stack (tiny model), with a deadline long enough for a CPU tick; removed afterwards."""
-    from tests.support.stack import start_cpu_stack
-
-    os.environ.setdefault("AGENT_TICK_DEADLINE_S", "600")  # compose interpolates from the environment
-    if overrides:  # the agent runs with the same overrides the direct requests are built with
-        os.environ["AGENT_OVERRIDES"] = " ".join([os.environ.get("AGENT_OVERRIDES", ""), *overrides]).strip()
-    with tempfile.TemporaryDirectory() as workdir, start_cpu_stack(Path(workdir)) as stack:
+    # Compose interpolates AGENT_OVERRIDES from the environment; the agent runs with the same
+    # overrides the direct requests are built with, and a deadline long enough unless one is given.
+    agent_overrides = [os.environ.get("AGENT_OVERRIDES", ""), *overrides]
+    if "agent.tick_deadline_s=" not in " ".join(agent_overrides):
+        agent_overrides.insert(0, "agent.tick_deadline_s=600")
+    os.environ["AGENT_OVERRIDES"] = " ".join(agent_overrides).strip()
+    with tempfile.TemporaryDirectory() as workdir, start_stack(Path(workdir), "cpu") as stack:
         yield stack
 
 
-def stack_target(stack: CpuStack) -> Target:
+def stack_target(stack: Stack) -> Target:
     return Target(stack.agent_url, stack.vllm_api_base, stack.served_model, stack.api_key)
 
 

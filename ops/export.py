@@ -102,7 +102,7 @@ def engine_args(profile: ProfileSettings) -> list[str]:
 
 def production_stack_values(profile: ProfileSettings, options: ExportOptions) -> dict[str, Any]:
     """Values for production-stack's ``vllm-stack`` chart: one modelSpec from the profile."""
-    if profile.device != "cuda":
+    if profile.device != "gpu":
         raise ConfigError(
             f"profile {profile.name!r} is a CPU profile; production-stack runs GPU engines: "
             "export a gpu-* profile (python -m ops profiles lists them)"

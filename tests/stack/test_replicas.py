@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ops.replicas import write_override
 from tests.support.observations import OBSERVATION
-from tests.support.stack import COMPOSE_FILES, CpuStack, start_stack
+from tests.support.stack import Stack, start_stack
 
 pytestmark = pytest.mark.stack
 
@@ -24,15 +24,15 @@ AGENTS = 12
 
 
 @pytest.fixture(scope="module")
-def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CpuStack]:
+def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     workdir = tmp_path_factory.mktemp("replicas")
     override = write_override("cpu", count=2, output=workdir / "docker-compose.replicas.yml")
     assert override is not None
-    with start_stack(workdir, [*COMPOSE_FILES, str(override)], "cpu") as running:
+    with start_stack(workdir, "cpu", [str(override)]) as running:
         yield running
 
 
-def tick(stack: CpuStack, number: int) -> list[dict]:
+def tick(stack: Stack, number: int) -> list[dict]:
     body = {"tick": number, "agents": [
         {"agent_id": f"a{i}", "observations": {**OBSERVATION, "agent_id": f"a{i}", "position": [float(i), 0.0, 1.0]}}
         for i in range(AGENTS)
@@ -42,7 +42,7 @@ def tick(stack: CpuStack, number: int) -> list[dict]:
     return response.json()["actions"]
 
 
-def agent_metric(stack: CpuStack, name: str, **labels: str) -> float:
+def agent_metric(stack: Stack, name: str, **labels: str) -> float:
     text = httpx.get(f"{stack.agent_url}/metrics", headers=stack.auth_headers, timeout=10).text
     return sum(
         sample.value for family in text_string_to_metric_families(text) for sample in family.samples
@@ -50,7 +50,7 @@ def agent_metric(stack: CpuStack, name: str, **labels: str) -> float:
     )
 
 
-def vllm_requests(stack: CpuStack, service: str) -> float:
+def vllm_requests(stack: Stack, service: str) -> float:
     """Finished requests one replica counted (its /metrics, read inside its container: replicas publish no port)."""
     script = ("import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8000/metrics', timeout=5)"
               ".read().decode())")
@@ -60,18 +60,18 @@ def vllm_requests(stack: CpuStack, service: str) -> float:
     return sum(s.value for f in families for s in f.samples if s.name == "vllm:request_success_total")
 
 
-def failed_decisions(stack: CpuStack) -> float:
+def failed_decisions(stack: Stack) -> float:
     return agent_metric(stack, "arena_agent_decisions_total", source="idle_after_failure")
 
 
-def test_ready_lists_both_replicas_up(replicas: CpuStack) -> None:
+def test_ready_lists_both_replicas_up(replicas: Stack) -> None:
     body = httpx.get(f"{replicas.agent_url}/ready", headers=replicas.auth_headers, timeout=30).json()
     assert body["ready"] is True
     assert [(row["api_base"], row["up"]) for row in body["replicas"]] == [
         ("http://vllm:8000/v1", True), ("http://vllm-1:8000/v1", True)]
 
 
-def test_a_tick_is_spread_over_both_replicas(replicas: CpuStack) -> None:
+def test_a_tick_is_spread_over_both_replicas(replicas: Stack) -> None:
     before = {name: vllm_requests(replicas, name) for name in ("vllm", "vllm-1")}
     failed = failed_decisions(replicas)
     actions = tick(replicas, 1)
@@ -82,7 +82,7 @@ def test_a_tick_is_spread_over_both_replicas(replicas: CpuStack) -> None:
     assert served["vllm"] + served["vllm-1"] >= AGENTS
 
 
-def test_killing_a_replica_mid_tick_loses_no_decision_after_that_tick(replicas: CpuStack) -> None:
+def test_killing_a_replica_mid_tick_loses_no_decision_after_that_tick(replicas: Stack) -> None:
     tick(replicas, 2)  # warm
     outcome: dict[str, object] = {}
 

@@ -1,4 +1,4 @@
-"""The soak, short (issue 5): the same code as ``benchmarks/soak.py``, 8 agents x 10 ticks on the CPU stack.
+"""The soak, short (issue 5): the code of ``benchmarks/soak.py`` (tests/support/soak.py), 8 agents x 10 ticks on the CPU stack.
 
 Asserts correctness only (no errors, every action a known tool, the memory figures are read);
 the figures themselves are printed, never asserted, since CI machines differ.
@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.soak import KNOWN_TOOLS, SoakOptions, report, run_soak
-from tests.support.stack import CpuStack
+from tests.support.soak import KNOWN_TOOLS, SoakOptions, report, run_soak
+from tests.support.stack import Stack
 
 
-def test_a_short_soak_has_no_errors_and_only_known_tools(stack: CpuStack, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_short_soak_has_no_errors_and_only_known_tools(stack: Stack, capsys: pytest.CaptureFixture[str]) -> None:
     options = SoakOptions(agent_url=stack.agent_url, agents=8, ticks=10, max_seconds=600)
 
     result = run_soak(options, stack.container("agent"))

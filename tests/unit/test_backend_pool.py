@@ -19,7 +19,7 @@ from arena_vllm.backends.pool import ReplicaPool, backend_from_settings
 from arena_vllm.config import ConfigError, load_settings
 
 from tests.support.fault_server import FaultServer
-from tests.unit.test_agent_service import serving, tick_body
+from tests.support.service import serving, tick_body
 
 TOOLS = load_settings().tools.tools
 MOVE = {"target_position": [1.0, 2.0, 3.0]}

@@ -6,14 +6,14 @@ import json
 import os
 import shutil
 import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-GPU_FILES = ["docker-compose.yml"]
-CPU_FILES = ["docker-compose.yml", "docker-compose.cpu.yml"]
+from ops.compose import REPO, compose_files
+
+GPU_FILES = compose_files("gpu")
+CPU_FILES = compose_files("cpu")
 
 
 def compose_config(files: list[str], **env: str) -> dict[str, Any]:

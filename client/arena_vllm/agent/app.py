@@ -34,14 +34,14 @@ from arena_vllm import __version__
 from arena_vllm.agent.metrics import AgentMetrics
 from arena_vllm.agent.policy import DecisionPolicy
 from arena_vllm.agent.schemas import Observation, ObserveResponse, TickAction, TickRequest, TickResponse
-from arena_vllm.backends import VLLMBackend
-from arena_vllm.backends.pool import ReplicaPool, backend_from_settings
+from arena_vllm.backends import LLMBackend, VLLMBackend, VLLMBackendConfig
+from arena_vllm.backends.pool import backend_from_settings
 from arena_vllm.config import Settings
 
 logger = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings, backend: VLLMBackend | ReplicaPool | None = None) -> FastAPI:
+def create_app(settings: Settings, backend: LLMBackend | None = None) -> FastAPI:
     """The agent service; it owns ``backend`` (built from ``settings.backend`` when omitted) and closes it on shutdown.
 
     Example::

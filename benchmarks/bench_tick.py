@@ -5,11 +5,15 @@ One run, against one vLLM server, measures:
 1. one single-agent decision (``POST /observe``);
 2. a ``POST /tick`` of N agents (the agent service decides them concurrently);
 3. the same N chat requests sent straight to vLLM at once (``AsyncOpenAI``): the engine's own
-   limit. They are built by the same code the service uses (``render_observation`` and the
-   backend's ``native_tools_request``), with the same tools, tool_choice and sampling;
+   limit. They are built by the same code the service uses (``plan_call``: the scene's system
+   prompt, each agent's prompt and its own narrowed tools; the backend's ``native_tools_request``),
+   with the same tool_choice and sampling;
 4. N ``/observe`` calls one after another, as Agent Arena's own server decided a tick.
 
 Each is warmed up, then repeated (interleaved, so drift hits all alike) and the median kept.
+vLLM's prefix-cache hit rate (``vllm:prefix_cache_hits`` / ``queries`` over the step) is printed
+for the tick and the direct requests: the shared system prompt and tool list should be cached.
+The observations are the replay fixtures' foraging bodies (tests/support/game_requests.py).
 Targets: tick / direct <= 1.1 (the service adds almost nothing); sequential / tick as large as
 the engine's batching allows (~2x on a 2-core CPU, far more on a GPU).
 
@@ -43,18 +47,25 @@ from typing import Any
 import httpx
 from openai import AsyncOpenAI
 
-from arena_vllm.agent.prompt import render_observation
+from arena_vllm.agent.policy import plan_call
 from arena_vllm.agent.schemas import Observation
 from arena_vllm.backends.chat import native_tools_request
 from arena_vllm.backends.tools import normalize_tools
 from arena_vllm.config import Settings, env_overrides, load_settings
+from tests.support.game_requests import foraging_ticks
 from tests.support.stack import Stack, start_stack
 
 #: One request timeout for everything: a CPU engine under a tick of 32 is slow, and a timeout
 #: here would measure the timeout, not the engine.
 TIMEOUT_S = 600.0
 TICK_TARGET = 1.1
-MODEL_MADE = ("native tool call", "fallback tool call")
+#: A decision's structured ``source`` when the model made it (not the agent's fallback).
+MODEL_SOURCES = frozenset({"native", "prompt"})
+
+
+def by_model(decision: dict[str, Any]) -> bool:
+    """Whether the model made this decision (its ``source`` field)."""
+    return decision.get("source") in MODEL_SOURCES
 
 
 @dataclass
@@ -68,25 +79,31 @@ class Target:
 
 
 def observations(count: int) -> list[dict[str, Any]]:
-    """``count`` Agent Arena-shaped observations, each agent somewhere else (so prompts differ as in a game)."""
-    return [
-        {
-            "agent_id": f"forager_{n}",
-            "tick": 1,
-            "position": [float(n % 8) * 5.0, 0.0, float(n // 8) * 5.0],
-            "nearby_resources": [
-                {"name": f"berry_{n}", "type": "berry", "position": [float(n % 8) * 5.0 + 3.0, 0.0, 4.0]},
-                {"name": f"wood_{n}", "type": "wood", "position": [-10.0, 0.0, float(n)]},
-            ],
-            "nearby_hazards": [{"name": "fire_1", "type": "fire", "position": [20.0, 0.0, 20.0], "damage": 10}],
-            "inventory": [{"id": "i1", "name": "wood", "quantity": n % 3}],
-            "health": 100.0 - n,
-            "energy": 80.0,
-            "scenario_name": "foraging",
-            "objective": {"description": "Collect resources while avoiding hazards", "time_limit": 600},
-        }
-        for n in range(count)
-    ]
+    """``count`` foraging ``/observe`` bodies of one tick, as the game builds them, each agent elsewhere."""
+    return foraging_ticks(ticks=1, agents=count)[0]
+
+
+def direct_request(model: str, observation: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """The chat request the agent service sends for this observation (same plan, tools and sampling)."""
+    plan = plan_call(Observation.model_validate(observation), settings)
+    backend = settings.backend
+    sampling = {"temperature": backend.temperature, "top_p": backend.top_p, "max_tokens": backend.max_tokens}
+    return native_tools_request(model, plan.prompt, plan.system_prompt, normalize_tools(plan.tools), plan.tool_choice,
+                                sampling)
+
+
+async def vllm_counters(http: httpx.AsyncClient, metrics_url: str, auth: dict[str, str]) -> dict[str, float]:
+    """vLLM's generation-token and prefix-cache counters (summed over label sets)."""
+    response = await http.get(metrics_url, headers=auth)
+    response.raise_for_status()
+    wanted = {"vllm:generation_tokens_total": "generated", "vllm:prefix_cache_queries_total": "queries",
+              "vllm:prefix_cache_hits_total": "hits"}
+    counters = dict.fromkeys(wanted.values(), 0.0)
+    for line in response.text.splitlines():
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name in wanted:
+            counters[wanted[name]] += float(line.rsplit(" ", 1)[1])
+    return counters
 
 
 class Bench:
@@ -95,16 +112,7 @@ class Bench:
     def __init__(self, target: Target, settings: Settings, agents: int) -> None:
         self.target = target
         self.observations = observations(agents)
-        agent = settings.agent
-        sampling = {"temperature": agent.temperature, "top_p": settings.backend.top_p, "max_tokens": agent.max_tokens}
-        tools = normalize_tools(settings.tools.tools)
-        self.direct_requests = [
-            native_tools_request(
-                target.model, render_observation(Observation.model_validate(obs), agent.max_entities_in_prompt),
-                agent.system_prompt, tools, agent.tool_choice, sampling,
-            )
-            for obs in self.observations
-        ]
+        self.direct_requests = [direct_request(target.model, obs, settings) for obs in self.observations]
         limits = httpx.Limits(max_connections=agents + 8, max_keepalive_connections=agents + 8)
         self.http = httpx.AsyncClient(base_url=target.agent_url, timeout=TIMEOUT_S, limits=limits)
         self.vllm = AsyncOpenAI(base_url=target.vllm_api_base, api_key=target.api_key, max_retries=0,
@@ -113,12 +121,9 @@ class Bench:
         self.metrics_url = target.vllm_api_base.removesuffix("/v1") + "/metrics"
         self.auth = {"Authorization": f"Bearer {target.api_key}"}
 
-    async def generated_tokens(self) -> float:
-        """vLLM's ``generation_tokens_total`` counter: the work a step asked of the engine, whichever path."""
-        response = await self.http.get(self.metrics_url, headers=self.auth)
-        response.raise_for_status()
-        return sum(float(line.rsplit(" ", 1)[1]) for line in response.text.splitlines()
-                   if line.startswith("vllm:generation_tokens_total"))
+    async def counters(self) -> dict[str, float]:
+        """vLLM's counters: generated tokens (the work a step asked of the engine) and prefix-cache use."""
+        return await vllm_counters(self.http, self.metrics_url, self.auth)
 
     async def close(self) -> None:
         await self.http.aclose()
@@ -132,8 +137,7 @@ class Bench:
         response = await self.http.post("/tick", json={"tick": 1, "agents": agents})
         response.raise_for_status()
         actions = response.json()["actions"]
-        # The policy's reasoning says "native tool call" or "fallback tool call" when the model decided.
-        self.model_decisions.append(sum(a["action"]["reasoning"].startswith(MODEL_MADE) for a in actions))
+        self.model_decisions.append(sum(by_model(a["action"]) for a in actions))
 
     async def direct(self) -> None:
         await asyncio.gather(*(self.vllm.chat.completions.create(**request) for request in self.direct_requests))
@@ -141,6 +145,28 @@ class Bench:
     async def sequential(self) -> None:
         for obs in self.observations:
             (await self.http.post("/observe", json=obs)).raise_for_status()
+
+
+#: Token counts of two paths further apart than this are not the same work.
+TOKEN_TOLERANCE = 0.05
+
+
+def comparable(agents: int, model_decisions: list[int], tokens_a: float, tokens_b: float) -> str | None:
+    """None when both sides did equal work, else why not: a ratio is a verdict only on equal work.
+
+    Equal work: every tick had all ``agents`` decided by the model (an idle after a failure is
+    cheap, and would flatter the agent), and the engine generated the same tokens within 5%.
+    """
+    short = [count for count in model_decisions if count < agents]
+    if not model_decisions or short:
+        return f"not comparable: model decisions per tick {model_decisions}, expected {agents} each"
+    if max(tokens_a, tokens_b) <= 0:
+        return "not comparable: no generated tokens counted (vLLM /metrics)"
+    spread = abs(tokens_a - tokens_b) / max(tokens_a, tokens_b)
+    if spread > TOKEN_TOLERANCE:
+        return (f"not comparable: generated tokens differ by {spread:.0%} ({tokens_a:.0f} vs {tokens_b:.0f}; "
+                f"at most {TOKEN_TOLERANCE:.0%})")
+    return None
 
 
 async def timed(step: Callable[[], Awaitable[None]]) -> float:
@@ -159,25 +185,33 @@ async def run(target: Target, settings: Settings, agents: int, repeats: int) -> 
         bench.model_decisions.clear()
         times: dict[str, list[float]] = {name: [] for name in steps}
         tokens: dict[str, list[float]] = {name: [] for name in steps}
+        cache = {name: {"hits": 0.0, "queries": 0.0} for name in steps}
         for repeat in range(repeats):
             for name, step in steps.items():
-                before = await bench.generated_tokens()
+                before = await bench.counters()
                 times[name].append(await timed(step))
-                tokens[name].append(await bench.generated_tokens() - before)
+                after = await bench.counters()
+                tokens[name].append(after["generated"] - before["generated"])
+                for key in ("hits", "queries"):
+                    cache[name][key] += after[key] - before[key]
             print(f"repeat {repeat + 1}/{repeats}: "
                   + ", ".join(f"{k} {v[-1]:.2f} s ({tokens[k][-1]:.0f} tokens)" for k, v in times.items()),
                   file=sys.stderr)
     finally:
         await bench.close()
+    hit_rate = {name: (c["hits"] / c["queries"] if c["queries"] else float("nan")) for name, c in cache.items()}
     report({name: statistics.median(values) for name, values in times.items()},
-           {name: statistics.median(values) for name, values in tokens.items()}, agents, repeats, bench.model_decisions)
+           {name: statistics.median(values) for name, values in tokens.items()}, agents, repeats, bench.model_decisions,
+           hit_rate)
 
 
 def report(
-    median: dict[str, float], tokens: dict[str, float], agents: int, repeats: int, model_decisions: list[int]
+    median: dict[str, float], tokens: dict[str, float], agents: int, repeats: int, model_decisions: list[int],
+    hit_rate: dict[str, float],
 ) -> None:
     tick_ratio = median["tick"] / median["direct"]
-    verdict = "ok" if tick_ratio <= TICK_TARGET else "OVER TARGET"
+    verdict = comparable(agents, model_decisions, tokens["tick"], tokens["direct"]) or (
+        "ok" if tick_ratio <= TICK_TARGET else "OVER TARGET")
     rows = [
         ("one /observe", f"{median['single']:.3f} s"),
         (f"/tick of {agents}", f"{median['tick']:.3f} s  ({tokens['tick']:.0f} tokens generated; "
@@ -187,6 +221,8 @@ def report(
         (f"{agents} /observe one after another", f"{median['sequential']:.3f} s"),
         ("tick / direct concurrent", f"{tick_ratio:.3f}  (target <= {TICK_TARGET}: {verdict})"),
         ("sequential / tick", f"{median['sequential'] / median['tick']:.2f}x"),
+        ("vLLM prefix-cache hit rate", f"tick {hit_rate['tick']:.1%}, direct {hit_rate['direct']:.1%} "
+                                       "(prompt tokens served from the cache)"),
     ]
     print(f"\nmedian of {repeats} runs, {agents} agents")
     for label, value in rows:
@@ -226,7 +262,7 @@ def main() -> None:
     parser.add_argument("--agents", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--start-stack", action="store_true", help="start the test CPU stack (Docker) and remove it")
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides the agent service runs with, e.g. agent.max_tokens=64")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides the agent service runs with, e.g. backend.max_tokens=64")
     args = parser.parse_args()
     settings = load_settings([*args.overrides, *env_overrides()])
 

@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         result = run_soak(options, container, progress_every=10)
     print(report(options, result), flush=True)
-    return 1 if result.errors else 0
+    return 0 if result.ok else 1
 
 
 if __name__ == "__main__":

@@ -21,11 +21,15 @@ from arena_vllm.backends import (
     VLLMBackendConfig,
     validate_tool_call,
 )
+from arena_vllm.agent.actions import tools_for
+from arena_vllm.agent.schemas import Observation
 from arena_vllm.config import load_settings
 from tests.support.stack import Stack
 
-SETTINGS = load_settings()
-TOOLS = SETTINGS.tools.tools
+SETTINGS = load_settings(["scene.tools=[move_to,collect,idle]"])
+#: The agent's tools for an agent that sees berry_1: bounded move_to, collect with enum ["berry_1"], idle.
+TOOLS = tools_for(Observation.model_validate({"agent_id": "a", "position": [0, 0, 0], "nearby_resources": [
+    {"name": "berry_1", "type": "berry", "position": [3, 0, 4]}]}), SETTINGS)
 #: The seed README's tool: flat, with a bounded target so constrained decoding terminates.
 MOVE_TO = {
     "name": "move_to",
@@ -46,8 +50,8 @@ MOVE_TO = {
 async def backend(stack: Stack) -> AsyncIterator[VLLMBackend]:
     config = VLLMBackendConfig(model_path=stack.served_model, api_base=stack.vllm_api_base, timeout_s=120,
                                api_key=stack.api_key,
-                               max_retries=0, temperature=SETTINGS.agent.temperature,
-                               max_tokens=SETTINGS.agent.max_tokens)
+                               max_retries=0, temperature=SETTINGS.backend.temperature,
+                               max_tokens=SETTINGS.backend.max_tokens)
     async with VLLMBackend(config) as created:
         yield created
 
@@ -78,7 +82,7 @@ async def test_twenty_of_twenty_forced_tool_calls_are_schema_valid(backend: VLLM
     choices = ["required", "move_to", "collect", "idle"]
     prompt = "You are at [0, 0, 0]. A berry bush named berry_1 is at [3, 0, 4]. Act."
     results: list[GenerationResult] = await asyncio.gather(*(
-        backend.agenerate_with_tools(prompt, TOOLS, system_prompt=SETTINGS.agent.system_prompt,
+        backend.agenerate_with_tools(prompt, TOOLS, system_prompt=SETTINGS.scene.system_prompt,
                                      tool_choice=choices[i % len(choices)])
         for i in range(20)
     ))
@@ -115,23 +119,34 @@ def test_server_on_a_closed_port_raises_connection_error_quickly() -> None:
         assert backend.is_available() is False
 
 
-def test_seed_example(stack: Stack) -> None:
-    """The seed README's example with only the import line changed (plus the stack's API key)."""
+def test_seed_example(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's example, unchanged, against the keyed stack: the key comes from $VLLM_API_KEY."""
+    monkeypatch.setenv("VLLM_API_KEY", stack.api_key)
     config = VLLMBackendConfig(
         model_path=stack.served_model,
         api_base=stack.vllm_api_base,
         temperature=0.7,
         max_tokens=256,
-        api_key=stack.api_key,
     )
     backend = VLLMBackend(config)
     assert backend.is_available()
 
     result = backend.generate("What should I do next?")
-    print(result.text, result.tokens_used)
+    assert result.text and result.tokens_used == result.metadata["prompt_tokens"] + result.metadata["completion_tokens"]
+    assert 0 < result.metadata["completion_tokens"] <= 256
 
     result = backend.generate_with_tools("Move to position (10, 0, 5)", [MOVE_TO])
     tool_call = result.metadata["tool_call"]
     assert tool_call["name"] == "move_to" and len(tool_call["arguments"]["target_position"]) == 3
+    assert all(-100 <= v <= 100 for v in tool_call["arguments"]["target_position"]), tool_call
     assert result.metadata["tool_call_source"] == "native"
     backend.close()
+
+
+def test_without_the_key_the_keyed_stack_refuses_with_a_clear_error(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The control for the seed example: the key really is needed, and only the environment supplied it."""
+    monkeypatch.delenv("VLLM_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with VLLMBackend(VLLMBackendConfig(model_path=stack.served_model, api_base=stack.vllm_api_base)) as backend:
+        assert backend.is_available() is False
+        assert "401" in (backend.status().reason or ""), backend.status().reason

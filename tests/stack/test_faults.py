@@ -26,6 +26,7 @@ from testcontainers.core.wait_strategies import (
 )
 
 from tests.support.decisions import TOOLS, assert_model_decision
+from tests.support.soak import SoakOptions, report, run_soak
 from tests.support.observations import OBSERVATION
 from tests.support.stack import Stack
 
@@ -143,8 +144,8 @@ def agent(stack: Stack) -> Iterator[httpx.Client]:
 
 
 def assert_idle_with_reason(decision: dict[str, Any]) -> None:
-    """An engine failure as the game sees it: ``idle``, no params, and a reason that names the failure."""
-    assert decision["tool"] == "idle" and decision["params"] == {}, decision
+    """An engine failure as the game sees it: the policy's fallback (``source``), and a reason that names the failure."""
+    assert decision["source"] == "fallback", decision
     assert "backend error" in decision["reasoning"] or "tick deadline" in decision["reasoning"], decision
 
 
@@ -168,10 +169,10 @@ def test_vllm_killed_mid_tick_every_agent_gets_an_action_and_ready_turns_false(
     assert response.status_code == 200, response.text
     actions = response.json()["actions"]
     assert [a["agent_id"] for a in actions] == [f"forager_{n}" for n in range(TICK_AGENTS)]
-    idle = [a["action"] for a in actions if a["action"]["tool"] == "idle"]
+    idle = [a["action"] for a in actions if a["action"]["source"] == "fallback"]
     assert idle, "vLLM died with calls in flight, yet every agent got a model decision"
     for action in actions:  # each one either made it before the kill or is idle with the reason
-        if action["action"]["tool"] == "idle":
+        if action["action"]["source"] == "fallback":
             assert_idle_with_reason(action["action"])
         else:
             assert_model_decision(action["action"])
@@ -183,7 +184,7 @@ def test_vllm_killed_mid_tick_every_agent_gets_an_action_and_ready_turns_false(
         assert_idle_with_reason(action["action"])
         assert "BackendConnectionError" in action["action"]["reasoning"], action
     observed = agent.post("/observe", json=OBSERVATION)
-    assert observed.status_code == 200 and observed.json()["tool"] == "idle", observed.text
+    assert observed.status_code == 200 and observed.json()["source"] == "fallback", observed.text
 
     ready = agent.get("/ready")
     assert ready.status_code == 503, ready.text
@@ -191,6 +192,13 @@ def test_vllm_killed_mid_tick_every_agent_gets_an_action_and_ready_turns_false(
     assert "vllm:8000" in ready.json()["reason"], ready.json()  # the reason names what is unreachable
     assert agent.get("/health").json() == {"status": "ok"}
     assert started_at(stack, "agent") == agent_started, "the agent restarted when vLLM died"
+
+    # The soak, run now, must see it: HTTP 200s, yet no decision from the model -> FAILED.
+    options = SoakOptions(agent_url=stack.agent_url, agents=2, ticks=2, warmup_ticks=0, max_seconds=120)
+    soak = run_soak(options)
+    assert soak.errors == 0 and soak.decisions == 4, soak.error_samples  # the agent answered every tick...
+    assert soak.model_decisions == 0 and soak.not_from_model == 4, soak.failure_reasons
+    assert not soak.ok and "verdict: FAILED" in report(options, soak)  # ...and the soak still fails
 
 
 def test_vllm_started_again_the_agent_recovers_without_a_restart(
@@ -249,3 +257,54 @@ def test_agent_container_restarted_mid_run_comes_back_healthy_and_serves(
         for action in tick.json()["actions"]:
             assert action["action"]["tool"] in TOOLS, action
             assert_model_decision(action["action"])
+
+
+#: Kills vLLM's engine process from inside the container, as an out-of-memory kill or a segfault
+#: would: SIGKILL, no clean shutdown. (PID 1, the API server, ignores signals sent from inside its
+#: own PID namespace; the API server's watchdog then exits on the dead engine.)
+KILL_ENGINE = r"""
+import os, signal
+killed = [int(pid) for pid in filter(str.isdigit, os.listdir("/proc"))
+          if open(f"/proc/{pid}/cmdline", "rb").read().startswith(b"VLLM::EngineCore")]  # not this script
+for pid in killed:
+    os.kill(pid, signal.SIGKILL)
+print(killed)
+"""
+
+
+def test_a_crash_inside_vllm_restarts_it_and_the_agent_recovers_without_a_restart(
+    stack: Stack, agent: httpx.Client, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``restart: unless-stopped`` at work: Docker restarts a container that died by itself (not ``docker kill``)."""
+    ensure_vllm_running(stack)
+    wait_agent_ready(stack, RECOVERY_BOUND_S)
+    vllm = stack.container("vllm")
+    vllm.reload()
+    restarts, agent_started = vllm.attrs["RestartCount"], started_at(stack, "agent")
+
+    killed = vllm.exec_run(["python3", "-c", KILL_ENGINE])
+    assert killed.exit_code == 0 and killed.output.strip() not in (b"", b"[]"), killed.output
+    crashed = time.monotonic()
+
+    def restarted() -> None:
+        vllm.reload()
+        assert vllm.attrs["RestartCount"] > restarts, f"RestartCount still {vllm.attrs['RestartCount']}"
+
+    restart_s = poll(restarted, RECOVERY_BOUND_S, "Docker restarting the crashed vLLM container")
+    assert vllm.attrs["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+    ready_s = wait_agent_ready(stack, RECOVERY_BOUND_S)
+
+    def decides() -> None:
+        response = agent.post("/observe", json=OBSERVATION)
+        assert response.status_code == 200, response.text
+        assert_model_decision(response.json())
+
+    poll(decides, RECOVERY_BOUND_S, "a valid decision after the crash")
+    assert started_at(stack, "agent") == agent_started, "the agent was restarted; it must recover by itself"
+    # The restarted server still requires the key (its --config file was written again).
+    assert httpx.get(f"{stack.vllm_api_base}/models", timeout=30).status_code == 401
+    figure = (f"engine killed -> container restarted {restart_s:.1f} s, -> agent /ready "
+              f"{time.monotonic() - crashed:.1f} s (ready wait {ready_s:.1f} s)")
+    stack.log.append(figure)
+    with capsys.disabled():
+        print(f"\n[faults] {figure}")

@@ -93,8 +93,8 @@ def test_no_token_in_the_history_of_the_stack_images(stack: Stack, containers: l
 
 def test_no_secret_in_container_logs(stack: Stack, containers: list[Container], vllm: Container) -> None:
     # The control: vLLM's entrypoint did see both secrets (it prints "set", never the value).
-    assert "'HF_TOKEN': 'set'" in vllm.logs().decode(errors="replace")
-    assert "'VLLM_API_KEY': 'set'" in vllm.logs().decode(errors="replace")
+    assert "'HF_TOKEN': 'set (HF_TOKEN_PATH file)'" in vllm.logs().decode(errors="replace")
+    assert "'VLLM_API_KEY': 'set (--config file)'" in vllm.logs().decode(errors="replace")
     for container in containers:
         logs = container.logs(stdout=True, stderr=True).decode(errors="replace")
         for what, value in secrets_of(stack).items():

@@ -1,9 +1,12 @@
 """Soak the agent service: many agents, many ticks, one after another as the game sends them.
 
 Prints errors (any non-200 or malformed response; goal 0), decisions per second, p50/p95
-tick latency, how many decisions the model made (the rest: idle after a failed or late call,
-with the reasons), and the agent container's memory at start
-and end with the growth (goal under 10%). Bounded in ticks and seconds, loopback only.
+tick latency, how many decisions the model made (by the decision's ``source``, or the agent's
+/metrics where decisions carry none; the rest: idle or heuristic after a failed or late call,
+with the reasons), and the agent container's memory at start and end with the growth (goal
+under 10%). Bounded in ticks and seconds, loopback only. The verdict (``SoakResult.ok``; the
+command line exits 1 without it) is FAILED on any error or any decision the model did not
+make: no fault is injected, so each is a failure.
 
 The soak itself, shared by ``tests/stack/test_soak.py`` (short) and the ``benchmarks/soak.py``
 command line (long)::
@@ -31,14 +34,19 @@ from urllib.parse import urlparse
 import docker
 import httpx
 from docker.models.containers import Container
+from prometheus_client.parser import text_string_to_metric_families
 
 from arena_vllm.config import load_settings
 
 #: Every tool a decision may name: the configured tool set plus the fallback.
 KNOWN_TOOLS = frozenset(tool.name for tool in load_settings().tools.tools) | {"idle"}
-#: How the agent's reasoning starts when the model made the decision (idle may be the model's
-#: own choice); any other ``idle`` is the agent answering for a failed or late call.
-MODEL_MADE = ("native tool call", "fallback tool call")
+#: A decision's ``source`` (the structured field) when the model made it: its native tool call,
+#: or its call written as text. Anything else (the policy's heuristic, idle after a failure)
+#: is not the model's, and the soak fails on it: no fault is injected during a soak.
+MODEL_SOURCES = frozenset({"native", "prompt"})
+#: Where decisions carry no ``source`` field, the agent's /metrics counter
+#: ``arena_agent_decisions_total{source=...}`` tells the same, with the same values.
+MODEL_METRIC_SOURCES = MODEL_SOURCES
 MAX_ERRORS_KEPT = 20
 
 
@@ -73,6 +81,7 @@ class SoakResult:
     error_samples: list[str] = field(default_factory=list)
     tools: Counter[str] = field(default_factory=Counter)
     model_decisions: int = 0
+    unsourced: int = 0
     failure_reasons: Counter[str] = field(default_factory=Counter)
     latencies_s: list[float] = field(default_factory=list)
     elapsed_s: float = 0.0
@@ -90,6 +99,17 @@ class SoakResult:
         if len(self.latencies_s) < 2:
             return self.latencies_s[0] if self.latencies_s else float("nan")
         return statistics.quantiles(self.latencies_s, n=100, method="inclusive")[q - 1]
+
+    @property
+    def not_from_model(self) -> int:
+        """Decisions the model did not make (idle after a failure, the heuristic)."""
+        return sum(self.failure_reasons.values())
+
+    @property
+    def ok(self) -> bool:
+        """The soak's verdict: every tick answered well-formed, every decision the model's, at least one."""
+        return self.errors == 0 and self.decisions > 0 and self.model_decisions == self.decisions \
+            and self.not_from_model == 0
 
     def error(self, message: str) -> None:
         self.errors += 1
@@ -157,11 +177,34 @@ def check_tick(response: httpx.Response, body: dict[str, Any], result: SoakResul
     for action in actions:
         decision = action["action"]
         result.tools[decision["tool"]] += 1
-        if decision["reasoning"].startswith(MODEL_MADE):
+        if "source" not in decision:
+            result.unsourced += 1  # counted from /metrics at the end (see run_soak)
+        elif decision["source"] in MODEL_SOURCES:
             result.model_decisions += 1
         else:
-            result.failure_reasons[decision["reasoning"][:100]] += 1
+            result.failure_reasons[f"{decision['source']}: {decision['reasoning'][:100]}"] += 1
     result.decisions += len(actions)
+
+
+def decisions_by_source(client: httpx.Client) -> Counter[str]:
+    """The agent's ``arena_agent_decisions_total`` summed per ``source`` label, from /metrics."""
+    counts: Counter[str] = Counter()
+    for family in text_string_to_metric_families(client.get("/metrics").text):
+        for sample in family.samples:
+            if sample.name == "arena_agent_decisions_total":
+                counts[sample.labels["source"]] += int(sample.value)
+    return counts
+
+
+def count_from_metrics(result: SoakResult, before: Counter[str], after: Counter[str]) -> None:
+    """Attribute the decisions that carried no ``source`` field by the /metrics counters' growth."""
+    if not result.unsourced:
+        return
+    grown = after - before
+    result.model_decisions += sum(grown[source] for source in MODEL_METRIC_SOURCES)
+    for source, count in grown.items():
+        if source not in MODEL_METRIC_SOURCES:
+            result.failure_reasons[f"{source} (from /metrics)"] += count
 
 
 def find_agent_container(agent_url: str, name: str | None) -> Container | None:
@@ -204,6 +247,7 @@ def run_soak(options: SoakOptions, container: Container | None = None, progress_
             body = tick_body(options.agents, 1_000_000 + warmup, rng)
             client.post("/tick", json=body)  # not counted
         result.memory_start = memory(container)
+        counted_from = decisions_by_source(client)
         started = time.monotonic()
         for tick in range(options.ticks):
             if time.monotonic() - started > options.max_seconds:
@@ -223,6 +267,7 @@ def run_soak(options: SoakOptions, container: Container | None = None, progress_
                 print(f"soak: {result.ticks_done}/{options.ticks} ticks, {time.monotonic() - started:.0f} s, "
                       f"{result.errors} errors", file=sys.stderr, flush=True)
         result.elapsed_s = time.monotonic() - started
+        count_from_metrics(result, counted_from, decisions_by_source(client))
     result.memory_end = memory(container)
     return result
 
@@ -246,9 +291,11 @@ def report(options: SoakOptions, result: SoakResult) -> str:
         f"tick latency: p50 {result.percentile(50):.2f} s, p95 {result.percentile(95):.2f} s, "
         f"max {max(result.latencies_s, default=float('nan')):.2f} s",
         "tools: " + ", ".join(f"{tool} {count}" for tool, count in result.tools.most_common()),
-        f"made by the model: {result.model_decisions}; idle after a failed or late call: "
-        f"{sum(result.failure_reasons.values())}",
+        f"made by the model: {result.model_decisions}/{result.decisions}; not by the model (a failed or late "
+        f"call): {result.not_from_model}",
         *(f"  x{count}: {reason}" for reason, count in result.failure_reasons.most_common(5)),
+        "verdict: " + ("ok" if result.ok else "FAILED (errors, or decisions the model did not make: no fault was "
+                                              "injected, so each one is a failure)"),
     ]
     start, end, before = result.memory_start, result.memory_end, result.memory_before_warmup
     if start and end and before:

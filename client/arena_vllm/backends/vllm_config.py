@@ -40,7 +40,9 @@ class VLLMBackendConfig(BaseModel):
 
     ``model_path`` is the served model name; empty means "the model the server serves"
     (the first of ``/v1/models``). ``function_calling_format="prompt"`` skips native tool
-    calls and always describes the tools in the prompt.
+    calls and always describes the tools in the prompt. Without ``api_key`` the key comes from
+    configs/backend/vllm.yaml: $VLLM_API_KEY, then $OPENAI_API_KEY (as the OpenAI SDK reads it),
+    so code written for an open server runs unchanged against one started with a key.
 
     Example::
 

@@ -105,6 +105,7 @@ class BackendSettings(_Model):
     host: str
     port: Port
     api_base: HttpURL
+    api_bases: list[HttpURL] = Field(description="several vLLM replicas (comma-separated in env); empty = api_base")
     api_key: SecretStr
     api_key_file: str | None = Field(description="a file whose content replaces api_key (compose secret)")
     temperature: Temperature
@@ -127,6 +128,14 @@ class BackendSettings(_Model):
             if key:
                 data = {**data, "api_key": key}
         return data
+
+    @field_validator("api_bases", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        """A list, or one string of comma-separated URLs (as $VLLM_API_BASES carries them)."""
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
 
 class ProfileSettings(_Model):
@@ -176,6 +185,16 @@ class ToolSetSettings(_Model):
         return tools
 
 
+class DebugSettings(_Model):
+    """The decision inspector: ``/debug`` and Agent Arena's ``/debug/*`` endpoints (configs/agent/default.yaml)."""
+
+    enabled: bool | Literal["auto"] = Field(
+        description="auto: on only when agent.published_host (else agent.host) is a loopback address"
+    )
+    ticks_per_agent: int = Field(ge=1, le=10_000, description="decisions kept per agent, newest first")
+    max_bytes: int = Field(ge=64 * 1024, description="cap on the stored traces (JSON + 1 KiB each), all agents together")
+
+
 class FallbackSettings(_Model):
     """The decision when the model fails or is late (Agent Arena SDK's ``fallback_decision`` order)."""
 
@@ -204,6 +223,10 @@ class AgentSettings(_Model):
     experiences_per_agent: int = Field(ge=0, le=100, description="recent /experience events kept and shown")
     experience_agents: int = Field(ge=1, description="agents whose experiences are kept (least recent dropped)")
     fallback: FallbackSettings
+    published_host: str | None = Field(
+        description="where the service is reachable from outside its container (compose: ARENA_BIND_ADDRESS); None = host"
+    )
+    debug: DebugSettings
 
 
 class RecipeSpec(_Model):

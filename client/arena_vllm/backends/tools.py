@@ -79,7 +79,7 @@ def validate_tool_call(name: str, arguments: Any, tools: Sequence[ToolLike]) -> 
         return f"unknown tool {name!r}; expected one of {sorted(schemas)}"
     if not isinstance(arguments, dict):
         return f"arguments for {name!r} must be a JSON object, got {type(arguments).__name__}"
-    error = best_match(Draft202012Validator(schemas[name]).iter_errors(arguments))
+    error = best_match(_validator(json.dumps(schemas[name], sort_keys=True)).iter_errors(arguments))
     if error is None:
         return None
     where = "/".join(str(part) for part in error.absolute_path) or "<arguments>"
@@ -123,6 +123,12 @@ def _schema_problem(encoded_schema: str) -> str | None:
     except SchemaError as exc:
         return exc.message
     return None
+
+
+@functools.lru_cache(maxsize=256)
+def _validator(encoded_schema: str) -> Draft202012Validator:
+    """One validator per schema, built once: every decision checks its call against the same few tools."""
+    return Draft202012Validator(json.loads(encoded_schema))
 
 
 def _unwrap(tool: ToolLike) -> dict[str, Any]:

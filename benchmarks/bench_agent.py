@@ -83,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.sched_setaffinity(0, {other_core})  # the load generator shares the stand-in's core, not the agent's
         agents = []
         if args.baseline_ref != "none":
-            checkout = stack.enter_context(_archive(args.baseline_ref))
+            checkout = stack.enter_context(_archive(args.baseline_ref, [m for m in args.baseline_without.split(",") if m]))
             agents.append(stack.enter_context(_agent("baseline", checkout, api_base, agent_core, args.overrides)))
         agents.append(stack.enter_context(_agent("current", REPO, api_base, agent_core, args.overrides)))
         print(f"agent on core {agent_core}; stand-in and load generator on core {other_core} "
@@ -185,15 +185,16 @@ def _serve_stand_in() -> int:
 
 
 @contextlib.contextmanager
-def _archive(ref: str) -> Iterator[Path]:
-    """``client/`` and ``configs/`` of ``ref`` in a temporary folder (the repository's files stay as they are)."""
+def _archive(ref: str, without: Sequence[str]) -> Iterator[Path]:
+    """``client/`` and ``configs/`` of ``ref`` in a temporary folder (the repository's files stay as they are),
+    with the modules ``without`` names hidden from it."""
     with tempfile.TemporaryDirectory(prefix="bench-agent-baseline-") as folder:
         archive = subprocess.run(["git", "archive", ref, "client", "configs"], cwd=REPO, capture_output=True,
                                  check=True).stdout
         subprocess.run(["tar", "-x", "-C", folder], input=archive, check=True)
         # The baseline's dependencies had no uvloop/httptools; uvicorn would pick them up from this
         # environment, so modules of those names that fail to import stand in front of them.
-        for module in UNAVAILABLE_TO_BASELINE:
+        for module in without:
             (Path(folder) / "client" / f"{module}.py").write_text(f"raise ImportError('{module}: not in the baseline')\n")
         yield Path(folder)
 
@@ -239,6 +240,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds of ticks before each sample")
     parser.add_argument("--repeats", type=int, default=1, help="samples per N and agent (median kept)")
     parser.add_argument("--baseline-ref", default=BASELINE_REF, help="git ref run as the baseline; 'none' to skip")
+    parser.add_argument("--baseline-without", default=",".join(UNAVAILABLE_TO_BASELINE),
+                        help="modules hidden from the baseline (comma-separated; '' to hide none)")
     parser.add_argument("--stand-in", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for both agents, e.g. agent.max_concurrency=128")
     return parser

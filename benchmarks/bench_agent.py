@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-import orjson
+import json
 import psutil
 
 from benchmarks.bench_tick import observations
@@ -81,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with contextlib.ExitStack() as stack:
         api_base = stack.enter_context(_stand_in(other_core))
         os.sched_setaffinity(0, {other_core})  # the load generator shares the stand-in's core, not the agent's
-        agents = []
+        agents: list[Agent] = []
         if args.baseline_ref != "none":
             checkout = stack.enter_context(_archive(args.baseline_ref, [m for m in args.baseline_without.split(",") if m]))
             agents.append(stack.enter_context(_agent("baseline", checkout, api_base, agent_core, args.overrides)))
@@ -90,8 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"({len(cores)} cores available, shared: other load makes decisions/s vary, CPU ms less)", flush=True)
         with httpx.Client(timeout=120.0) as http:
             for count in args.agents:
-                body = orjson.dumps({"tick": 1, "agents": [{"agent_id": obs["agent_id"], "observations": obs}
-                                                           for obs in observations(count)]})
+                agents_body = [{"agent_id": obs["agent_id"], "observations": obs} for obs in observations(count)]
+                body = json.dumps({"tick": 1, "agents": agents_body}).encode()
                 for _ in range(args.repeats):
                     for agent in agents:
                         _measure(http, agent, body, count, args.warmup, args.seconds)
@@ -106,7 +106,7 @@ def _measure(http: httpx.Client, agent: Agent, body: bytes, count: int, warmup: 
     def tick() -> None:
         response = http.post(f"{agent.url}/tick", content=body, headers=headers)
         response.raise_for_status()
-        actions = orjson.loads(response.content)["actions"]
+        actions = json.loads(response.content)["actions"]
         bad = [a["action"]["reasoning"] for a in actions if not a["action"]["reasoning"].startswith(MODEL_MADE)]
         if len(actions) != count or bad:
             raise SystemExit(f"{agent.label}: {len(bad)} of {len(actions)} actions were not the model's: {bad[:2]}")

@@ -212,8 +212,8 @@ def max_call_bytes(tools: Sequence[ToolLike]) -> int:
     with ``json.dumps``' separators (", " and ": "). Counted per JSON schema keyword: ``enum`` and
     ``const``; strings bounded by ``maxLength`` or an anchored ``pattern`` (``^...$``) of bounded
     width; integers by ``minimum`` and ``maximum``; numbers also need ``multipleOf`` (their digits
-    are unbounded otherwise; prefer integers: vLLM's default xgrammar backend does not enforce
-    ``multipleOf``); arrays by ``maxItems``; objects with ``additionalProperties: false``;
+    are unbounded otherwise; prefer integers: xgrammar, vLLM's default structured-output backend,
+    does not support ``multipleOf``, and jsonschema checks it in binary floats); arrays by ``maxItems``; objects with ``additionalProperties: false``;
     ``anyOf``/``oneOf`` and type lists by their longest branch. Optional properties count.
     """
     longest = 0
@@ -291,7 +291,7 @@ def _number_bytes(schema: Mapping[str, Any], where: str) -> int:
     if step is None:
         raise UnboundedCallError(
             f"{where} is a number without multipleOf: its digits are unbounded; use type integer with "
-            "minimum and maximum (vLLM's default xgrammar backend does not enforce multipleOf)"
+            "minimum and maximum (xgrammar, vLLM's default structured-output backend, does not support multipleOf)"
         )
     low, high = _range(schema, where)
     decimals = max(0, -Decimal(str(step)).normalize().as_tuple().exponent)

@@ -18,12 +18,12 @@
 Nothing here is asserted: it prints one table. Run it against the test CPU stack (built and
 started with testcontainers, removed afterwards)::
 
-    python benchmarks/bench_stack.py --start-stack
+    python -m benchmarks.bench_stack --start-stack
 
 or against a stack you started (the warm-start step runs ``down`` / ``up`` on its compose project)::
 
     docker compose -f docker-compose.yml -f docker-compose.cpu.yml up -d --wait
-    python benchmarks/bench_stack.py --agent-url http://127.0.0.1:5000 --vllm-api-base http://127.0.0.1:8000/v1
+    python -m benchmarks.bench_stack --agent-url http://127.0.0.1:5000 --vllm-api-base http://127.0.0.1:8000/v1
 """
 
 from __future__ import annotations
@@ -41,30 +41,28 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import docker
 import httpx
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_tick, when imported from elsewhere
 
 from arena_vllm.agent.prompt import render_observation
 from arena_vllm.agent.schemas import Observation
 from arena_vllm.backends import VLLMBackend, VLLMBackendConfig
 from arena_vllm.backends.tools import normalize_tools, validate_tool_call
 from arena_vllm.config import Settings, env_overrides, load_settings
-from bench_tick import (
-    REPO,
+from benchmarks.bench_tick import (
     Bench,
     Target,
     add_target_arguments,
+    comparable,
     first_model,
     observations,
     stack_target,
     started_stack,
     timed,
 )
+from ops.compose import REPO, compose_files, engine, service_container
 
 DPS_TARGET = 0.95
 START_TARGET = 1.2
@@ -90,11 +88,7 @@ class Compose:
             raise RuntimeError(f"{' '.join([*self.command, *args])} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
 
     def container(self, service: str) -> Any:
-        found = docker.from_env().containers.list(all=True, filters={"label": [
-            f"com.docker.compose.project={self.project}", f"com.docker.compose.service={service}"]})
-        if not found:
-            raise LookupError(f"no container for service {service!r} in compose project {self.project!r}")
-        return found[0]
+        return service_container(engine(), self.project, service)
 
 
 @dataclass
@@ -126,25 +120,28 @@ async def decisions_per_second(target: Target, settings: Settings, agents: int, 
     """A /tick of N vs. N direct concurrent requests, interleaved, median of ``repeats`` each."""
     bench = Bench(target, settings, agents)
     times: dict[str, list[float]] = {"tick": [], "direct": []}
+    tokens: dict[str, list[float]] = {"tick": [], "direct": []}
     try:
         await bench.direct()  # warm-up: both paths once
         await bench.tick()
         bench.model_decisions.clear()
         for _ in range(repeats):
-            times["tick"].append(await timed(bench.tick))
-            times["direct"].append(await timed(bench.direct))
+            for name, step in (("tick", bench.tick), ("direct", bench.direct)):
+                before = await bench.generated_tokens()
+                times[name].append(await timed(step))
+                tokens[name].append(await bench.generated_tokens() - before)
     finally:
         await bench.close()
     tick, direct = statistics.median(times["tick"]), statistics.median(times["direct"])
     ratio = direct / tick
-    decided = min(bench.model_decisions)
+    unequal = comparable(agents, bench.model_decisions, statistics.median(tokens["tick"]),
+                         statistics.median(tokens["direct"]))
     figures.add(f"decisions/s, /tick of {agents} through the agent", f"{agents / tick:.2f}/s",
                 f"(median {tick:.2f} s of {repeats}; model decisions per tick {bench.model_decisions})")
     figures.add(f"decisions/s, {agents} direct concurrent requests to vLLM", f"{agents / direct:.2f}/s",
-                f"(median {direct:.2f} s of {repeats})")
-    note = f"(target >= {DPS_TARGET}: {verdict(ratio >= DPS_TARGET)})"
-    if decided < agents:
-        note += f" -- only {decided} of {agents} agents decided by the model in some tick: not comparable"
+                f"(median {direct:.2f} s of {repeats}; tokens generated: tick "
+                f"{statistics.median(tokens['tick']):.0f}, direct {statistics.median(tokens['direct']):.0f})")
+    note = f"(target >= {DPS_TARGET}: {unequal or verdict(ratio >= DPS_TARGET)})"
     figures.add("agent / direct decisions per second", f"{ratio:.3f}", note)
 
 
@@ -354,7 +351,7 @@ def main() -> None:
             vllm_url, agent_url = stack.vllm_url, stack.agent_url
         else:
             target = Target(args.agent_url, args.vllm_api_base, args.model or first_model(args), args.api_key)
-            files = args.compose_file or ["docker-compose.yml", "docker-compose.cpu.yml"]
+            files = args.compose_file or compose_files("cpu")
             command = ["docker", "compose", "-p", args.compose_project, *(part for f in files for part in ("-f", f))]
             compose = Compose(command + (["--env-file", args.env_file] if args.env_file else []), args.compose_project)
             vllm_url, agent_url = args.vllm_api_base.removesuffix("/v1"), args.agent_url

@@ -15,13 +15,14 @@ the engine's batching allows (~2x on a 2-core CPU, far more on a GPU).
 
 Start the stack first (the agent with a deadline long enough for a CPU tick), e.g.::
 
-    AGENT_TICK_DEADLINE_S=300 docker compose -f docker-compose.yml -f docker-compose.cpu.yml up -d --wait
-    python benchmarks/bench_tick.py --agent-url http://127.0.0.1:5000 \\
+    AGENT_OVERRIDES=agent.tick_deadline_s=300 arena-vllm up --cpu
+    python -m benchmarks.bench_tick --agent-url http://127.0.0.1:5000 \\
         --vllm-api-base http://127.0.0.1:8000/v1 --model Qwen/Qwen2.5-0.5B-Instruct --agents 32
 
-or let the script start (and remove) the test CPU stack with its tiny model::
+or let the script start (and remove) the test CPU stack with its tiny model (from the
+repository root, like every benchmark)::
 
-    python benchmarks/bench_tick.py --start-stack --agents 32
+    python -m benchmarks.bench_tick --start-stack --agents 32
 """
 
 from __future__ import annotations
@@ -37,28 +38,32 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 from openai import AsyncOpenAI
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # tests.support.stack, for --start-stack
 
 from arena_vllm.agent.prompt import render_observation
 from arena_vllm.agent.schemas import Observation
 from arena_vllm.backends.chat import native_tools_request
 from arena_vllm.backends.tools import normalize_tools
 from arena_vllm.config import Settings, env_overrides, load_settings
-
-if TYPE_CHECKING:
-    from tests.support.stack import CpuStack
+from tests.support.stack import Stack, start_stack
 
 #: One request timeout for everything: a CPU engine under a tick of 32 is slow, and a timeout
 #: here would measure the timeout, not the engine.
 TIMEOUT_S = 600.0
 TICK_TARGET = 1.1
 MODEL_MADE = ("native tool call", "fallback tool call")
+#: A decision's structured ``source`` when the model made it (where decisions carry one).
+MODEL_SOURCES = frozenset({"native", "prompt"})
+
+
+def by_model(decision: dict[str, Any]) -> bool:
+    """Whether the model made this decision: its ``source`` field, else the policy's reasoning prefix."""
+    if "source" in decision:
+        return decision["source"] in MODEL_SOURCES
+    return str(decision.get("reasoning", "")).startswith(MODEL_MADE)
 
 
 @dataclass
@@ -136,8 +141,7 @@ class Bench:
         response = await self.http.post("/tick", json={"tick": 1, "agents": agents})
         response.raise_for_status()
         actions = response.json()["actions"]
-        # The policy's reasoning says "native tool call" or "fallback tool call" when the model decided.
-        self.model_decisions.append(sum(a["action"]["reasoning"].startswith(MODEL_MADE) for a in actions))
+        self.model_decisions.append(sum(by_model(a["action"]) for a in actions))
 
     async def direct(self) -> None:
         await asyncio.gather(*(self.vllm.chat.completions.create(**request) for request in self.direct_requests))
@@ -145,6 +149,28 @@ class Bench:
     async def sequential(self) -> None:
         for obs in self.observations:
             (await self.http.post("/observe", json=obs)).raise_for_status()
+
+
+#: Token counts of two paths further apart than this are not the same work.
+TOKEN_TOLERANCE = 0.05
+
+
+def comparable(agents: int, model_decisions: list[int], tokens_a: float, tokens_b: float) -> str | None:
+    """None when both sides did equal work, else why not: a ratio is a verdict only on equal work.
+
+    Equal work: every tick had all ``agents`` decided by the model (an idle after a failure is
+    cheap, and would flatter the agent), and the engine generated the same tokens within 5%.
+    """
+    short = [count for count in model_decisions if count < agents]
+    if not model_decisions or short:
+        return f"not comparable: model decisions per tick {model_decisions}, expected {agents} each"
+    if max(tokens_a, tokens_b) <= 0:
+        return "not comparable: no generated tokens counted (vLLM /metrics)"
+    spread = abs(tokens_a - tokens_b) / max(tokens_a, tokens_b)
+    if spread > TOKEN_TOLERANCE:
+        return (f"not comparable: generated tokens differ by {spread:.0%} ({tokens_a:.0f} vs {tokens_b:.0f}; "
+                f"at most {TOKEN_TOLERANCE:.0%})")
+    return None
 
 
 async def timed(step: Callable[[], Awaitable[None]]) -> float:
@@ -181,7 +207,8 @@ def report(
     median: dict[str, float], tokens: dict[str, float], agents: int, repeats: int, model_decisions: list[int]
 ) -> None:
     tick_ratio = median["tick"] / median["direct"]
-    verdict = "ok" if tick_ratio <= TICK_TARGET else "OVER TARGET"
+    verdict = comparable(agents, model_decisions, tokens["tick"], tokens["direct"]) or (
+        "ok" if tick_ratio <= TICK_TARGET else "OVER TARGET")
     rows = [
         ("one /observe", f"{median['single']:.3f} s"),
         (f"/tick of {agents}", f"{median['tick']:.3f} s  ({tokens['tick']:.0f} tokens generated; "
@@ -196,22 +223,23 @@ def report(
     for label, value in rows:
         print(f"  {label:<40} {value}")
     if any(count < agents for count in model_decisions):
-        print("warning: some agents got idle after a failure (deadline?): raise AGENT_TICK_DEADLINE_S", file=sys.stderr)
+        print("warning: some agents got idle after a failure (deadline?): raise agent.tick_deadline_s (AGENT_OVERRIDES)", file=sys.stderr)
 
 
 @contextlib.contextmanager
-def started_stack(overrides: Sequence[str] = ()) -> Iterator[CpuStack]:
+def started_stack(overrides: Sequence[str] = ()) -> Iterator[Stack]:
     """The test CPU stack (tiny model), with a deadline long enough for a CPU tick; removed afterwards."""
-    from tests.support.stack import start_cpu_stack
-
-    os.environ.setdefault("AGENT_TICK_DEADLINE_S", "600")  # compose interpolates from the environment
-    if overrides:  # the agent runs with the same overrides the direct requests are built with
-        os.environ["AGENT_OVERRIDES"] = " ".join([os.environ.get("AGENT_OVERRIDES", ""), *overrides]).strip()
-    with tempfile.TemporaryDirectory() as workdir, start_cpu_stack(Path(workdir)) as stack:
+    # Compose interpolates AGENT_OVERRIDES from the environment; the agent runs with the same
+    # overrides the direct requests are built with, and a deadline long enough unless one is given.
+    agent_overrides = [os.environ.get("AGENT_OVERRIDES", ""), *overrides]
+    if "agent.tick_deadline_s=" not in " ".join(agent_overrides):
+        agent_overrides.insert(0, "agent.tick_deadline_s=600")
+    os.environ["AGENT_OVERRIDES"] = " ".join(agent_overrides).strip()
+    with tempfile.TemporaryDirectory() as workdir, start_stack(Path(workdir), "cpu") as stack:
         yield stack
 
 
-def stack_target(stack: CpuStack) -> Target:
+def stack_target(stack: Stack) -> Target:
     return Target(stack.agent_url, stack.vllm_api_base, stack.served_model, stack.api_key)
 
 

@@ -1,9 +1,10 @@
-"""The one command-line tool for running the stack: ``python -m ops <command> --help``."""
+"""The one command-line tool for running the stack: ``arena-vllm <command> --help`` (or ``python -m ops``)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from arena_vllm.config import ConfigError
 from ops import base_images, doctor, download, profiles, up
@@ -20,7 +21,8 @@ def _profiles(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m ops", description=__doc__)
+    prog = "arena-vllm" if Path(sys.argv[0]).name == "arena-vllm" else "python -m ops"
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
     images = commands.add_parser("base-images", help="build local stand-ins for the base images (no registry)")

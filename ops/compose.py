@@ -1,4 +1,5 @@
-"""What the ops commands share: the compose files for this machine, the compose CLI, the engine.
+"""What the ops commands, the test stack and the benchmarks share: the repository root, the
+compose files of each stack, the compose CLI, the engine and finding a project's containers.
 
 Compose itself is the source of truth for every setting (ports, secret files, the profile the
 server will be asked for): :func:`resolved_config` asks ``docker compose config``, which reads
@@ -20,19 +21,20 @@ import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import docker
 from docker.errors import DockerException
 
-# First: it puts client/ on sys.path, so a checkout works without `pip install`.
+from arena_vllm.config import ConfigError, Device, load_settings
 from ops.run_vllm_server import gpu_vram_gib, model_folder, pick_profile, resolve_model
 
-from arena_vllm.config import ConfigError, load_settings
-
+#: The repository root: compose files and build contexts are relative to it.
 REPO = Path(__file__).resolve().parents[1]
 BASE_FILE = "docker-compose.yml"
 CPU_FILE = "docker-compose.cpu.yml"
+#: The compose files of each stack: the CPU switch is an override file beside the base.
+COMPOSE_FILES: dict[Device, list[str]] = {"gpu": [BASE_FILE], "cpu": [BASE_FILE, CPU_FILE]}
 #: Where the vLLM service mounts a local model folder, and its HF cache volume (docker-compose.yml).
 MODELS_TARGET = "/models"
 HF_CACHE_VOLUME = "hf-cache"
@@ -41,7 +43,6 @@ SERVER_UID = 1000
 ENGINE_TIMEOUT_S = 10
 COMPOSE_TIMEOUT_S = 60
 
-Device = Literal["gpu", "cpu"]
 
 
 class OpsError(RuntimeError):
@@ -49,8 +50,8 @@ class OpsError(RuntimeError):
 
 
 def compose_files(device: Device) -> list[str]:
-    """The compose files for a device: the CPU switch is an override file beside the base."""
-    return [BASE_FILE, CPU_FILE] if device == "cpu" else [BASE_FILE]
+    """The compose files of the stack for a device (a copy: callers may extend it)."""
+    return list(COMPOSE_FILES[device])
 
 
 def compose_cmd(device: Device, *args: str) -> list[str]:
@@ -131,7 +132,7 @@ def select_model(config: Mapping[str, Any], vram_gib: float | None) -> Selection
     overrides = shlex.split(env.get("ARENA_OVERRIDES") or "")
     name = pick_profile(requested, overrides, vram_gib)
     profile = load_settings([f"profile={name}", *overrides]).profile
-    device = stack_for(profile.device)
+    device = profile.device
     folder = local_model_dir(config)
     model = resolve_model(profile, env, folder)
     if folder is not None and model == str(folder):
@@ -139,19 +140,22 @@ def select_model(config: Mapping[str, Any], vram_gib: float | None) -> Selection
     return Selection(requested, name, device, model)
 
 
-def stack_for(profile_device: str) -> Device:
-    """The stack that can run a profile's device: cuda needs the GPU image."""
-    return "gpu" if profile_device == "cuda" else "cpu"
-
-
 def profile_device(name: str) -> Device:
     """The stack a named profile is written for, read from configs/ (never copied)."""
     if name == "auto":
         raise ConfigError("auto is resolved inside the container, not a profile file")
-    return stack_for(load_settings([f"profile={name}"]).profile.device)
+    return load_settings([f"profile={name}"]).profile.device
 
 
 def project_containers(client: docker.DockerClient, project: str) -> dict[str, Any]:
     """This project's containers by service name (compose labels them)."""
     found = client.containers.list(all=True, filters={"label": f"com.docker.compose.project={project}"})
     return {container.labels.get("com.docker.compose.service", container.name): container for container in found}
+
+
+def service_container(client: docker.DockerClient, project: str, service: str) -> Any:
+    """One service's container in a compose project; LookupError naming both when there is none."""
+    container = project_containers(client, project).get(service)
+    if container is None:
+        raise LookupError(f"no container for service {service!r} in compose project {project!r}")
+    return container

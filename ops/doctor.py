@@ -13,6 +13,7 @@ Example::
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
 import re
@@ -283,6 +284,41 @@ def check_disk(root: str, free_gib: float | None, selection: compose.Selection |
     return Check("disk", "OK", f"{where} (no cached copy of {model} to size it from)")
 
 
+def is_loopback(host: str) -> bool:
+    """Whether a bind address is reachable from this machine only (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def has_key(path: Path | None) -> bool:
+    """Whether a secret file exists and holds something (never reads more than that)."""
+    try:
+        return path is not None and path.stat().st_size > 0 and bool(path.read_text().strip())
+    except OSError:
+        return False
+
+
+KEY_VARIABLES = {"vllm": "VLLM_API_KEY_FILE", "agent": "AGENT_API_KEY_FILE"}
+
+
+def check_exposure(published: Iterable[tuple[str, str, int]], key_files: Mapping[str, Path | None]) -> Check:
+    """A port published beyond loopback must have a key: anyone on the network could otherwise use it."""
+    exposed = sorted({(service, f"{host}:{port}") for service, host, port in published if not is_loopback(host)})
+    if not exposed:
+        return Check("exposure", "OK", "every port binds loopback (ARENA_BIND_ADDRESS)")
+    keyless = [f"{service} on {where}" for service, where in exposed if not has_key(key_files.get(service))]
+    if keyless:
+        variables = sorted({KEY_VARIABLES.get(item.split()[0], "its key file") for item in keyless})
+        return Check("exposure", "FAIL", f"published beyond loopback without a key: {', '.join(keyless)}",
+                     f"set {' and '.join(variables)} to files holding a key, or ARENA_BIND_ADDRESS=127.0.0.1")
+    return Check("exposure", "OK", "published beyond loopback, each with a key: "
+                 + ", ".join(f"{service} on {where}" for service, where in exposed))
+
+
 # --- the run -----------------------------------------------------------------------------
 
 def published_ports(config: Mapping[str, Any]) -> list[tuple[str, str, int]]:
@@ -350,11 +386,16 @@ def run_checks() -> list[Check]:
     if config is None:
         checks.append(Check("ports", "WARN", "skipped: needs a valid compose config", "fix compose first"))
         checks.append(Check("hf token", "WARN", "skipped: needs a valid compose config", "fix compose first"))
+        checks.append(Check("exposure", "WARN", "skipped: needs a valid compose config", "fix compose first"))
     else:
         for service, host, port in published_ports(config):
             checks.append(check_port(service, host, port, probe_port_free(host, port), probe_port_owner(port),
                                      config["name"], PORT_VARIABLES.get(service, "the port variable")))
         checks.append(check_hf_token(Path(config["secrets"]["hf_token"]["file"])))
+        secret_files = {name: Path(spec["file"]) for name, spec in config.get("secrets", {}).items() if spec.get("file")}
+        checks.append(check_exposure(published_ports(config), {
+            "vllm": secret_files.get("vllm_api_key"), "agent": secret_files.get("agent_api_key"),
+        }))
 
     if info is None:
         checks.append(Check("disk", "WARN", "skipped: the engine is not reachable", "start the engine first"))

@@ -2,8 +2,9 @@
 
 ``up`` picks the GPU stack when the engine has the nvidia runtime and nvidia-smi sees a card,
 else the CPU switch (docker-compose.cpu.yml); it passes the profile and model to compose
-through the environment (never by editing files), runs ``docker compose up -d --build
---wait``, and meanwhile prints each service's state and the vLLM server's last log line.
+through the environment (never by editing files), runs ``docker compose build`` (a failure is
+reported as one, with the build's last lines), then ``docker compose up -d --wait``, and
+meanwhile prints each service's state and the vLLM server's last log line.
 
 Example::
 
@@ -16,13 +17,14 @@ Example::
 from __future__ import annotations
 
 import argparse
+import collections
 import os
 import re
 import shlex
 import subprocess
 import textwrap
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,8 @@ POLL_S = 5.0
 #: Print an unchanged status again after this long, so a quiet wait still shows it is alive.
 HEARTBEAT_S = 30.0
 LOG_TAIL_ON_FAILURE = 20
+#: Lines of a failed build repeated at the end (BuildKit prints the failing step and error last).
+BUILD_TAIL_LINES = 25
 #: Path suffix that makes a published port's URL useful, per service.
 URL_PATHS = {"vllm": "/v1"}
 SERVED_LINE = re.compile(r"run_vllm_server: model (?P<model>\S+) served as '(?P<served>[^']+)'")
@@ -98,10 +102,35 @@ def validate_profile(device: Device, profile: str | None) -> None:
                        f"pass {flag} or another --profile")
 
 
+def build_command(device: Device) -> list[str]:
+    """Build the stack's images first, so a failed build is reported as one (plain progress mixes with ours)."""
+    return compose.compose_cmd(device, "--progress", "plain", "build")
+
+
 def up_command(device: Device, timeout_s: int) -> list[str]:
-    """Build, start detached, and let compose wait for healthy (plain progress mixes with ours)."""
-    return compose.compose_cmd(device, "--progress", "plain", "up", "-d", "--build",
-                               "--wait", "--wait-timeout", str(timeout_s))
+    """Start the built images detached and let compose wait for healthy."""
+    return compose.compose_cmd(device, "--progress", "plain", "up", "-d", "--wait", "--wait-timeout", str(timeout_s))
+
+
+def run_build(cmd: Sequence[str], env: Mapping[str, str]) -> tuple[int, list[str]]:
+    """Run the build, echoing its output as it comes; its exit code and last lines."""
+    tail: collections.deque[str] = collections.deque(maxlen=BUILD_TAIL_LINES)
+    with subprocess.Popen(list(cmd), cwd=REPO, env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, errors="replace") as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            print(line, end="", flush=True)
+            tail.append(line.rstrip("\n"))
+    return proc.returncode, list(tail)
+
+
+def report_build_failure(returncode: int, tail: Sequence[str]) -> None:
+    """Say the build failed (not that the stack is unhealthy), with the lines that say why."""
+    print(f"up: the image build failed (docker compose build exited {returncode}); nothing was started. "
+          "Its last lines:")
+    print("\n".join(f"  | {line}" for line in tail))
+    print("up: fix what the build reports above. Behind a TLS proxy or without a registry, see README "
+          "(ARENA_CA_BUNDLE, `python -m ops base-images`, TORCH_INDEX_URL).")
 
 
 def down_command(volumes: bool) -> list[str]:
@@ -197,13 +226,18 @@ def report_ready(containers: Mapping[str, Any]) -> None:
         print(f"up: vLLM serves {served}")
 
 
-def report_failure(containers: Mapping[str, Any], timeout_s: int) -> None:
+def report_failure(containers: Mapping[str, Any], timeout_s: int, returncode: int, elapsed_s: float) -> None:
     """Each container's state and recent logs, and what usually explains them."""
     for name, container in sorted(containers.items()):
         state = container_state(container.attrs)
         print(f"--- {name}: {state}")
         if state != "running/healthy":
             print(container.logs(tail=LOG_TAIL_ON_FAILURE).decode(errors="replace").rstrip())
+    if elapsed_s < timeout_s:
+        print(f"up: docker compose up failed (exit {returncode}) after {elapsed_s:.0f} s, before the "
+              f"{timeout_s} s timeout: its output and the logs above say why; `python -m ops doctor` checks "
+              "GPU, ports, token and disk.")
+        return
     print(f"up: not healthy within {timeout_s} s. A first start downloads the model: pre-fill the cache with "
           "`python -m ops download`, raise --timeout, or follow `docker compose logs -f vllm`; "
           "`python -m ops doctor` checks GPU, ports, token and disk.")
@@ -215,8 +249,19 @@ def run_up(options: UpOptions) -> int:
     validate_profile(device, options.profile)
     env = child_env(options, os.environ)
     project = compose.resolved_config(device, env)["name"]
+    build = build_command(device)
+    print(f"up: {device.upper()} stack, project {project}: {shlex.join(build)}", flush=True)
+    try:
+        returncode, tail = run_build(build, env)
+    except KeyboardInterrupt:
+        print("up: interrupted while building; nothing was started")
+        return 130
+    if returncode != 0:
+        report_build_failure(returncode, tail)
+        return returncode
     cmd = up_command(device, options.timeout_s)
-    print(f"up: {device.upper()} stack, project {project}: {shlex.join(cmd)}", flush=True)
+    print(f"up: images built; {shlex.join(cmd)}", flush=True)
+    started = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=REPO, env=env)
     try:
         returncode = watch(proc, project)
@@ -231,7 +276,7 @@ def run_up(options: UpOptions) -> int:
         return returncode or 1
     # Trust the containers, not only compose's status (its `run` exits 0 on failures with engine 20.10).
     if returncode != 0 or not all_healthy({name: container_state(c.attrs) for name, c in containers.items()}):
-        report_failure(containers, options.timeout_s)
+        report_failure(containers, options.timeout_s, returncode, time.monotonic() - started)
         return returncode or 1
     report_ready(containers)
     return 0

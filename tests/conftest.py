@@ -9,8 +9,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from arena_vllm.config import CONFIG_DIR_ENV, OVERRIDES_ENV
 
-from tests.support.stack import CpuStack, start_cpu_stack
+from tests.support.stack import Stack, start_stack
+
+#: Variables configs/ reads: a developer's shell must not change what the tests expect.
+CONFIG_ENV = (OVERRIDES_ENV, CONFIG_DIR_ENV, "VLLM_API_BASE", "VLLM_HOST", "VLLM_PORT", "VLLM_SERVED_MODEL_NAME",
+              "VLLM_API_KEY", "VLLM_API_KEY_FILE", "AGENT_PORT")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -19,8 +24,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.stack)
 
 
+@pytest.fixture
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings composed from configs/ alone (modules opt in with ``pytestmark``)."""
+    for name in CONFIG_ENV:
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CpuStack]:
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """The running CPU stack, built from the repo's compose files; ``down -v`` at session end."""
-    with start_cpu_stack(tmp_path_factory.mktemp("stack")) as running:
+    with start_stack(tmp_path_factory.mktemp("stack"), "cpu") as running:
         yield running

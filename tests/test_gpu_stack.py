@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from arena_vllm.config import load_settings
-from tests.support.stack import start_gpu_stack
+from tests.support.stack import start_stack
 
 
 def gpu_missing_reason() -> str | None:
@@ -27,9 +27,9 @@ def gpu_missing_reason() -> str | None:
 @pytest.mark.gpu
 @pytest.mark.skipif(gpu_missing_reason() is not None, reason=gpu_missing_reason() or "")
 def test_gpu_stack_picks_a_gpu_profile_and_decides(tmp_path: Path) -> None:
-    with start_gpu_stack(tmp_path) as stack:
+    with start_stack(tmp_path, "gpu") as stack:
         logs = stack.compose_cmd("logs", "--no-color", "vllm").stdout
-        assert "device cuda" in logs, logs[-2000:]
+        assert "device gpu" in logs, logs[-2000:]
         decision = requests.post(f"{stack.agent_url}/observe", timeout=60, json={
             "agent_id": "gpu_1", "tick": 1, "position": [0, 0, 0],
             "nearby_resources": [{"name": "berry_1", "type": "berry", "position": [3, 0, 4], "distance": 5}],

@@ -22,7 +22,7 @@ from arena_vllm.backends import (
     validate_tool_call,
 )
 from arena_vllm.config import load_settings
-from tests.support.stack import CpuStack
+from tests.support.stack import Stack
 
 SETTINGS = load_settings()
 TOOLS = SETTINGS.tools.tools
@@ -43,7 +43,7 @@ MOVE_TO = {
 
 
 @pytest.fixture
-async def backend(stack: CpuStack) -> AsyncIterator[VLLMBackend]:
+async def backend(stack: Stack) -> AsyncIterator[VLLMBackend]:
     config = VLLMBackendConfig(model_path=stack.served_model, api_base=stack.vllm_api_base, timeout_s=120,
                                api_key=stack.api_key,
                                max_retries=0, temperature=SETTINGS.agent.temperature,
@@ -52,13 +52,13 @@ async def backend(stack: CpuStack) -> AsyncIterator[VLLMBackend]:
         yield created
 
 
-def test_status_reports_the_served_model(backend: VLLMBackend, stack: CpuStack) -> None:
+def test_status_reports_the_served_model(backend: VLLMBackend, stack: Stack) -> None:
     status = backend.status()
     assert status.available, status.reason
     assert status.models == [stack.served_model]
 
 
-def test_text_generation_returns_text_and_token_counts(backend: VLLMBackend, stack: CpuStack) -> None:
+def test_text_generation_returns_text_and_token_counts(backend: VLLMBackend, stack: Stack) -> None:
     result = backend.generate("Describe the arena.", system_prompt="You are terse.", max_tokens=16)
     assert result.text
     assert result.finish_reason in ("stop", "length")
@@ -93,7 +93,7 @@ async def test_twenty_of_twenty_forced_tool_calls_are_schema_valid(backend: VLLM
             assert call["name"] == choices[i % len(choices)]
 
 
-def test_wrong_model_name_is_unavailable_with_the_reason(stack: CpuStack) -> None:
+def test_wrong_model_name_is_unavailable_with_the_reason(stack: Stack) -> None:
     with VLLMBackend(VLLMBackendConfig(model_path="no-such-model", api_base=stack.vllm_api_base,
                                                       api_key=stack.api_key)) as backend:
         assert backend.is_available() is False
@@ -115,23 +115,34 @@ def test_server_on_a_closed_port_raises_connection_error_quickly() -> None:
         assert backend.is_available() is False
 
 
-def test_seed_example(stack: CpuStack) -> None:
-    """The seed README's example with only the import line changed (plus the stack's API key)."""
+def test_seed_example(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's example, unchanged, against the keyed stack: the key comes from $VLLM_API_KEY."""
+    monkeypatch.setenv("VLLM_API_KEY", stack.api_key)
     config = VLLMBackendConfig(
         model_path=stack.served_model,
         api_base=stack.vllm_api_base,
         temperature=0.7,
         max_tokens=256,
-        api_key=stack.api_key,
     )
     backend = VLLMBackend(config)
     assert backend.is_available()
 
     result = backend.generate("What should I do next?")
-    print(result.text, result.tokens_used)
+    assert result.text and result.tokens_used == result.metadata["prompt_tokens"] + result.metadata["completion_tokens"]
+    assert 0 < result.metadata["completion_tokens"] <= 256
 
     result = backend.generate_with_tools("Move to position (10, 0, 5)", [MOVE_TO])
     tool_call = result.metadata["tool_call"]
     assert tool_call["name"] == "move_to" and len(tool_call["arguments"]["target_position"]) == 3
+    assert all(-100 <= v <= 100 for v in tool_call["arguments"]["target_position"]), tool_call
     assert result.metadata["tool_call_source"] == "native"
     backend.close()
+
+
+def test_without_the_key_the_keyed_stack_refuses_with_a_clear_error(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The control for the seed example: the key really is needed, and only the environment supplied it."""
+    monkeypatch.delenv("VLLM_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with VLLMBackend(VLLMBackendConfig(model_path=stack.served_model, api_base=stack.vllm_api_base)) as backend:
+        assert backend.is_available() is False
+        assert "401" in (backend.status().reason or ""), backend.status().reason

@@ -2,7 +2,9 @@
 
 Hydra composes YAML (config groups, command-line style overrides, ``${oc.env:...}``
 interpolation); pydantic validates the result, so every bad value is reported with the key,
-the value and what is allowed. Nothing else in the project reads YAML.
+the value and what is allowed. Nothing else in the project reads YAML. The YAML holds every
+value and these models only types and bounds (configs/README.md lists each value's home;
+tests/unit/test_config_homes.py fails on a default here for a key the YAML sets).
 
 Example::
 
@@ -18,18 +20,44 @@ import os
 import re
 import shlex
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Annotated, Any, Literal, Sequence
 from urllib.parse import urlsplit
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+#: The checkout this package sits in (client/arena_vllm/ -> the root) when installed editable.
+CHECKOUT = Path(__file__).resolve().parents[2]
 #: Environment variable naming the configs folder (the containers mount it at /app/configs).
 CONFIG_DIR_ENV = "ARENA_CONFIG_DIR"
 #: Environment variable holding extra Hydra overrides, shell-quoted, e.g. "profile=cpu agent.port=5001".
 OVERRIDES_ENV = "ARENA_OVERRIDES"
 _SIZE_PATTERN = r"^[0-9]+[KMGT]?$"
+#: The hardware a profile is written for, and the stack (image, compose files) that runs it.
+Device = Literal["gpu", "cpu"]
+
+
+def check_tool_choice(choice: str, names: Sequence[str] | None = None) -> str:
+    """:func:`arena_vllm.backends.tools.check_tool_choice`, the one rule for the settings and the backend."""
+    # Imported here: the backends package imports this module (its config class reads the settings).
+    from arena_vllm.backends.tools import check_tool_choice as check
+
+    return check(choice, names)
+
+
+def check_tool_set(tools: Sequence[Any]) -> None:
+    """:func:`arena_vllm.backends.tools.normalize_tools`' checks (names, schemas, no repeats) on a tool set."""
+    from arena_vllm.backends.tools import normalize_tools
+
+    normalize_tools(tools)
 
 
 def http_url(value: str) -> str:
@@ -44,6 +72,18 @@ class ConfigError(ValueError):
     """A configuration that cannot be used; the message names the key, the value and the fix."""
 
 
+#: Bounds shared by the settings and :class:`~arena_vllm.backends.VLLMBackendConfig`, written once.
+HttpURL = Annotated[str, AfterValidator(http_url)]
+ToolChoice = Annotated[str, AfterValidator(check_tool_choice)]
+Temperature = Annotated[float, Field(ge=0.0, le=2.0)]
+TopP = Annotated[float, Field(gt=0.0, le=1.0)]
+MaxTokens = Annotated[int, Field(ge=1)]
+#: At most the OpenAI SDK's 600 s default; the YAML's value stays far below it, inside a tick.
+TimeoutS = Annotated[float, Field(gt=0.0, le=600.0)]
+Retries = Annotated[int, Field(ge=0, le=10)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -51,32 +91,28 @@ class _Model(BaseModel):
 class FunctionCallingSettings(_Model):
     """How the client asks for tool calls."""
 
-    enabled: bool = True
+    enabled: bool
     format: Literal["openai", "prompt"] = Field(
-        "openai", description="openai: native tool calls first, prompt fallback; prompt: prompt-based only"
+        description="openai: native tool calls first, prompt fallback; prompt: prompt-based only"
     )
-    tool_choice: str = Field("required", min_length=1, description="required, auto, or the name of one tool")
+    tool_choice: ToolChoice = Field(description="required, auto, or the name of one tool (never none)")
 
 
 class BackendSettings(_Model):
     """Where the vLLM OpenAI server is and how to sample from it (configs/backend/vllm.yaml)."""
 
-    model: str = Field("", description="served model name; empty = the one the server serves")
-    host: str = "localhost"
-    port: int = Field(8000, ge=1, le=65535)
-    api_base: str = "http://localhost:8000/v1"
-    api_key: SecretStr = SecretStr("EMPTY")
-    api_key_file: str | None = Field(None, description="a file whose content replaces api_key (compose secret)")
-    tensor_parallel_size: int = Field(1, ge=1)
-    dtype: str = "auto"
-    max_model_len: int = Field(4096, ge=256)
-    gpu_memory_utilization: float = Field(0.9, gt=0.0, le=1.0)
-    temperature: float = Field(0.7, ge=0.0, le=2.0)
-    top_p: float = Field(0.9, gt=0.0, le=1.0)
-    max_tokens: int = Field(256, ge=1)
-    timeout_s: float = Field(30.0, gt=0.0, le=600.0)
-    max_retries: int = Field(1, ge=0, le=10)
-    function_calling: FunctionCallingSettings = FunctionCallingSettings()
+    model: str = Field(description="served model name; empty = the one the server serves")
+    host: str
+    port: Port
+    api_base: HttpURL
+    api_key: SecretStr
+    api_key_file: str | None = Field(description="a file whose content replaces api_key (compose secret)")
+    temperature: Temperature
+    top_p: TopP
+    max_tokens: MaxTokens
+    timeout_s: TimeoutS
+    max_retries: Retries
+    function_calling: FunctionCallingSettings
 
     @model_validator(mode="before")
     @classmethod
@@ -92,33 +128,28 @@ class BackendSettings(_Model):
                 data = {**data, "api_key": key}
         return data
 
-    @field_validator("api_base")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        return http_url(value)
-
 
 class ProfileSettings(_Model):
     """Engine settings for one class of hardware (configs/profile/*.yaml)."""
 
     name: str
-    device: Literal["cuda", "cpu"]
-    min_vram_gib: float | None = Field(None, gt=0, description="smallest card this GPU profile fits")
+    device: Device
+    min_vram_gib: float | None = Field(gt=0, description="smallest card this GPU profile fits")
     model: str = Field(min_length=1)
-    dtype: str = "auto"
-    quantization: str | None = None
+    dtype: str
+    quantization: str | None
     max_model_len: int = Field(ge=256)
     gpu_memory_utilization: float = Field(gt=0.0, le=1.0)
-    kv_cache_memory_bytes: str | None = Field(None, pattern=_SIZE_PATTERN)
+    kv_cache_memory_bytes: str | None = Field(pattern=_SIZE_PATTERN)
     max_num_seqs: int = Field(ge=1)
-    tensor_parallel_size: int = Field(1, ge=1)
+    tensor_parallel_size: int = Field(ge=1)
     tool_call_parser: str = Field(min_length=1)
-    enforce_eager: bool = False
-    extra_args: list[str] = []
+    enforce_eager: bool
+    extra_args: list[str]
 
     @model_validator(mode="after")
     def _gpu_profiles_need_vram(self) -> "ProfileSettings":
-        if self.device == "cuda" and self.min_vram_gib is None:
+        if self.device == "gpu" and self.min_vram_gib is None:
             raise ValueError(f"GPU profile {self.name!r} needs min_vram_gib (used by VLLM_PROFILE=auto)")
         return self
 
@@ -127,49 +158,40 @@ class ToolSpec(_Model):
     """One tool in the flat shape Agent Arena uses: name, description, JSON-schema parameters."""
 
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
-    description: str = ""
-    parameters: dict[str, Any] = {"type": "object", "properties": {}}
-
-    @field_validator("parameters")
-    @classmethod
-    def _valid_schema(cls, value: dict[str, Any]) -> dict[str, Any]:
-        try:
-            Draft202012Validator.check_schema(value)
-        except SchemaError as exc:
-            raise ValueError(f"not a valid JSON schema: {exc.message}") from None
-        if value.get("type") != "object":
-            raise ValueError("tool parameters must be a JSON schema of type 'object'")
-        return value
+    description: str
+    parameters: dict[str, Any]
 
 
 class ToolSetSettings(_Model):
-    """A named set of tools (configs/tools/*.yaml)."""
+    """A named set of tools (configs/tools/*.yaml), checked by the same rules as every request's tools."""
 
     name: str
     tools: list[ToolSpec] = Field(min_length=1)
 
-    @model_validator(mode="after")
-    def _unique_names(self) -> "ToolSetSettings":
-        names = [tool.name for tool in self.tools]
-        duplicates = sorted({name for name in names if names.count(name) > 1})
-        if duplicates:
-            raise ValueError(f"tool names must be unique; repeated: {duplicates}")
-        return self
+    @field_validator("tools")
+    @classmethod
+    def _valid_tool_set(cls, tools: list[ToolSpec]) -> list[ToolSpec]:
+        check_tool_set(tools)
+        return tools
 
 
 class AgentSettings(_Model):
     """The agent service that answers the game (configs/agent/default.yaml)."""
 
-    host: str = "0.0.0.0"
-    port: int = Field(5000, ge=1, le=65535)
-    tick_deadline_s: float = Field(10.0, gt=0.0, le=600.0)
-    max_concurrency: int = Field(64, ge=1, le=4096)
-    max_agents_per_tick: int = Field(256, ge=1)
-    max_body_bytes: int = Field(1_048_576, ge=1024)
-    max_entities_in_prompt: int = Field(8, ge=0, le=100)
-    tool_choice: str = Field("required", min_length=1)
-    temperature: float = Field(0.7, ge=0.0, le=2.0)
-    max_tokens: int = Field(128, ge=1)
+    host: str
+    port: Port
+    tick_deadline_s: float = Field(gt=0.0, le=600.0)
+    max_concurrency: int = Field(ge=1, le=4096)
+    max_agents_per_tick: int = Field(ge=1)
+    max_body_bytes: int = Field(ge=1024)
+    max_entities_in_prompt: int = Field(ge=0, le=100)
+    max_requests_in_flight: int = Field(ge=1, le=4096, description="more at once get 503 + Retry-After")
+    retry_after_s: int = Field(ge=1, le=600, description="Retry-After of that 503")
+    api_key_file: str | None = Field(description="a file holding the bearer token callers must send; "
+                                                  "null or empty = no auth")
+    tool_choice: ToolChoice
+    temperature: Temperature
+    max_tokens: MaxTokens
     system_prompt: str = Field(min_length=1)
 
 
@@ -183,13 +205,15 @@ class Settings(_Model):
 
     @model_validator(mode="after")
     def _tool_choice_names_a_tool(self) -> "Settings":
-        names = {tool.name for tool in self.tools.tools}
+        names = [tool.name for tool in self.tools.tools]
         for key, choice in (
             ("backend.function_calling.tool_choice", self.backend.function_calling.tool_choice),
             ("agent.tool_choice", self.agent.tool_choice),
         ):
-            if choice not in {"auto", "required", "none"} and choice not in names:
-                raise ValueError(f"{key}={choice!r} is neither auto/required/none nor a tool in {sorted(names)}")
+            try:
+                check_tool_choice(choice, names)
+            except ValueError as exc:
+                raise ValueError(f"{key}: {exc}") from None
         return self
 
 
@@ -197,7 +221,7 @@ def default_config_dir() -> Path:
     """The configs folder: $ARENA_CONFIG_DIR, else the repository's ``configs/``."""
     if os.environ.get(CONFIG_DIR_ENV):
         return Path(os.environ[CONFIG_DIR_ENV]).resolve()
-    return Path(__file__).resolve().parents[2] / "configs"
+    return CHECKOUT / "configs"
 
 
 def available_options(group: str, config_dir: Path | None = None) -> list[str]:
@@ -244,9 +268,14 @@ def _explain_validation_error(exc: ValidationError) -> str:
     lines = [f"invalid configuration ({exc.error_count()} problem(s)):"]
     for error in exc.errors():
         key = ".".join(str(part) for part in error["loc"]) or "<root>"
-        value = "<secret>" if "api_key" in key else repr(error.get("input"))
-        if isinstance(error.get("input"), dict):
+        given = error.get("input")
+        value = repr(given)
+        if "api_key" in key:
+            value = "<secret>"
+        elif isinstance(given, dict):
             value = "{...}"
+        elif isinstance(given, list) and given:
+            value = "[...]"
         lines.append(f"  {key} = {value}: {error['msg']}")
     return "\n".join(lines)
 

@@ -11,29 +11,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import httpx
-import jsonschema
 import pytest
-from arena_vllm.config import load_settings
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.decisions import assert_model_decision
 from tests.support.observations import OBSERVATION
-from tests.support.stack import CpuStack
-
-TOOLS = {tool.name: tool.parameters for tool in load_settings().tools.tools}
-
+from tests.support.stack import Stack
 
 @pytest.fixture
-def client(stack: CpuStack) -> Iterator[httpx.Client]:
+def client(stack: Stack) -> Iterator[httpx.Client]:
     # Generous: the first decisions on a 2-core CPU include engine warm-up.
     with httpx.Client(base_url=stack.agent_url, timeout=120) as client:
         yield client
-
-
-def assert_model_decision(decision: dict) -> None:
-    """A configured tool, params valid against its schema, and made by the model (not an idle after a failure)."""
-    assert decision["tool"] in TOOLS, decision
-    jsonschema.validate(decision["params"], TOOLS[decision["tool"]])
-    assert decision["reasoning"].startswith("native tool call"), decision
 
 
 def native_decisions(client: httpx.Client) -> float:
@@ -42,7 +31,7 @@ def native_decisions(client: httpx.Client) -> float:
                if sample.name == "arena_agent_decisions_total" and sample.labels["source"] == "native")
 
 
-def test_ready_names_the_served_model(client: httpx.Client, stack: CpuStack) -> None:
+def test_ready_names_the_served_model(client: httpx.Client, stack: Stack) -> None:
     ready = client.get("/ready")
     assert ready.status_code == 200, ready.text
     assert ready.json() == {"ready": True, "models": [stack.served_model]}

@@ -25,9 +25,10 @@ from testcontainers.core.wait_strategies import (
     HttpWaitStrategy,
 )
 
-from tests.stack.test_agent_service import TOOLS, assert_model_decision
+from tests.support.decisions import TOOLS, assert_model_decision
+from tests.support.soak import SoakOptions, report, run_soak
 from tests.support.observations import OBSERVATION
-from tests.support.stack import CpuStack
+from tests.support.stack import Stack
 
 AGENT_PORT = 5000  # inside the container; the wait strategies map it to the published port
 #: Generous on purpose: a 2-core CI runner restarts vLLM in ~30-60 s; issue 5's target is 60 s.
@@ -85,13 +86,13 @@ class Published:
         return self.container.status
 
 
-def started_at(stack: CpuStack, service: str) -> str:
+def started_at(stack: Stack, service: str) -> str:
     container = stack.container(service)
     container.reload()
     return container.attrs["State"]["StartedAt"]
 
 
-def wait_agent_ready(stack: CpuStack, bound_s: float) -> float:
+def wait_agent_ready(stack: Stack, bound_s: float) -> float:
     """Seconds until the agent's /ready is 200; on a timeout, the error carries both services' logs."""
     started = time.monotonic()
     strategy = HttpWaitStrategy(AGENT_PORT, "/ready").with_startup_timeout(bound_s).with_poll_interval(0.5)
@@ -117,7 +118,7 @@ def poll(check: Callable[[], Any], bound_s: float, what: str) -> float:
                 raise AssertionError(f"{what}: not within {bound_s} s; last failure: {exc}") from exc
 
 
-def ensure_vllm_running(stack: CpuStack) -> None:
+def ensure_vllm_running(stack: Stack) -> None:
     vllm = stack.container("vllm")
     vllm.reload()
     if vllm.status != "running":
@@ -125,7 +126,7 @@ def ensure_vllm_running(stack: CpuStack) -> None:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def leaves_the_stack_ready(stack: CpuStack) -> Iterator[None]:
+def leaves_the_stack_ready(stack: Stack) -> Iterator[None]:
     """Other stack tests share the stack: whatever failed here, both services end up running and ready."""
     yield
     ensure_vllm_running(stack)
@@ -137,7 +138,7 @@ def leaves_the_stack_ready(stack: CpuStack) -> Iterator[None]:
 
 
 @pytest.fixture
-def agent(stack: CpuStack) -> Iterator[httpx.Client]:
+def agent(stack: Stack) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=stack.agent_url, timeout=120) as client:
         yield client
 
@@ -149,7 +150,7 @@ def assert_idle_with_reason(decision: dict[str, Any]) -> None:
 
 
 def test_vllm_killed_mid_tick_every_agent_gets_an_action_and_ready_turns_false(
-    stack: CpuStack, agent: httpx.Client
+    stack: Stack, agent: httpx.Client
 ) -> None:
     wait_agent_ready(stack, RECOVERY_BOUND_S)
     agent_started = started_at(stack, "agent")
@@ -192,9 +193,16 @@ def test_vllm_killed_mid_tick_every_agent_gets_an_action_and_ready_turns_false(
     assert agent.get("/health").json() == {"status": "ok"}
     assert started_at(stack, "agent") == agent_started, "the agent restarted when vLLM died"
 
+    # The soak, run now, must see it: HTTP 200s, yet no decision from the model -> FAILED.
+    options = SoakOptions(agent_url=stack.agent_url, agents=2, ticks=2, warmup_ticks=0, max_seconds=120)
+    soak = run_soak(options)
+    assert soak.errors == 0 and soak.decisions == 4, soak.error_samples  # the agent answered every tick...
+    assert soak.model_decisions == 0 and soak.not_from_model == 4, soak.failure_reasons
+    assert not soak.ok and "verdict: FAILED" in report(options, soak)  # ...and the soak still fails
+
 
 def test_vllm_started_again_the_agent_recovers_without_a_restart(
-    stack: CpuStack, agent: httpx.Client, capsys: pytest.CaptureFixture[str]
+    stack: Stack, agent: httpx.Client, capsys: pytest.CaptureFixture[str]
 ) -> None:
     vllm = stack.container("vllm")
     vllm.reload()
@@ -227,7 +235,7 @@ def test_vllm_started_again_the_agent_recovers_without_a_restart(
 
 
 def test_agent_container_restarted_mid_run_comes_back_healthy_and_serves(
-    stack: CpuStack, agent: httpx.Client
+    stack: Stack, agent: httpx.Client
 ) -> None:
     ensure_vllm_running(stack)
     wait_agent_ready(stack, RECOVERY_BOUND_S)
@@ -249,3 +257,54 @@ def test_agent_container_restarted_mid_run_comes_back_healthy_and_serves(
         for action in tick.json()["actions"]:
             assert action["action"]["tool"] in TOOLS, action
             assert_model_decision(action["action"])
+
+
+#: Kills vLLM's engine process from inside the container, as an out-of-memory kill or a segfault
+#: would: SIGKILL, no clean shutdown. (PID 1, the API server, ignores signals sent from inside its
+#: own PID namespace; the API server's watchdog then exits on the dead engine.)
+KILL_ENGINE = r"""
+import os, signal
+killed = [int(pid) for pid in filter(str.isdigit, os.listdir("/proc"))
+          if open(f"/proc/{pid}/cmdline", "rb").read().startswith(b"VLLM::EngineCore")]  # not this script
+for pid in killed:
+    os.kill(pid, signal.SIGKILL)
+print(killed)
+"""
+
+
+def test_a_crash_inside_vllm_restarts_it_and_the_agent_recovers_without_a_restart(
+    stack: Stack, agent: httpx.Client, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``restart: unless-stopped`` at work: Docker restarts a container that died by itself (not ``docker kill``)."""
+    ensure_vllm_running(stack)
+    wait_agent_ready(stack, RECOVERY_BOUND_S)
+    vllm = stack.container("vllm")
+    vllm.reload()
+    restarts, agent_started = vllm.attrs["RestartCount"], started_at(stack, "agent")
+
+    killed = vllm.exec_run(["python3", "-c", KILL_ENGINE])
+    assert killed.exit_code == 0 and killed.output.strip() not in (b"", b"[]"), killed.output
+    crashed = time.monotonic()
+
+    def restarted() -> None:
+        vllm.reload()
+        assert vllm.attrs["RestartCount"] > restarts, f"RestartCount still {vllm.attrs['RestartCount']}"
+
+    restart_s = poll(restarted, RECOVERY_BOUND_S, "Docker restarting the crashed vLLM container")
+    assert vllm.attrs["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+    ready_s = wait_agent_ready(stack, RECOVERY_BOUND_S)
+
+    def decides() -> None:
+        response = agent.post("/observe", json=OBSERVATION)
+        assert response.status_code == 200, response.text
+        assert_model_decision(response.json())
+
+    poll(decides, RECOVERY_BOUND_S, "a valid decision after the crash")
+    assert started_at(stack, "agent") == agent_started, "the agent was restarted; it must recover by itself"
+    # The restarted server still requires the key (its --config file was written again).
+    assert httpx.get(f"{stack.vllm_api_base}/models", timeout=30).status_code == 401
+    figure = (f"engine killed -> container restarted {restart_s:.1f} s, -> agent /ready "
+              f"{time.monotonic() - crashed:.1f} s (ready wait {ready_s:.1f} s)")
+    stack.log.append(figure)
+    with capsys.disabled():
+        print(f"\n[faults] {figure}")

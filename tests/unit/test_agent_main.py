@@ -27,8 +27,8 @@ def test_serves_with_settings_from_the_environment_and_prints_no_secret() -> Non
     with FaultServer(model="tiny", tool_args={"target_position": [1, 2, 3]}) as fault:
         env = {
             **os.environ, "VLLM_API_BASE": fault.api_base, "VLLM_SERVED_MODEL_NAME": "tiny",
-            "VLLM_API_KEY": "sk-do-not-print", "AGENT_PORT": str(port), "AGENT_TICK_DEADLINE_S": "3",
-            "ARENA_OVERRIDES": "agent.host=127.0.0.1",
+            "VLLM_API_KEY": "sk-do-not-print", "AGENT_PORT": str(port),
+            "ARENA_OVERRIDES": "agent.host=127.0.0.1 agent.tick_deadline_s=3",
         }
         process = subprocess.Popen(
             [sys.executable, "-m", "arena_vllm.agent", "tools=foraging"],
@@ -55,3 +55,4 @@ def test_serves_with_settings_from_the_environment_and_prints_no_secret() -> Non
     assert "Application shutdown complete" in output  # SIGTERM: lifespan ran, the backend was closed
     assert '"tick_deadline_s": 3.0' in output and fault.api_base in output
     assert "sk-do-not-print" not in output
+    assert "gpu_memory_utilization" not in output  # engine values are the profile's, not the agent's to print

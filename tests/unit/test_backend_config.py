@@ -6,15 +6,10 @@ import pytest
 from pydantic import ValidationError
 
 from arena_vllm.backends import VLLMBackendConfig
-from arena_vllm.config import OVERRIDES_ENV, BackendSettings, load_settings
+from arena_vllm.config import OVERRIDES_ENV, load_settings
 
 
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The configs read these; a developer's shell must not change what the tests expect."""
-    for name in (OVERRIDES_ENV, "VLLM_API_BASE", "VLLM_HOST", "VLLM_PORT", "VLLM_SERVED_MODEL_NAME", "VLLM_API_KEY",
-                 "VLLM_API_KEY_FILE"):
-        monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("clean_environment")  # no VLLM_* or ARENA_* from the shell
 
 
 def test_seed_constructor_keeps_working() -> None:
@@ -25,11 +20,18 @@ def test_seed_constructor_keeps_working() -> None:
         "Qwen/Qwen2.5-0.5B-Instruct", "http://localhost:8000/v1", 0.7, 256)
 
 
-def test_defaults_match_the_settings_defaults() -> None:
-    config, settings = VLLMBackendConfig(), BackendSettings()
+def test_omitted_values_come_from_the_backend_yaml() -> None:
+    config, settings = VLLMBackendConfig(), load_settings().backend
+    assert config == VLLMBackendConfig.from_settings(settings)
     assert (config.timeout_s, config.max_retries, config.top_p, config.tool_choice) == (
         settings.timeout_s, settings.max_retries, settings.top_p, settings.function_calling.tool_choice)
     assert config.timeout_s < 600 and config.max_retries < 2  # never the OpenAI SDK's defaults
+
+
+def test_given_values_win_over_the_yaml(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(OVERRIDES_ENV, "backend.top_p=0.5")
+    config = VLLMBackendConfig(temperature=0.1)
+    assert (config.temperature, config.top_p) == (0.1, 0.5)
 
 
 @pytest.mark.parametrize(
@@ -47,7 +49,7 @@ def test_defaults_match_the_settings_defaults() -> None:
         ("api_base", "http://", "must be an http:// or https:// URL"),
         ("function_calling_format", "xml", "'openai' or 'prompt'"),
         ("tool_choice", "none", "asks for no tool call"),
-        ("tool_choice", "", "at least 1 character"),
+        ("tool_choice", "", "not empty"),
         ("temprature", 0.2, "Extra inputs are not permitted"),
     ],
 )

@@ -263,7 +263,7 @@ async def test_prompt_format_never_sends_tools(server: FaultServer) -> None:
 
 @pytest.mark.parametrize(
     ("tool_choice", "message"),
-    [("jump", "tool_choice 'jump' is neither auto, required nor one of ['move_to', 'collect', 'idle']"),
+    [("jump", "tool_choice 'jump' is neither auto, required nor one of ['collect', 'idle', 'move_to']"),
      ("none", "tool_choice 'none' asks for no tool call")],
     ids=["unknown-tool", "none"],
 )

@@ -26,8 +26,9 @@ from arena_vllm.agent.__main__ import main
 from arena_vllm.agent.app import create_app
 from arena_vllm.config import load_settings
 from tests.support.fault_server import FaultServer
-from tests.unit.test_agent_service import serving
-from tests.unit.test_config import clean_environment  # noqa: F401 - autouse: no VLLM_* or ARENA_* from the shell
+from tests.support.service import serving
+
+pytestmark = pytest.mark.usefixtures("clean_environment")  # no VLLM_* or ARENA_* from the shell
 
 MAX_AGENTS = 4
 MAX_BODY = 65_536
@@ -223,23 +224,30 @@ SETTINGS = [
                "profile.gpu_memory_utilization = 0: Input should be greater than 0"),
     BadSetting("gpu-utilization-1.5", ("profile.gpu_memory_utilization=1.5",),
                "profile.gpu_memory_utilization = 1.5: Input should be less than or equal to 1"),
-    BadSetting("backend-utilization-0", ("backend.gpu_memory_utilization=0",),
-               "backend.gpu_memory_utilization = 0: Input should be greater than 0"),
+    BadSetting("backend-engine-key", ("+backend.gpu_memory_utilization=0.5",),  # the profile's value, not the client's
+               "backend.gpu_memory_utilization = 0.5: Extra inputs are not permitted"),
     BadSetting("gpu-profile-without-vram", ("profile=gpu-8gb", "profile.min_vram_gib=null"), "needs min_vram_gib"),
     BadSetting("kv-cache-size-not-a-size", ("profile.kv_cache_memory_bytes=lots",),
                "profile.kv_cache_memory_bytes = 'lots': String should match pattern"),
     BadSetting("empty-tool-list", ("tools.tools=[]",), "tools.tools = []: List should have at least 1 item"),
-    BadSetting("tool-schema-invalid", ("tools.tools=[{name:a,parameters:{type:objekt}}]",),
-               "tools.tools.0.parameters = {...}: Value error, not a valid JSON schema"),
-    BadSetting("tool-schema-not-object", ("tools.tools=[{name:a,parameters:{type:string}}]",),
-               "tools.tools.0.parameters = {...}: Value error, tool parameters must be a JSON schema of type 'object'"),
+    BadSetting("tool-schema-invalid", ("tools.tools=[{name:a,description:'',parameters:{type:objekt}}]",),
+               "tools.tools = [...]: Value error, tool 'a' has an invalid parameters schema"),
+    BadSetting("tool-schema-not-object", ("tools.tools=[{name:a,description:'',parameters:{type:string}}]",),
+               "tools.tools = [...]: Value error, tool 'a': parameters must be a JSON schema of type 'object'"),
     BadSetting("tool-name-invalid", ("tools.tools=[{name:'move to'}]",), "tools.tools.0.name = 'move to'"),
-    BadSetting("tool-names-duplicate", ("tools.tools=[{name:a},{name:a}]",),
-               "tools = {...}: Value error, tool names must be unique; repeated: ['a']"),
+    BadSetting("tool-without-description", ("tools.tools=[{name:a,parameters:{type:object}}]",),
+               "tools.tools.0.description = {...}: Field required"),
+    BadSetting("tool-names-duplicate", ("tools.tools=[{name:a,description:'',parameters:{type:object}},"
+                                        "{name:a,description:'',parameters:{type:object}}]",),
+               "tools.tools = [...]: Value error, tool names must be unique; repeated: ['a']"),
     BadSetting("agent-tool-choice-unknown", ("agent.tool_choice=jump",),
-               "agent.tool_choice='jump' is neither auto/required/none nor a tool in ['collect', 'idle', 'move_to']"),
+               "agent.tool_choice: tool_choice 'jump' is neither auto, required nor one of ['collect', 'idle', 'move_to']"),
     BadSetting("backend-tool-choice-unknown", ("backend.function_calling.tool_choice=fly",),
-               "backend.function_calling.tool_choice='fly' is neither auto/required/none nor a tool"),
+               "backend.function_calling.tool_choice: tool_choice 'fly' is neither auto, required nor one of"),
+    BadSetting("backend-tool-choice-none", ("backend.function_calling.tool_choice=none",),
+               "backend.function_calling.tool_choice = 'none': Value error, tool_choice 'none' asks for no tool call"),
+    BadSetting("agent-tool-choice-none", ("agent.tool_choice=none",),
+               "agent.tool_choice = 'none': Value error, tool_choice 'none' asks for no tool call"),
     BadSetting("function-calling-format", ("backend.function_calling.format=xml",),
                "backend.function_calling.format = 'xml': Input should be 'openai' or 'prompt'"),
     BadSetting("backend-temperature-5", ("backend.temperature=5",),

@@ -6,14 +6,14 @@ import json
 import os
 import shutil
 import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-GPU_FILES = ["docker-compose.yml"]
-CPU_FILES = ["docker-compose.yml", "docker-compose.cpu.yml"]
+from ops.compose import REPO, compose_files
+
+GPU_FILES = compose_files("gpu")
+CPU_FILES = compose_files("cpu")
 
 
 def compose_config(files: list[str], **env: str) -> dict[str, Any]:
@@ -58,7 +58,7 @@ def test_ports_open_only_when_the_user_opts_out() -> None:
 
 def test_the_agent_never_gets_the_hf_token() -> None:
     agent = compose_config(GPU_FILES)["services"]["agent"]
-    assert {secret["source"] for secret in agent["secrets"]} == {"vllm_api_key"}
+    assert {secret["source"] for secret in agent["secrets"]} == {"vllm_api_key", "agent_api_key"}
     assert not any("HF_TOKEN" in key for key in agent["environment"])
 
 
@@ -68,3 +68,34 @@ def test_cpu_switch_builds_the_cpu_target_without_gpu_reservation() -> None:
     assert "deploy" not in services["vllm"]
     assert services["vllm"]["environment"]["VLLM_PROFILE"] == "cpu"
     assert services["agent"]["depends_on"]["vllm"]["condition"] == "service_healthy"
+
+
+@pytest.mark.parametrize("files", [GPU_FILES, CPU_FILES], ids=["gpu", "cpu"])
+def test_both_services_are_hardened(files: list[str]) -> None:
+    """What the stack test reads back from ``docker inspect``, here as compose resolves it."""
+    services = compose_config(files)["services"]
+    for name in ("vllm", "agent"):
+        service = services[name]
+        assert service["cap_drop"] == ["ALL"] and not service.get("cap_add"), name
+        assert service["security_opt"] == ["no-new-privileges:true"], name
+        assert service["logging"] == {"driver": "json-file", "options": {"max-size": "10m", "max-file": "3"}}, name
+        assert int(service["mem_limit"]) > 0 and service["pids_limit"] > 0, name
+    assert services["agent"]["read_only"] is True and services["agent"]["tmpfs"] == ["/tmp:size=16m,mode=1777"]
+    assert services["vllm"]["environment"]["VLLM_NO_USAGE_STATS"] == "1"
+    assert services["vllm"]["environment"]["DO_NOT_TRACK"] == "1"
+
+
+def test_cpu_switch_uses_its_own_shm_instead_of_the_hosts_ipc() -> None:
+    gpu, cpu = compose_config(GPU_FILES)["services"]["vllm"], compose_config(CPU_FILES)["services"]["vllm"]
+    assert gpu["ipc"] == "host"  # NCCL (tensor parallel) needs it
+    assert cpu["ipc"] == "private" and int(cpu["shm_size"]) == 256 * 2**20
+
+
+def test_limits_and_usage_stats_come_from_variables() -> None:
+    services = compose_config(CPU_FILES, VLLM_MEM_LIMIT="3g", AGENT_PIDS_LIMIT="64", VLLM_NO_USAGE_STATS="0",
+                              ARENA_LOG_MAX_SIZE="1m")["services"]
+    assert int(services["vllm"]["mem_limit"]) == 3 * 2**30
+    assert services["agent"]["pids_limit"] == 64
+    assert services["vllm"]["environment"]["VLLM_NO_USAGE_STATS"] == "0"
+    assert services["vllm"]["environment"]["DO_NOT_TRACK"] == "0"
+    assert services["agent"]["logging"]["options"]["max-size"] == "1m"

@@ -20,12 +20,7 @@ from arena_vllm.config import (
 )
 
 
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The configs read these; a developer's shell must not change what the tests expect."""
-    for name in (OVERRIDES_ENV, CONFIG_DIR_ENV, "VLLM_API_BASE", "VLLM_HOST", "VLLM_PORT", "VLLM_SERVED_MODEL_NAME",
-                 "VLLM_API_KEY", "VLLM_API_KEY_FILE", "AGENT_PORT", "AGENT_TICK_DEADLINE_S"):
-        monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("clean_environment")  # no VLLM_* or ARENA_* from the shell
 
 
 def test_defaults_compose_cpu_profile_foraging_tools_and_local_backend() -> None:
@@ -33,13 +28,11 @@ def test_defaults_compose_cpu_profile_foraging_tools_and_local_backend() -> None
     assert settings.profile.name == "cpu" and settings.profile.device == "cpu"
     assert [tool.name for tool in settings.tools.tools] == ["move_to", "collect", "idle"]
     assert settings.backend.api_base == "http://localhost:8000/v1"
-    assert settings.backend.max_model_len == settings.profile.max_model_len  # one source: the profile
 
 
 def test_overrides_select_groups_and_set_keys() -> None:
     settings = load_settings(["profile=gpu-8gb", "backend.temperature=0.2"])
     assert settings.profile.name == "gpu-8gb" and settings.backend.temperature == 0.2
-    assert settings.backend.gpu_memory_utilization == settings.profile.gpu_memory_utilization
 
 
 def test_every_profile_is_valid() -> None:

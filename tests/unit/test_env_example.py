@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-COMPOSE_FILES = ["docker-compose.yml", "docker-compose.cpu.yml"]
+from ops.compose import COMPOSE_FILES as STACK_FILES
+from ops.compose import REPO
+
+#: Every compose file of every stack.
+COMPOSE_FILES = sorted({name for files in STACK_FILES.values() for name in files})
 #: ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?err} and bare $VAR; $$ is compose's escape.
 READ = re.compile(r"(?<!\$)\$(?:\{(?P<braced>[A-Za-z_]\w*)(?P<op>:?[-?+])?(?P<default>[^}]*)\}|(?P<bare>[A-Za-z_]\w*))")
 DOCUMENTED = re.compile(r"^#?\s*(?P<name>[A-Z_][A-Z0-9_]*)=(?P<value>.*)$")

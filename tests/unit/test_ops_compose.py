@@ -18,7 +18,7 @@ def gpu_profiles() -> dict[str, float]:
     found = {}
     for name in available_options("profile"):
         profile = load_settings([f"profile={name}"]).profile
-        if profile.device == "cuda":
+        if profile.device == "gpu":
             found[name] = profile.min_vram_gib
     return found
 
@@ -86,7 +86,7 @@ def test_overrides_reach_the_profile_choice() -> None:
 
 def test_profile_device_reads_configs() -> None:
     for name in available_options("profile"):
-        expected = "gpu" if load_settings([f"profile={name}"]).profile.device == "cuda" else "cpu"
+        expected = "gpu" if load_settings([f"profile={name}"]).profile.device == "gpu" else "cpu"
         assert compose.profile_device(name) == expected
     with pytest.raises(ConfigError):
         compose.profile_device("auto")

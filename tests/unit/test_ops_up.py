@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,7 @@ from ops.compose import OpsError
 
 
 def profile_for(device: str) -> str:
-    """A profile written for 'cuda' or 'cpu', found in configs/."""
+    """A profile written for 'gpu' or 'cpu', found in configs/."""
     return next(name for name in available_options("profile")
                 if load_settings([f"profile={name}"]).profile.device == device)
 
@@ -59,19 +61,58 @@ def test_child_env_adds_profile_and_model_without_touching_the_callers() -> None
 
 def test_a_profile_for_the_other_stack_is_refused_early() -> None:
     with pytest.raises(OpsError, match="--gpu"):
-        up.validate_profile("cpu", profile_for("cuda"))
+        up.validate_profile("cpu", profile_for("gpu"))
     with pytest.raises(OpsError, match="--cpu"):
         up.validate_profile("gpu", profile_for("cpu"))
-    up.validate_profile("gpu", profile_for("cuda"))
+    up.validate_profile("gpu", profile_for("gpu"))
     up.validate_profile("cpu", "auto")
     up.validate_profile("cpu", None)
 
 
-def test_up_command_builds_starts_detached_and_waits() -> None:
-    cmd = up.up_command("cpu", 600)
-    assert cmd[:6] == ["docker", "compose", "-f", "docker-compose.yml", "-f", "docker-compose.cpu.yml"]
-    assert cmd[cmd.index("up"):] == ["up", "-d", "--build", "--wait", "--wait-timeout", "600"]
+def test_build_first_then_up_starts_detached_and_waits() -> None:
+    build, cmd = up.build_command("cpu"), up.up_command("cpu", 600)
+    assert build[:6] == cmd[:6] == ["docker", "compose", "-f", "docker-compose.yml", "-f", "docker-compose.cpu.yml"]
+    assert build[-1] == "build"
+    assert cmd[cmd.index("up"):] == ["up", "-d", "--wait", "--wait-timeout", "600"]
     assert "docker-compose.cpu.yml" not in up.up_command("gpu", 600)
+
+
+#: A build that fails the way BuildKit does: many step lines, the error last, a non-zero exit.
+FAILING_BUILD = [sys.executable, "-c", (
+    "import sys\n"
+    "for i in range(60): print(f'#{i} [cpu 3/9] RUN pip install step {i}')\n"
+    "print('ERROR: failed to solve: process \"/bin/sh -c pip install torch\" did not complete successfully: exit code: 1')\n"
+    "sys.exit(17)\n"
+)]
+
+
+def test_run_build_echoes_the_build_and_keeps_its_last_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    returncode, tail = up.run_build(FAILING_BUILD, os.environ)
+    assert returncode == 17
+    assert len(tail) == up.BUILD_TAIL_LINES and tail[-1].startswith("ERROR: failed to solve")
+    assert "#0 [cpu 3/9]" in capsys.readouterr().out  # the whole build was shown as it ran
+
+
+def test_a_failed_build_is_reported_as_a_build_failure_with_its_last_lines(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(up.compose, "detect_device", lambda forced: "cpu")
+    monkeypatch.setattr(up.compose, "resolved_config", lambda device, env: {"name": "arena-vllm"})
+    monkeypatch.setattr(up, "build_command", lambda device: FAILING_BUILD)
+
+    def no_up(*args: object, **kwargs: object) -> None:
+        pytest.fail("compose up ran after a failed build")
+
+    monkeypatch.setattr(up, "watch", no_up)
+
+    assert up.run_up(up.UpOptions(device="cpu")) == 17
+
+    out = capsys.readouterr().out
+    report = out[out.index("up: the image build failed"):]
+    assert "docker compose build exited 17" in report
+    assert "  | ERROR: failed to solve: process \"/bin/sh -c pip install torch\"" in report
+    assert "  | #59 [cpu 3/9]" in report and "  | #0 [cpu 3/9]" not in report  # the last lines only
+    assert "not healthy" not in out
 
 
 def test_down_keeps_volumes_unless_asked() -> None:

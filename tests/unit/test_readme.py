@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
+from ops.compose import REPO
 from ops.profiles import profiles_table
 
-README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+README = (REPO / "README.md").read_text()
 
 
 def test_profiles_table_matches_configs() -> None:
@@ -17,6 +17,6 @@ def test_profiles_table_matches_configs() -> None:
 
 
 def test_test_command_is_the_one_ci_runs() -> None:
-    ci = (Path(__file__).resolve().parents[2] / ".ci" / "run").read_text()
+    ci = (REPO / ".ci" / "run").read_text()
     assert "pip install -e 'client[test]' && python -m pytest" in README
     assert ".venv/bin/python -m pytest" in ci

@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 
 import pytest
+from pydantic import ValidationError
 
-from arena_vllm.backends import normalize_tools, parse_tool_call_from_text, validate_tool_call
-from arena_vllm.config import load_settings
+from arena_vllm.backends import VLLMBackendConfig, normalize_tools, parse_tool_call_from_text, validate_tool_call
+from arena_vllm.backends.chat import tools_for_choice
+from arena_vllm.config import ConfigError, ToolSetSettings, load_settings
 
 MOVE_TO_FLAT = {
     "name": "move_to",
@@ -130,3 +132,66 @@ def test_validate_checks_bounds_and_patterns_of_the_foraging_tools() -> None:
     assert validate_tool_call("collect", {"target_name": "berry_3"}, tools) is None
     assert "does not match" in validate_tool_call("collect", {"target_name": "Berry Bush!"}, tools)
     assert "greater than the maximum" in validate_tool_call("move_to", {"target_position": [0, 0, 500]}, tools)
+
+
+# -- one tool_choice rule, one tool-set check: the settings, the config class and each request agree --------
+
+
+def _settings_reason(overrides: list[str]) -> str | None:
+    try:
+        load_settings(overrides)
+    except ConfigError as exc:
+        return str(exc)
+    return None
+
+
+def _config_reason(choice: str) -> str | None:
+    try:
+        VLLMBackendConfig(api_base="http://127.0.0.1:9/v1", tool_choice=choice)
+    except ValidationError as exc:
+        return str(exc)
+    return None
+
+
+def _request_reason(choice: str, tools: list[dict]) -> str | None:
+    try:
+        tools_for_choice(normalize_tools(tools), choice)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+@pytest.mark.parametrize(("choice", "refused_by_all"), [
+    ("none", True), ("required", False), ("auto", False), ("move_to", False),
+])
+def test_tool_choice_is_one_rule_everywhere(choice: str, refused_by_all: bool) -> None:
+    reasons = [
+        _settings_reason([f"backend.function_calling.tool_choice={choice}"]),
+        _config_reason(choice),
+        _request_reason(choice, [MOVE_TO_FLAT]),
+    ]
+    if refused_by_all:
+        assert all(reason and "asks for no tool call" in reason for reason in reasons), reasons
+    else:
+        assert reasons == [None, None, None]
+
+
+def test_an_unknown_tool_name_is_refused_where_the_tools_are_known() -> None:
+    settings_reason = _settings_reason(["backend.function_calling.tool_choice=jump"])
+    request_reason = _request_reason("jump", [MOVE_TO_FLAT])
+    assert settings_reason and request_reason
+    assert "tool_choice 'jump' is neither auto, required nor one of" in settings_reason
+    assert "tool_choice 'jump' is neither auto, required nor one of ['move_to']" in request_reason
+
+
+@pytest.mark.parametrize(("tools", "says"), [
+    ([{**MOVE_TO_FLAT, "parameters": {"type": "objekt"}}], "has an invalid parameters schema"),
+    ([{**MOVE_TO_FLAT, "parameters": {"type": "string"}}], "parameters must be a JSON schema of type 'object'"),
+    ([MOVE_TO_FLAT, MOVE_TO_FLAT], "tool names must be unique; repeated: ['move_to']"),
+], ids=["bad-schema", "not-object", "repeated"])
+def test_a_bad_tool_set_is_refused_by_the_settings_and_the_request_alike(tools: list[dict], says: str) -> None:
+    with pytest.raises(ValidationError) as settings_error:
+        ToolSetSettings.model_validate({"name": "scene", "tools": tools})
+    with pytest.raises(ValueError) as request_error:
+        normalize_tools(tools)
+    assert says in str(settings_error.value) and says in str(request_error.value)

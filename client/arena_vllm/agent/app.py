@@ -1,5 +1,8 @@
 """The HTTP service the game talks to: Agent Arena's ``/observe`` and ``/tick``, plus probes and metrics.
 
+With ``agent.api_key_file`` holding a token, every route but ``/health`` needs
+``Authorization: Bearer <token>`` (401 otherwise); more than ``agent.max_requests_in_flight``
+requests at once get 503 with ``Retry-After`` (see :mod:`arena_vllm.agent.guard`).
 Bad requests are the caller's fault and get 4xx naming the field (413 over
 ``agent.max_body_bytes`` or ``agent.max_agents_per_tick``, 422 for a missing or ill-typed
 field, a non-finite number, or a body that is not JSON, 400 naming why ``json`` could not
@@ -23,7 +26,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
@@ -31,16 +34,17 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from arena_vllm import __version__
+from arena_vllm.agent.guard import InFlightLimit, bearer_auth, read_token
 from arena_vllm.agent.metrics import AgentMetrics
 from arena_vllm.agent.policy import DecisionPolicy
 from arena_vllm.agent.schemas import Observation, ObserveResponse, TickAction, TickRequest, TickResponse
-from arena_vllm.backends import VLLMBackend, VLLMBackendConfig
+from arena_vllm.backends import LLMBackend, VLLMBackend, VLLMBackendConfig
 from arena_vllm.config import Settings
 
 logger = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings, backend: VLLMBackend | None = None) -> FastAPI:
+def create_app(settings: Settings, backend: LLMBackend | None = None) -> FastAPI:
     """The agent service; it owns ``backend`` (built from ``settings.backend`` when omitted) and closes it on shutdown.
 
     Example::
@@ -52,6 +56,7 @@ def create_app(settings: Settings, backend: VLLMBackend | None = None) -> FastAP
     policy = DecisionPolicy(backend, settings, metrics)
     max_agents = settings.agent.max_agents_per_tick
     max_body = settings.agent.max_body_bytes
+    token = read_token(settings.agent.api_key_file)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -69,6 +74,11 @@ def create_app(settings: Settings, backend: VLLMBackend | None = None) -> FastAP
         # Starlette's limiter: checks Content-Length up front and counts the bytes actually read.
         max_body_size=max_body,
         exception_handlers={RequestValidationError: _validation_error, StarletteHTTPException: _body_errors(max_body)},
+        dependencies=[Depends(bearer_auth(token))],  # every route but /health, when agent.api_key_file holds a token
+    )
+    app.add_middleware(
+        InFlightLimit, limit=settings.agent.max_requests_in_flight, retry_after_s=settings.agent.retry_after_s,
+        on_reject=metrics.rejected.labels(reason="in_flight").inc,
     )
 
     @app.post("/observe")

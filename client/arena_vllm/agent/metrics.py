@@ -53,6 +53,12 @@ class AgentMetrics:
             ["kind"],
             registry=self.registry,
         )
+        self.rejected = Counter(
+            "arena_agent_requests_rejected",
+            "Requests refused before any decision work, by reason (in_flight: over agent.max_requests_in_flight)",
+            ["reason"],
+            registry=self.registry,
+        )
         self.in_flight = Gauge(
             "arena_agent_backend_requests_in_flight",
             "Model calls in flight (bounded by agent.max_concurrency)",

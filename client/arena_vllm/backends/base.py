@@ -42,28 +42,24 @@ class BackendStatus:
 
 @runtime_checkable
 class LLMBackend(Protocol):
-    """The calls the agent service makes; tools are flat ``{name, description, parameters}`` or OpenAI-shaped."""
+    """Exactly what the agent service calls on a backend: readiness, one tool call per agent, closing.
 
-    def is_available(self) -> bool: ...
+    Tools are flat ``{name, description, parameters}``, OpenAI-shaped or ``ToolSpec`` models.
+    :class:`~arena_vllm.backends.VLLMBackend` offers more (sync calls, text, streaming) for
+    other callers; a stand-in for the service needs only these three.
 
-    def generate(
-        self, prompt: str, system_prompt: str | None = None, temperature: float | None = None,
-        max_tokens: int | None = None,
-    ) -> GenerationResult: ...
+    Example::
 
-    def generate_with_tools(
-        self, prompt: str, tools: Sequence[ToolLike], system_prompt: str | None = None, tool_choice: str | None = None,
-        temperature: float | None = None, max_tokens: int | None = None,
-    ) -> GenerationResult: ...
+        from arena_vllm.backends import LLMBackend, VLLMBackend, VLLMBackendConfig
+
+        assert isinstance(VLLMBackend(VLLMBackendConfig(api_base="http://127.0.0.1:8000/v1")), LLMBackend)
+    """
 
     async def astatus(self) -> BackendStatus: ...
-
-    async def agenerate(
-        self, prompt: str, system_prompt: str | None = None, temperature: float | None = None,
-        max_tokens: int | None = None,
-    ) -> GenerationResult: ...
 
     async def agenerate_with_tools(
         self, prompt: str, tools: Sequence[ToolLike], system_prompt: str | None = None, tool_choice: str | None = None,
         temperature: float | None = None, max_tokens: int | None = None,
     ) -> GenerationResult: ...
+
+    async def aclose(self) -> None: ...

@@ -14,10 +14,16 @@ from typing import Any, Mapping, Sequence
 from openai.types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionMessage
 
 from arena_vllm.backends.base import GenerationResult
-from arena_vllm.backends.tools import parse_tool_call_from_text, tool_names, tool_prompt, validate_tool_call
+from arena_vllm.backends.tools import (
+    CHOICES_WITHOUT_A_NAME,
+    check_tool_choice,
+    parse_tool_call_from_text,
+    tool_names,
+    tool_prompt,
+    validate_tool_call,
+)
 
 Request = dict[str, Any]
-_CHOICES_WITHOUT_A_NAME = ("auto", "required")
 
 
 def text_request(model: str, prompt: str, system_prompt: str | None, sampling: Mapping[str, Any]) -> Request:
@@ -32,7 +38,7 @@ def native_tools_request(
 ) -> Request:
     """A request with strict tools, one call at most, and ``tool_choice`` as OpenAI spells it."""
     choice: Any = tool_choice
-    if tool_choice not in _CHOICES_WITHOUT_A_NAME:
+    if tool_choice not in CHOICES_WITHOUT_A_NAME:
         choice = {"type": "function", "function": {"name": tool_choice}}
     return {
         **text_request(model, prompt, system_prompt, sampling),
@@ -51,14 +57,10 @@ def prompt_tools_request(
 
 def tools_for_choice(tools: Sequence[Mapping[str, Any]], tool_choice: str) -> list[Mapping[str, Any]]:
     """The tools a call may use: all of them, or only the one ``tool_choice`` names."""
-    if tool_choice == "none":
-        raise ValueError("tool_choice 'none' asks for no tool call; use generate() instead")
-    if tool_choice in _CHOICES_WITHOUT_A_NAME:
+    check_tool_choice(tool_choice, tool_names(tools))
+    if tool_choice in CHOICES_WITHOUT_A_NAME:
         return list(tools)
-    named = [tool for tool in tools if tool["function"]["name"] == tool_choice]
-    if not named:
-        raise ValueError(f"tool_choice {tool_choice!r} is neither auto, required nor one of {tool_names(tools)}")
-    return named
+    return [tool for tool in tools if tool["function"]["name"] == tool_choice]
 
 
 def native_call(message: ChatCompletionMessage) -> tuple[dict[str, Any] | None, str | None]:

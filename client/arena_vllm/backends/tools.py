@@ -33,6 +33,9 @@ from pydantic import BaseModel
 ToolLike = Union[Mapping[str, Any], BaseModel]
 
 _EMPTY_PARAMETERS = {"type": "object", "properties": {}}
+#: tool_choice values that name no tool. ``none`` is refused everywhere: these calls exist to get
+#: an action (the game needs one every tick); plain text is what ``generate()`` is for.
+CHOICES_WITHOUT_A_NAME = ("auto", "required")
 _NAME_KEYS = ("name", "tool", "function")
 _ARGUMENT_KEYS = ("arguments", "params", "parameters")
 _TAGGED = re.compile(r"<tool_call>(.*?)(?:</tool_call>|$)", re.DOTALL)
@@ -57,6 +60,8 @@ def normalize_tools(tools: Sequence[ToolLike]) -> list[dict[str, Any]]:
         problem = _schema_problem(json.dumps(parameters, sort_keys=True))
         if problem:
             raise ValueError(f"tool {name!r} has an invalid parameters schema: {problem}")
+        if parameters.get("type") != "object":
+            raise ValueError(f"tool {name!r}: parameters must be a JSON schema of type 'object' (a call's arguments)")
         normalized.append({
             "type": "function",
             "function": {"name": name, "description": function.get("description", ""), "parameters": parameters,
@@ -67,6 +72,22 @@ def normalize_tools(tools: Sequence[ToolLike]) -> list[dict[str, Any]]:
     if repeated:
         raise ValueError(f"tool names must be unique; repeated: {repeated}")
     return normalized
+
+
+def check_tool_choice(choice: str, names: Sequence[str] | None = None) -> str:
+    """``choice`` if it asks for a tool call: auto, required, or (when ``names`` are given) one of them.
+
+    The one rule for the settings, :class:`VLLMBackendConfig` and each request. ``none`` is
+    refused, not passed on: it would make every tool request come back without a call.
+    """
+    if choice == "none":
+        raise ValueError("tool_choice 'none' asks for no tool call; use auto, required or a tool name "
+                         "(generate() is the call for plain text)")
+    if not choice:
+        raise ValueError("tool_choice must be auto, required or a tool name, not empty")
+    if names is not None and choice not in CHOICES_WITHOUT_A_NAME and choice not in names:
+        raise ValueError(f"tool_choice {choice!r} is neither auto, required nor one of {sorted(names)}")
+    return choice
 
 
 def tool_names(tools: Sequence[Mapping[str, Any]]) -> list[str]:

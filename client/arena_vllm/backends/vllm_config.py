@@ -1,8 +1,9 @@
 """VLLMBackendConfig: the seed's constructor, validated, and buildable from the Hydra settings.
 
-Defaults come from :class:`arena_vllm.config.BackendSettings`, so ``configs/backend/vllm.yaml``
-and a hand-built config agree (in particular the timeout and retries, which must stay far
-below the OpenAI SDK's 600 s and 2 retries for a game tick).
+A value left out of the constructor is read from ``configs/backend/vllm.yaml`` (composed by the
+one loader, with $ARENA_OVERRIDES), never from a copy here, so a hand-built config and the
+agent's agree (in particular the timeout and retries, which must stay far below the OpenAI
+SDK's 600 s and 2 retries for a game tick).
 
 Example::
 
@@ -16,13 +17,22 @@ Example::
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Any, Literal, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
 
-from arena_vllm.config import BackendSettings, env_overrides, http_url, load_settings
-
-_DEFAULTS = BackendSettings()
+from arena_vllm.config import (
+    BackendSettings,
+    HttpURL,
+    MaxTokens,
+    Retries,
+    Temperature,
+    TimeoutS,
+    ToolChoice,
+    TopP,
+    env_overrides,
+    load_settings,
+)
 
 
 class VLLMBackendConfig(BaseModel):
@@ -30,7 +40,9 @@ class VLLMBackendConfig(BaseModel):
 
     ``model_path`` is the served model name; empty means "the model the server serves"
     (the first of ``/v1/models``). ``function_calling_format="prompt"`` skips native tool
-    calls and always describes the tools in the prompt.
+    calls and always describes the tools in the prompt. Without ``api_key`` the key comes from
+    configs/backend/vllm.yaml: $VLLM_API_KEY, then $OPENAI_API_KEY (as the OpenAI SDK reads it),
+    so code written for an open server runs unchanged against one started with a key.
 
     Example::
 
@@ -40,28 +52,24 @@ class VLLMBackendConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    model_path: str = _DEFAULTS.model
-    api_base: str = _DEFAULTS.api_base
-    api_key: SecretStr = _DEFAULTS.api_key
-    temperature: float = Field(_DEFAULTS.temperature, ge=0.0, le=2.0)
-    top_p: float = Field(_DEFAULTS.top_p, gt=0.0, le=1.0)
-    max_tokens: int = Field(_DEFAULTS.max_tokens, ge=1)
-    timeout_s: float = Field(_DEFAULTS.timeout_s, gt=0.0, le=600.0)
-    max_retries: int = Field(_DEFAULTS.max_retries, ge=0, le=10)
-    tool_choice: str = Field(_DEFAULTS.function_calling.tool_choice, min_length=1)
-    function_calling_format: Literal["openai", "prompt"] = _DEFAULTS.function_calling.format
+    model_path: str
+    api_base: HttpURL
+    api_key: SecretStr
+    temperature: Temperature
+    top_p: TopP
+    max_tokens: MaxTokens
+    timeout_s: TimeoutS
+    max_retries: Retries
+    tool_choice: ToolChoice
+    function_calling_format: Literal["openai", "prompt"]
 
-    @field_validator("api_base")
+    @model_validator(mode="before")
     @classmethod
-    def _http_url(cls, value: str) -> str:
-        return http_url(value)
-
-    @field_validator("tool_choice")
-    @classmethod
-    def _asks_for_a_call(cls, value: str) -> str:
-        if value == "none":
-            raise ValueError("tool_choice 'none' asks for no tool call; use auto, required or a tool name")
-        return value
+    def _omitted_from_configs(cls, data: Any) -> Any:
+        """Fill what the caller left out from configs/backend/vllm.yaml (read only when something is left out)."""
+        if isinstance(data, dict) and set(cls.model_fields) - set(data):
+            return {**cls._fields(load_settings(env_overrides()).backend), **data}
+        return data
 
     @property
     def server_root(self) -> str:
@@ -71,19 +79,24 @@ class VLLMBackendConfig(BaseModel):
     @classmethod
     def from_settings(cls, backend: BackendSettings) -> "VLLMBackendConfig":
         """From the validated ``settings.backend``; ``function_calling.enabled: false`` means prompt-based calls."""
+        return cls(**cls._fields(backend))
+
+    @staticmethod
+    def _fields(backend: BackendSettings) -> dict[str, Any]:
+        """This class's fields from the backend settings (the two are named as the seed named them)."""
         calling = backend.function_calling
-        return cls(
-            model_path=backend.model,
-            api_base=backend.api_base,
-            api_key=backend.api_key,
-            temperature=backend.temperature,
-            top_p=backend.top_p,
-            max_tokens=backend.max_tokens,
-            timeout_s=backend.timeout_s,
-            max_retries=backend.max_retries,
-            tool_choice=calling.tool_choice,
-            function_calling_format=calling.format if calling.enabled else "prompt",
-        )
+        return {
+            "model_path": backend.model,
+            "api_base": backend.api_base,
+            "api_key": backend.api_key,
+            "temperature": backend.temperature,
+            "top_p": backend.top_p,
+            "max_tokens": backend.max_tokens,
+            "timeout_s": backend.timeout_s,
+            "max_retries": backend.max_retries,
+            "tool_choice": calling.tool_choice,
+            "function_calling_format": calling.format if calling.enabled else "prompt",
+        }
 
     @classmethod
     def from_hydra(cls, overrides: Sequence[str] = (), config_dir: Path | None = None) -> "VLLMBackendConfig":

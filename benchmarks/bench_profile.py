@@ -33,7 +33,8 @@ import httpx
 
 from benchmarks.bench_tick import Target, run
 from arena_vllm.config import load_settings
-from tests.support.stack import CACHE_DIR, COMPOSE_FILES, REPO, SERVED_MODEL, TINY_MODEL_SCRIPT, write_env_file
+from ops.compose import REPO, compose_cmd
+from tests.support.stack import CACHE_DIR, SERVED_MODEL, TINY_MODEL_SCRIPT, write_env_file
 
 #: Qwen2.5-0.5B's architecture (its config.json), the model of configs/profile/cpu.yaml.
 PROFILE_SHAPE = {
@@ -76,7 +77,7 @@ def profile_stack(workdir: Path) -> Iterator[Target]:
     """The CPU stack with the profile-shaped model and the profile's engine settings; removed afterwards."""
     project = f"arena-profile-{secrets.token_hex(3)}"
     api_key = f"arena-key-{secrets.token_hex(12)}"
-    compose = ["docker", "compose", "-p", project, *(part for f in COMPOSE_FILES for part in ("-f", f))]
+    compose = compose_cmd("cpu", "-p", project)
     subprocess.run([*compose, "build", "--quiet"], cwd=REPO, check=True)
     model = ensure_profile_model(f"{os.environ.get('ARENA_IMAGE_PREFIX', 'arena-vllm')}/vllm:cpu")
     env_file = write_env_file(workdir, project, model, f"hf_unused{secrets.token_hex(8)}", api_key)

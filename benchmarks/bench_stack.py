@@ -46,7 +46,7 @@ from typing import Any
 import docker
 import httpx
 
-from arena_vllm.agent.prompt import render_observation
+from arena_vllm.agent.policy import plan_call
 from arena_vllm.agent.schemas import Observation
 from arena_vllm.backends import VLLMBackend, VLLMBackendConfig
 from arena_vllm.backends.tools import normalize_tools, validate_tool_call
@@ -274,21 +274,22 @@ def image_sizes(agent_image: str, vllm_image: str, base_image: str, figures: Fig
 
 
 async def validity(target: Target, settings: Settings, calls: int, fmt: str) -> Counter[str]:
-    """``calls`` decisions, the agent's prompts and sampling, one calling format; outcomes counted."""
-    agent = settings.agent
-    tools = normalize_tools(settings.tools.tools)
+    """``calls`` decisions, the agent's prompts, per-agent tools and sampling, one calling format; outcomes counted."""
+    backend_settings = settings.backend
     config = VLLMBackendConfig(model_path=target.model, api_base=target.vllm_api_base, api_key=target.api_key,
-                               temperature=agent.temperature, max_tokens=agent.max_tokens, timeout_s=600,
-                               max_retries=0, tool_choice=agent.tool_choice, function_calling_format=fmt)
-    prompts = [render_observation(Observation.model_validate(obs), agent.max_entities_in_prompt)
-               for obs in observations(calls)]
+                               temperature=backend_settings.temperature, max_tokens=backend_settings.max_tokens,
+                               timeout_s=600, max_retries=0, tool_choice=backend_settings.function_calling.tool_choice,
+                               function_calling_format=fmt)
+    plans = [plan_call(Observation.model_validate(obs), settings) for obs in observations(calls)]
     slots = asyncio.Semaphore(VALIDITY_CONCURRENCY)
     outcomes: Counter[str] = Counter()
     backend = VLLMBackend(config)
 
-    async def one(prompt: str) -> None:
+    async def one(plan: Any) -> None:
+        tools = normalize_tools(plan.tools)
         async with slots:
-            result = await backend.agenerate_with_tools(prompt, tools, system_prompt=agent.system_prompt)
+            result = await backend.agenerate_with_tools(plan.prompt, tools, system_prompt=plan.system_prompt,
+                                                        tool_choice=plan.tool_choice)
         call = result.metadata.get("tool_call")
         source = result.metadata.get("tool_call_source", "?")
         if call is None:
@@ -302,7 +303,7 @@ async def validity(target: Target, settings: Settings, calls: int, fmt: str) -> 
         outcomes[f"valid ({source})" if problem is None else f"invalid ({source})"] += 1
 
     async with backend:
-        await asyncio.gather(*(one(prompt) for prompt in prompts))
+        await asyncio.gather(*(one(plan) for plan in plans))
     return outcomes
 
 

@@ -5,11 +5,15 @@ One run, against one vLLM server, measures:
 1. one single-agent decision (``POST /observe``);
 2. a ``POST /tick`` of N agents (the agent service decides them concurrently);
 3. the same N chat requests sent straight to vLLM at once (``AsyncOpenAI``): the engine's own
-   limit. They are built by the same code the service uses (``render_observation`` and the
-   backend's ``native_tools_request``), with the same tools, tool_choice and sampling;
+   limit. They are built by the same code the service uses (``plan_call``: the scene's system
+   prompt, each agent's prompt and its own narrowed tools; the backend's ``native_tools_request``),
+   with the same tool_choice and sampling;
 4. N ``/observe`` calls one after another, as Agent Arena's own server decided a tick.
 
 Each is warmed up, then repeated (interleaved, so drift hits all alike) and the median kept.
+vLLM's prefix-cache hit rate (``vllm:prefix_cache_hits`` / ``queries`` over the step) is printed
+for the tick and the direct requests: the shared system prompt and tool list should be cached.
+The observations are the replay fixtures' foraging bodies (tests/support/game_requests.py).
 Targets: tick / direct <= 1.1 (the service adds almost nothing); sequential / tick as large as
 the engine's batching allows (~2x on a 2-core CPU, far more on a GPU).
 
@@ -43,27 +47,25 @@ from typing import Any
 import httpx
 from openai import AsyncOpenAI
 
-from arena_vllm.agent.prompt import render_observation
+from arena_vllm.agent.policy import plan_call
 from arena_vllm.agent.schemas import Observation
 from arena_vllm.backends.chat import native_tools_request
 from arena_vllm.backends.tools import normalize_tools
 from arena_vllm.config import Settings, env_overrides, load_settings
+from tests.support.game_requests import foraging_ticks
 from tests.support.stack import Stack, start_stack
 
 #: One request timeout for everything: a CPU engine under a tick of 32 is slow, and a timeout
 #: here would measure the timeout, not the engine.
 TIMEOUT_S = 600.0
 TICK_TARGET = 1.1
-MODEL_MADE = ("native tool call", "fallback tool call")
-#: A decision's structured ``source`` when the model made it (where decisions carry one).
+#: A decision's structured ``source`` when the model made it (not the agent's fallback).
 MODEL_SOURCES = frozenset({"native", "prompt"})
 
 
 def by_model(decision: dict[str, Any]) -> bool:
-    """Whether the model made this decision: its ``source`` field, else the policy's reasoning prefix."""
-    if "source" in decision:
-        return decision["source"] in MODEL_SOURCES
-    return str(decision.get("reasoning", "")).startswith(MODEL_MADE)
+    """Whether the model made this decision (its ``source`` field)."""
+    return decision.get("source") in MODEL_SOURCES
 
 
 @dataclass
@@ -77,25 +79,31 @@ class Target:
 
 
 def observations(count: int) -> list[dict[str, Any]]:
-    """``count`` Agent Arena-shaped observations, each agent somewhere else (so prompts differ as in a game)."""
-    return [
-        {
-            "agent_id": f"forager_{n}",
-            "tick": 1,
-            "position": [float(n % 8) * 5.0, 0.0, float(n // 8) * 5.0],
-            "nearby_resources": [
-                {"name": f"berry_{n}", "type": "berry", "position": [float(n % 8) * 5.0 + 3.0, 0.0, 4.0]},
-                {"name": f"wood_{n}", "type": "wood", "position": [-10.0, 0.0, float(n)]},
-            ],
-            "nearby_hazards": [{"name": "fire_1", "type": "fire", "position": [20.0, 0.0, 20.0], "damage": 10}],
-            "inventory": [{"id": "i1", "name": "wood", "quantity": n % 3}],
-            "health": 100.0 - n,
-            "energy": 80.0,
-            "scenario_name": "foraging",
-            "objective": {"description": "Collect resources while avoiding hazards", "time_limit": 600},
-        }
-        for n in range(count)
-    ]
+    """``count`` foraging ``/observe`` bodies of one tick, as the game builds them, each agent elsewhere."""
+    return foraging_ticks(ticks=1, agents=count)[0]
+
+
+def direct_request(model: str, observation: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """The chat request the agent service sends for this observation (same plan, tools and sampling)."""
+    plan = plan_call(Observation.model_validate(observation), settings)
+    backend = settings.backend
+    sampling = {"temperature": backend.temperature, "top_p": backend.top_p, "max_tokens": backend.max_tokens}
+    return native_tools_request(model, plan.prompt, plan.system_prompt, normalize_tools(plan.tools), plan.tool_choice,
+                                sampling)
+
+
+async def vllm_counters(http: httpx.AsyncClient, metrics_url: str, auth: dict[str, str]) -> dict[str, float]:
+    """vLLM's generation-token and prefix-cache counters (summed over label sets)."""
+    response = await http.get(metrics_url, headers=auth)
+    response.raise_for_status()
+    wanted = {"vllm:generation_tokens_total": "generated", "vllm:prefix_cache_queries_total": "queries",
+              "vllm:prefix_cache_hits_total": "hits"}
+    counters = dict.fromkeys(wanted.values(), 0.0)
+    for line in response.text.splitlines():
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name in wanted:
+            counters[wanted[name]] += float(line.rsplit(" ", 1)[1])
+    return counters
 
 
 class Bench:
@@ -104,16 +112,7 @@ class Bench:
     def __init__(self, target: Target, settings: Settings, agents: int) -> None:
         self.target = target
         self.observations = observations(agents)
-        agent = settings.agent
-        sampling = {"temperature": agent.temperature, "top_p": settings.backend.top_p, "max_tokens": agent.max_tokens}
-        tools = normalize_tools(settings.tools.tools)
-        self.direct_requests = [
-            native_tools_request(
-                target.model, render_observation(Observation.model_validate(obs), agent.max_entities_in_prompt),
-                agent.system_prompt, tools, agent.tool_choice, sampling,
-            )
-            for obs in self.observations
-        ]
+        self.direct_requests = [direct_request(target.model, obs, settings) for obs in self.observations]
         limits = httpx.Limits(max_connections=agents + 8, max_keepalive_connections=agents + 8)
         self.http = httpx.AsyncClient(base_url=target.agent_url, timeout=TIMEOUT_S, limits=limits)
         self.vllm = AsyncOpenAI(base_url=target.vllm_api_base, api_key=target.api_key, max_retries=0,
@@ -122,12 +121,9 @@ class Bench:
         self.metrics_url = target.vllm_api_base.removesuffix("/v1") + "/metrics"
         self.auth = {"Authorization": f"Bearer {target.api_key}"}
 
-    async def generated_tokens(self) -> float:
-        """vLLM's ``generation_tokens_total`` counter: the work a step asked of the engine, whichever path."""
-        response = await self.http.get(self.metrics_url, headers=self.auth)
-        response.raise_for_status()
-        return sum(float(line.rsplit(" ", 1)[1]) for line in response.text.splitlines()
-                   if line.startswith("vllm:generation_tokens_total"))
+    async def counters(self) -> dict[str, float]:
+        """vLLM's counters: generated tokens (the work a step asked of the engine) and prefix-cache use."""
+        return await vllm_counters(self.http, self.metrics_url, self.auth)
 
     async def close(self) -> None:
         await self.http.aclose()
@@ -189,22 +185,29 @@ async def run(target: Target, settings: Settings, agents: int, repeats: int) -> 
         bench.model_decisions.clear()
         times: dict[str, list[float]] = {name: [] for name in steps}
         tokens: dict[str, list[float]] = {name: [] for name in steps}
+        cache = {name: {"hits": 0.0, "queries": 0.0} for name in steps}
         for repeat in range(repeats):
             for name, step in steps.items():
-                before = await bench.generated_tokens()
+                before = await bench.counters()
                 times[name].append(await timed(step))
-                tokens[name].append(await bench.generated_tokens() - before)
+                after = await bench.counters()
+                tokens[name].append(after["generated"] - before["generated"])
+                for key in ("hits", "queries"):
+                    cache[name][key] += after[key] - before[key]
             print(f"repeat {repeat + 1}/{repeats}: "
                   + ", ".join(f"{k} {v[-1]:.2f} s ({tokens[k][-1]:.0f} tokens)" for k, v in times.items()),
                   file=sys.stderr)
     finally:
         await bench.close()
+    hit_rate = {name: (c["hits"] / c["queries"] if c["queries"] else float("nan")) for name, c in cache.items()}
     report({name: statistics.median(values) for name, values in times.items()},
-           {name: statistics.median(values) for name, values in tokens.items()}, agents, repeats, bench.model_decisions)
+           {name: statistics.median(values) for name, values in tokens.items()}, agents, repeats, bench.model_decisions,
+           hit_rate)
 
 
 def report(
-    median: dict[str, float], tokens: dict[str, float], agents: int, repeats: int, model_decisions: list[int]
+    median: dict[str, float], tokens: dict[str, float], agents: int, repeats: int, model_decisions: list[int],
+    hit_rate: dict[str, float],
 ) -> None:
     tick_ratio = median["tick"] / median["direct"]
     verdict = comparable(agents, model_decisions, tokens["tick"], tokens["direct"]) or (
@@ -218,6 +221,8 @@ def report(
         (f"{agents} /observe one after another", f"{median['sequential']:.3f} s"),
         ("tick / direct concurrent", f"{tick_ratio:.3f}  (target <= {TICK_TARGET}: {verdict})"),
         ("sequential / tick", f"{median['sequential'] / median['tick']:.2f}x"),
+        ("vLLM prefix-cache hit rate", f"tick {hit_rate['tick']:.1%}, direct {hit_rate['direct']:.1%} "
+                                       "(prompt tokens served from the cache)"),
     ]
     print(f"\nmedian of {repeats} runs, {agents} agents")
     for label, value in rows:
@@ -257,7 +262,7 @@ def main() -> None:
     parser.add_argument("--agents", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--start-stack", action="store_true", help="start the test CPU stack (Docker) and remove it")
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides the agent service runs with, e.g. agent.max_tokens=64")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides the agent service runs with, e.g. backend.max_tokens=64")
     args = parser.parse_args()
     settings = load_settings([*args.overrides, *env_overrides()])
 

@@ -35,5 +35,5 @@ def test_gpu_stack_picks_a_gpu_profile_and_decides(tmp_path: Path) -> None:
             "nearby_resources": [{"name": "berry_1", "type": "berry", "position": [3, 0, 4], "distance": 5}],
         }).json()
         tools = {tool.name: tool.parameters for tool in load_settings().tools.tools}
-        assert decision["reasoning"].startswith("native"), decision
+        assert decision["source"] == "native", decision
         jsonschema.validate(decision["params"], tools[decision["tool"]])

@@ -21,11 +21,15 @@ from arena_vllm.backends import (
     VLLMBackendConfig,
     validate_tool_call,
 )
+from arena_vllm.agent.actions import tools_for
+from arena_vllm.agent.schemas import Observation
 from arena_vllm.config import load_settings
 from tests.support.stack import Stack
 
-SETTINGS = load_settings()
-TOOLS = SETTINGS.tools.tools
+SETTINGS = load_settings(["scene.tools=[move_to,collect,idle]"])
+#: The agent's tools for an agent that sees berry_1: bounded move_to, collect with enum ["berry_1"], idle.
+TOOLS = tools_for(Observation.model_validate({"agent_id": "a", "position": [0, 0, 0], "nearby_resources": [
+    {"name": "berry_1", "type": "berry", "position": [3, 0, 4]}]}), SETTINGS)
 #: The seed README's tool: flat, with a bounded target so constrained decoding terminates.
 MOVE_TO = {
     "name": "move_to",
@@ -46,8 +50,8 @@ MOVE_TO = {
 async def backend(stack: Stack) -> AsyncIterator[VLLMBackend]:
     config = VLLMBackendConfig(model_path=stack.served_model, api_base=stack.vllm_api_base, timeout_s=120,
                                api_key=stack.api_key,
-                               max_retries=0, temperature=SETTINGS.agent.temperature,
-                               max_tokens=SETTINGS.agent.max_tokens)
+                               max_retries=0, temperature=SETTINGS.backend.temperature,
+                               max_tokens=SETTINGS.backend.max_tokens)
     async with VLLMBackend(config) as created:
         yield created
 
@@ -78,7 +82,7 @@ async def test_twenty_of_twenty_forced_tool_calls_are_schema_valid(backend: VLLM
     choices = ["required", "move_to", "collect", "idle"]
     prompt = "You are at [0, 0, 0]. A berry bush named berry_1 is at [3, 0, 4]. Act."
     results: list[GenerationResult] = await asyncio.gather(*(
-        backend.agenerate_with_tools(prompt, TOOLS, system_prompt=SETTINGS.agent.system_prompt,
+        backend.agenerate_with_tools(prompt, TOOLS, system_prompt=SETTINGS.scene.system_prompt,
                                      tool_choice=choices[i % len(choices)])
         for i in range(20)
     ))

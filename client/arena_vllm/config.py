@@ -175,8 +175,19 @@ class ToolSetSettings(_Model):
         return tools
 
 
+class FallbackSettings(_Model):
+    """The decision when the model fails or is late (Agent Arena SDK's ``fallback_decision`` order)."""
+
+    enabled: bool = Field(description="false: idle with the reason instead")
+    flee_distance: float = Field(ge=0.0, description="flee a hazard closer than this")
+    flee_step: float = Field(gt=0.0, description="how far to step away from it")
+
+
 class AgentSettings(_Model):
-    """The agent service that answers the game (configs/agent/default.yaml)."""
+    """The agent service that answers the game (configs/agent/default.yaml).
+
+    Sampling (temperature, max_tokens, tool_choice) is the backend's (``backend.*``): one place.
+    """
 
     host: str
     port: Port
@@ -189,10 +200,26 @@ class AgentSettings(_Model):
     retry_after_s: int = Field(ge=1, le=600, description="Retry-After of that 503")
     api_key_file: str | None = Field(description="a file holding the bearer token callers must send; "
                                                   "null or empty = no auth")
-    tool_choice: ToolChoice
-    temperature: Temperature
-    max_tokens: MaxTokens
+    experiences_per_agent: int = Field(ge=0, le=100, description="recent /experience events kept and shown")
+    experience_agents: int = Field(ge=1, description="agents whose experiences are kept (least recent dropped)")
+    fallback: FallbackSettings
+
+
+class RecipeSpec(_Model):
+    """One crafting recipe, as Agent Arena's foraging scene defines it (scripts/foraging.gd RECIPES)."""
+
+    inputs: dict[str, int]
+    station: str
+
+
+class SceneSettings(_Model):
+    """An Agent Arena scene: which tools its agents get, its prompt, recipes and bounds (configs/scene/*.yaml)."""
+
+    name: str
+    tools: list[str] = Field(min_length=1, description="tool names from the tool set, offered in this order")
     system_prompt: str = Field(min_length=1)
+    recipes: dict[str, RecipeSpec] = Field(description="used when the game sends no custom.recipes")
+    coordinate_limit: float = Field(gt=0.0, description="move_to coordinates stay within +-this")
 
 
 class Settings(_Model):
@@ -201,19 +228,19 @@ class Settings(_Model):
     backend: BackendSettings
     profile: ProfileSettings
     tools: ToolSetSettings
+    scene: SceneSettings
     agent: AgentSettings
 
     @model_validator(mode="after")
     def _tool_choice_names_a_tool(self) -> "Settings":
         names = [tool.name for tool in self.tools.tools]
-        for key, choice in (
-            ("backend.function_calling.tool_choice", self.backend.function_calling.tool_choice),
-            ("agent.tool_choice", self.agent.tool_choice),
-        ):
-            try:
-                check_tool_choice(choice, names)
-            except ValueError as exc:
-                raise ValueError(f"{key}: {exc}") from None
+        try:
+            check_tool_choice(self.backend.function_calling.tool_choice, names)
+        except ValueError as exc:
+            raise ValueError(f"backend.function_calling.tool_choice: {exc}") from None
+        unknown = [name for name in self.scene.tools if name not in names]
+        if unknown:
+            raise ValueError(f"scene.tools names {unknown}, not in the tool set {self.tools.name!r}: {sorted(names)}")
         return self
 
 

@@ -2,7 +2,7 @@
 
 The model has random weights, so what is checked is the contract, not the wisdom: every
 decision is a configured tool whose params validate against that tool's schema, made by the
-model (``native tool call``), never a fallback ``idle``. The ``stack`` fixture and marker come
+model (``source`` native), never the policy's fallback. The ``stack`` fixture and marker come
 from ``tests/conftest.py``.
 """
 

@@ -144,8 +144,8 @@ def agent(stack: Stack) -> Iterator[httpx.Client]:
 
 
 def assert_idle_with_reason(decision: dict[str, Any]) -> None:
-    """An engine failure as the game sees it: ``idle``, no params, and a reason that names the failure."""
-    assert decision["tool"] == "idle" and decision["params"] == {}, decision
+    """An engine failure as the game sees it: the policy's fallback (``source``), and a reason that names the failure."""
+    assert decision["source"] == "fallback", decision
     assert "backend error" in decision["reasoning"] or "tick deadline" in decision["reasoning"], decision
 
 
@@ -169,10 +169,10 @@ def test_vllm_killed_mid_tick_every_agent_gets_an_action_and_ready_turns_false(
     assert response.status_code == 200, response.text
     actions = response.json()["actions"]
     assert [a["agent_id"] for a in actions] == [f"forager_{n}" for n in range(TICK_AGENTS)]
-    idle = [a["action"] for a in actions if a["action"]["tool"] == "idle"]
+    idle = [a["action"] for a in actions if a["action"]["source"] == "fallback"]
     assert idle, "vLLM died with calls in flight, yet every agent got a model decision"
     for action in actions:  # each one either made it before the kill or is idle with the reason
-        if action["action"]["tool"] == "idle":
+        if action["action"]["source"] == "fallback":
             assert_idle_with_reason(action["action"])
         else:
             assert_model_decision(action["action"])
@@ -184,7 +184,7 @@ def test_vllm_killed_mid_tick_every_agent_gets_an_action_and_ready_turns_false(
         assert_idle_with_reason(action["action"])
         assert "BackendConnectionError" in action["action"]["reasoning"], action
     observed = agent.post("/observe", json=OBSERVATION)
-    assert observed.status_code == 200 and observed.json()["tool"] == "idle", observed.text
+    assert observed.status_code == 200 and observed.json()["source"] == "fallback", observed.text
 
     ready = agent.get("/ready")
     assert ready.status_code == 503, ready.text

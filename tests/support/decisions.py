@@ -2,7 +2,7 @@
 
 Example::
 
-    assert_model_decision({"tool": "idle", "params": {}, "reasoning": "native tool call"})
+    assert_model_decision({"tool": "idle", "params": {}, "reasoning": "model: idle", "source": "native"})
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ TOOLS = {tool.name: tool.parameters for tool in load_settings().tools.tools}
 
 
 def assert_model_decision(decision: dict) -> None:
-    """A configured tool, params valid against its schema, and made by the model (not an idle after a failure)."""
+    """A configured tool, params valid against its schema, and made by the model (``source``, not the fallback)."""
     assert decision["tool"] in TOOLS, decision
     jsonschema.validate(decision["params"], TOOLS[decision["tool"]])
-    assert decision["reasoning"].startswith("native tool call"), decision
+    assert decision["source"] == "native" and decision["reasoning"].startswith("model: "), decision

@@ -45,8 +45,8 @@ KNOWN_TOOLS = frozenset(tool.name for tool in load_settings().tools.tools) | {"i
 #: is not the model's, and the soak fails on it: no fault is injected during a soak.
 MODEL_SOURCES = frozenset({"native", "prompt"})
 #: Where decisions carry no ``source`` field, the agent's /metrics counter
-#: ``arena_agent_decisions_total{source=...}`` tells the same; these labels are the model's there.
-MODEL_METRIC_SOURCES = frozenset({"native", "fallback"})
+#: ``arena_agent_decisions_total{source=...}`` tells the same, with the same values.
+MODEL_METRIC_SOURCES = MODEL_SOURCES
 MAX_ERRORS_KEPT = 20
 
 

@@ -57,8 +57,9 @@ def test_queued_agents_are_late_too_and_the_tick_returns_on_time(fault: FaultSer
         actions = response.json()["actions"]
         assert [action["agent_id"] for action in actions] == ids
         for action in actions:
-            assert action["action"] == {"tool": "idle", "params": {},
-                                        "reasoning": "no decision within the tick deadline of 1 s"}
+            assert action["action"] == {  # nothing in sight: the fallback's last resort
+                "tool": "idle", "params": {}, "source": "fallback",
+                "reasoning": "fallback: idle, nothing in sight to move to (no decision within the tick deadline of 1 s)"}
         assert elapsed < ON_TIME_BOUND_S, f"the tick took {elapsed:.1f} s with a {DEADLINE_S:g} s deadline"
         assert metric(client, "arena_agent_backend_errors_total", kind="deadline") - deadlines_before == len(ids)
         assert len(fault.requests) == 2  # the queued agents never reached the engine
@@ -76,8 +77,8 @@ def test_agents_answered_in_time_keep_their_decision_and_only_late_ones_idle(fau
     assert response.status_code == 200, response.text
     decisions = [action["action"] for action in response.json()["actions"]]
     assert [action["agent_id"] for action in response.json()["actions"]] == ids
-    decided = [d for d in decisions if d["tool"] == "move_to"]
-    late = [d for d in decisions if d["tool"] == "idle"]
+    decided = [d for d in decisions if d["source"] == "prompt"]
+    late = [d for d in decisions if d["source"] == "fallback"]
     assert len(decided) + len(late) == len(ids), decisions
     assert decided and all(d["params"] == MOVE for d in decided), decisions
     assert late and all("tick deadline of 1.8 s" in d["reasoning"] for d in late), decisions

@@ -31,7 +31,7 @@ def test_serves_with_settings_from_the_environment_and_prints_no_secret() -> Non
             "ARENA_OVERRIDES": "agent.host=127.0.0.1 agent.tick_deadline_s=3",
         }
         process = subprocess.Popen(
-            [sys.executable, "-m", "arena_vllm.agent", "tools=foraging"],
+            [sys.executable, "-m", "arena_vllm.agent", "scene=plain"],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         try:

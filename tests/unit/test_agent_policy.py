@@ -42,14 +42,14 @@ def called(name: str, arguments: dict, text: str = "") -> GenerationResult:
     ],
     ids=["unknown-tool", "nan-arguments", "bug"],
 )
-async def test_unusable_answers_become_idle_with_the_reason(answer: Any, reason: str, kind: str) -> None:
+async def test_unusable_answers_become_the_fallback_with_the_reason(answer: Any, reason: str, kind: str) -> None:
     metrics = AgentMetrics()
     [decision] = await DecisionPolicy(Answering(answer), SETTINGS, metrics).decide_tick([OBS])  # type: ignore[arg-type]
-    assert decision.tool == "idle" and reason in decision.reasoning
+    assert (decision.tool, decision.source) == ("idle", "fallback") and reason in decision.reasoning
     assert metrics.registry.get_sample_value("arena_agent_backend_errors_total", {"kind": kind}) == 1
 
 
 async def test_the_models_own_words_are_kept_as_reasoning() -> None:
     backend = Answering(called("idle", {}, text="  Nothing in reach.  "))
     [decision] = await DecisionPolicy(backend, SETTINGS, AgentMetrics()).decide_tick([OBS])  # type: ignore[arg-type]
-    assert (decision.tool, decision.reasoning) == ("idle", "native tool call: Nothing in reach.")
+    assert (decision.tool, decision.reasoning, decision.source) == ("idle", "model: idle; Nothing in reach.", "native")

@@ -33,13 +33,14 @@ def test_observe_returns_the_models_tool_call(agent: httpx.Client, fault: FaultS
     response = agent.post("/observe", json=OBSERVATION)
 
     assert response.status_code == 200
-    assert response.json() == {"agent_id": "forager_1", "tool": "move_to", "params": MOVE, "reasoning": "native tool call"}
+    assert response.json() == {"agent_id": "forager_1", "tool": "move_to", "params": MOVE, "source": "native",
+                               "reasoning": 'model: move_to (3.0, 0.0, 4.0), 5.0 away toward "berry_1"'}
     [sent] = fault.requests
     assert sent["tool_choice"] == "required"
-    assert [tool["function"]["name"] for tool in sent["tools"]] == ["move_to", "collect", "idle"]
+    assert [tool["function"]["name"] for tool in sent["tools"]] == ["move_to", "explore", "idle", "craft_item", "collect"]
     system, user = sent["messages"]
-    assert system["content"] == cached_settings().agent.system_prompt
-    assert "berry_1 (berry) at (3.0, 0.0, 4.0), 5.0 away" in user["content"]
+    assert system["content"] == cached_settings().scene.system_prompt
+    assert '"berry_1" "berry" at (3, 0, 4), 5 away' in user["content"]
 
 
 def test_tick_of_8_answers_in_input_order(agent: httpx.Client, fault: FaultServer) -> None:
@@ -50,8 +51,8 @@ def test_tick_of_8_answers_in_input_order(agent: httpx.Client, fault: FaultServe
     body = response.json()
     assert body["tick"] == 12
     assert [action["agent_id"] for action in body["actions"]] == ids
-    assert all(action["action"] == {"tool": "move_to", "params": MOVE, "reasoning": "native tool call"}
-               for action in body["actions"])
+    assert all(action["action"]["tool"] == "move_to" and action["action"]["params"] == MOVE
+               and action["action"]["source"] == "native" for action in body["actions"])
     assert len(fault.requests) == 8
     assert metric(agent, "arena_agent_decisions_total", tool="move_to", source="native") == 8
 
@@ -87,7 +88,7 @@ def test_concurrency_is_bounded_by_max_concurrency(fault: FaultServer) -> None:
         ("reject_tools", "no valid tool call"),  # prompt-based fallback, then the FaultServer answers prose
     ],
 )
-def test_model_and_engine_failures_become_idle_with_the_reason(
+def test_model_and_engine_failures_become_the_fallback_with_the_reason(
     agent: httpx.Client, fault: FaultServer, mode: str, reason: str
 ) -> None:
     fault.mode = mode
@@ -95,25 +96,38 @@ def test_model_and_engine_failures_become_idle_with_the_reason(
     tick = agent.post("/tick", json=tick_body(["a", "b"]))
 
     assert observe.status_code == 200 and tick.status_code == 200
-    decisions = [observe.json(), *(action["action"] for action in tick.json()["actions"])]
-    for decision in decisions:
-        assert decision["tool"] == "idle" and decision["params"] == {}
+    moved = observe.json()  # OBSERVATION shows berry_1 5.0 away: the SDK's fallback walks there
+    assert (moved["tool"], moved["params"], moved["source"]) == ("move_to", {"target_position": [3.0, 0.0, 4.0]}, "fallback")
+    assert moved["reasoning"].startswith('fallback: moving to "berry_1" at 5.0 (') and reason in moved["reasoning"]
+    for action in tick.json()["actions"]:  # nothing in sight: idle, still marked as the fallback
+        decision = action["action"]
+        assert (decision["tool"], decision["params"], decision["source"]) == ("idle", {}, "fallback")
         assert reason in decision["reasoning"]
-    assert metric(agent, "arena_agent_decisions_total", tool="idle", source="idle_after_failure") == 3
+    assert metric(agent, "arena_agent_decisions_total", tool="move_to", source="fallback") == 1
+    assert metric(agent, "arena_agent_decisions_total", tool="idle", source="fallback") == 2
 
 
-def test_a_call_written_as_text_is_used_and_counted_as_fallback(agent: httpx.Client, fault: FaultServer) -> None:
+def test_with_the_fallback_off_failures_become_idle(fault: FaultServer) -> None:
+    fault.mode = "error_500"
+    with agent_client(fault, "agent.fallback.enabled=false") as client:
+        decision = client.post("/observe", json=OBSERVATION).json()
+        assert (decision["tool"], decision["source"]) == ("idle", "idle_after_failure")
+        assert decision["reasoning"].startswith("backend error (ServerError)")
+        assert metric(client, "arena_agent_decisions_total", tool="idle", source="idle_after_failure") == 1
+
+
+def test_a_call_written_as_text_is_used_and_counted_as_prompt(agent: httpx.Client, fault: FaultServer) -> None:
     fault.mode = "text_call"
     decision = agent.post("/observe", json=OBSERVATION).json()
-    assert (decision["tool"], decision["params"]) == ("move_to", MOVE)
-    assert decision["reasoning"] == "fallback tool call"
-    assert metric(agent, "arena_agent_decisions_total", tool="move_to", source="fallback") == 1
+    assert (decision["tool"], decision["params"], decision["source"]) == ("move_to", MOVE, "prompt")
+    assert decision["reasoning"].startswith("model: move_to")
+    assert metric(agent, "arena_agent_decisions_total", tool="move_to", source="prompt") == 1
 
 
 def test_unreachable_server_and_unserved_model_become_idle(fault: FaultServer) -> None:
     with agent_client(fault, "backend.model=not-served") as client:
         decision = client.post("/observe", json=OBSERVATION).json()
-        assert decision["tool"] == "idle" and "ModelNotServedError" in decision["reasoning"]
+        assert decision["source"] == "fallback" and "ModelNotServedError" in decision["reasoning"]
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]  # bound, never listening: connections are refused
@@ -157,7 +171,7 @@ def test_metrics_count_decisions_latency_and_errors(agent: httpx.Client, fault: 
     agent.post("/observe", json=OBSERVATION)
 
     assert metric(agent, "arena_agent_decisions_total", tool="move_to", source="native") == 1
-    assert metric(agent, "arena_agent_decisions_total", tool="idle", source="idle_after_failure") == 1
+    assert metric(agent, "arena_agent_decisions_total", tool="move_to", source="fallback") == 1
     assert metric(agent, "arena_agent_backend_errors_total", kind="ServerError") == 1
     assert metric(agent, "arena_agent_decision_latency_seconds_count") == 2
     assert agent.get("/metrics").headers["content-type"].startswith("text/plain")

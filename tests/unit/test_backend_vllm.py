@@ -20,12 +20,19 @@ from arena_vllm.backends import (
     VLLMBackend,
     VLLMBackendConfig,
 )
+from arena_vllm.agent.actions import tools_for
+from arena_vllm.agent.schemas import Observation
 from arena_vllm.config import load_settings
 from tests.support.fault_server import TEXT_ANSWER, FaultServer
 
-TOOLS = load_settings().tools.tools  # move_to, collect, idle (ToolSpec models)
+#: The agent's tools for one observation (flat, bounded): move_to, collect (enum ["berry_1"]), idle.
+TOOLS = tools_for(
+    Observation.model_validate({"agent_id": "a", "position": [0, 0, 0],
+                                "nearby_resources": [{"name": "berry_1", "position": [1, 0, 1]}]}),
+    load_settings(["scene.tools=[move_to,collect,idle]"]),
+)
 MOVE = {"target_position": [1.0, 2.0, 3.0]}
-FLAT_MOVE_TO = {"name": "move_to", "description": "Move.", "parameters": TOOLS[0].parameters}
+FLAT_MOVE_TO = {"name": "move_to", "description": "Move.", "parameters": TOOLS[0]["parameters"]}
 OPENAI_MOVE_TO = {"type": "function", "function": FLAT_MOVE_TO}
 
 

@@ -121,7 +121,17 @@ REQUESTS = [
     Bad("missing-position", observe(position=...), 422, ("body", "position"), "Field required"),
     Bad("resource-missing-name", observe(nearby_resources=[ORIGIN]), 422, ("body", "nearby_resources", 0, "name"),
         "Field required"),
-    Bad("tick-missing-agents", b'{"tick": 1}', 422, ("body", "agents"), "Field required", path="/tick"),
+    Bad("tick-missing-agents", b'{"tick": 1}', 422, ("body",), "give exactly one of 'agents'", path="/tick"),
+    Bad("tick-agents-and-perceptions", b'{"tick": 1, "agents": [], "perceptions": []}', 422, ("body",),
+        "give exactly one of 'agents' (SDK shape) or 'perceptions'", path="/tick"),
+    Bad("tick-perception-missing-position", b'{"tick": 1, "perceptions": [{"agent_id": "a"}]}', 422,
+        ("body", "perceptions", 0, "position"), "Field required", path="/tick"),
+    Bad("experience-missing-agent-id", b'{"tick": 1, "event_type": "damage"}', 422, ("body", "agent_id"),
+        "Field required", path="/experience"),
+    Bad("experience-damage-NaN", b'{"agent_id": "a", "damage_taken": NaN}', 422, ("body", "damage_taken"),
+        path="/experience"),
+    Bad("tools-execute-params-list", b'{"tool": "move_to", "params": [1]}', 422, ("body", "params"),
+        path="/tools/execute"),
     Bad("tick-missing-tick", b'{"agents": []}', 422, ("body", "tick"), "Field required", path="/tick"),
     Bad("tick-entry-missing-agent-id", b'{"tick": 1, "agents": [{"observations": {"position": [0, 0, 0]}}]}', 422,
         ("body", "agents", 0, "agent_id"), "Field required", path="/tick"),
@@ -204,7 +214,8 @@ def test_a_malformed_request_gets_a_clear_4xx_and_the_service_keeps_serving(
 
     after = agent.post("/observe", json=VALID)
     assert after.status_code == 200
-    assert after.json() == {"agent_id": "a1", "tool": "move_to", "params": MOVE, "reasoning": "native tool call"}
+    assert after.json() | {"reasoning": ""} == {"agent_id": "a1", "tool": "move_to", "params": MOVE, "reasoning": "",
+                                               "source": "native"}
 
 
 @dataclass(frozen=True)
@@ -240,20 +251,19 @@ SETTINGS = [
     BadSetting("tool-names-duplicate", ("tools.tools=[{name:a,description:'',parameters:{type:object}},"
                                         "{name:a,description:'',parameters:{type:object}}]",),
                "tools.tools = [...]: Value error, tool names must be unique; repeated: ['a']"),
-    BadSetting("agent-tool-choice-unknown", ("agent.tool_choice=jump",),
-               "agent.tool_choice: tool_choice 'jump' is neither auto, required nor one of ['collect', 'idle', 'move_to']"),
+    BadSetting("scene-tool-unknown", ("scene.tools=[move_to,jump]",),
+               "scene.tools names ['jump'], not in the tool set 'sdk'"),
     BadSetting("backend-tool-choice-unknown", ("backend.function_calling.tool_choice=fly",),
                "backend.function_calling.tool_choice: tool_choice 'fly' is neither auto, required nor one of"),
     BadSetting("backend-tool-choice-none", ("backend.function_calling.tool_choice=none",),
                "backend.function_calling.tool_choice = 'none': Value error, tool_choice 'none' asks for no tool call"),
-    BadSetting("agent-tool-choice-none", ("agent.tool_choice=none",),
-               "agent.tool_choice = 'none': Value error, tool_choice 'none' asks for no tool call"),
+    BadSetting("scene-without-tools", ("scene.tools=[]",), "scene.tools = []: List should have at least 1 item"),
     BadSetting("function-calling-format", ("backend.function_calling.format=xml",),
                "backend.function_calling.format = 'xml': Input should be 'openai' or 'prompt'"),
     BadSetting("backend-temperature-5", ("backend.temperature=5",),
                "backend.temperature = 5: Input should be less than or equal to 2"),
-    BadSetting("agent-temperature-negative", ("agent.temperature=-0.1",),
-               "agent.temperature = -0.1: Input should be greater than or equal to 0"),
+    BadSetting("fallback-flee-distance-negative", ("agent.fallback.flee_distance=-1",),
+               "agent.fallback.flee_distance = -1: Input should be greater than or equal to 0"),
     BadSetting("api-base-no-scheme", ("backend.api_base=localhost:8000",),
                "backend.api_base = 'localhost:8000': Value error, must be an http:// or https:// URL"),
     BadSetting("api-base-ftp", ("backend.api_base=ftp://vllm/v1",), "backend.api_base = 'ftp://vllm/v1': Value error"),

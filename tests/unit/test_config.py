@@ -23,10 +23,11 @@ from arena_vllm.config import (
 pytestmark = pytest.mark.usefixtures("clean_environment")  # no VLLM_* or ARENA_* from the shell
 
 
-def test_defaults_compose_cpu_profile_foraging_tools_and_local_backend() -> None:
+def test_defaults_compose_cpu_profile_sdk_tools_foraging_scene_and_local_backend() -> None:
     settings = load_settings()
     assert settings.profile.name == "cpu" and settings.profile.device == "cpu"
-    assert [tool.name for tool in settings.tools.tools] == ["move_to", "collect", "idle"]
+    assert [tool.name for tool in settings.tools.tools] == ["move_to", "collect", "craft_item", "explore", "idle"]
+    assert settings.scene.name == "foraging" and sorted(settings.scene.recipes) == ["meal", "shelter", "torch"]
     assert settings.backend.api_base == "http://localhost:8000/v1"
 
 
@@ -73,10 +74,10 @@ def test_environment_interpolation_builds_the_api_base(monkeypatch: pytest.Monke
 
 
 def test_arena_overrides_are_shell_quoted(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(OVERRIDES_ENV, "profile=gpu-24gb 'agent.system_prompt=Be quick.' agent.port=5001")
-    assert env_overrides() == ["profile=gpu-24gb", "agent.system_prompt=Be quick.", "agent.port=5001"]
+    monkeypatch.setenv(OVERRIDES_ENV, "profile=gpu-24gb 'scene.system_prompt=Be quick.' agent.port=5001")
+    assert env_overrides() == ["profile=gpu-24gb", "scene.system_prompt=Be quick.", "agent.port=5001"]
     settings = load_settings(env_overrides())
-    assert (settings.profile.name, settings.agent.system_prompt, settings.agent.port) == ("gpu-24gb", "Be quick.", 5001)
+    assert (settings.profile.name, settings.scene.system_prompt, settings.agent.port) == ("gpu-24gb", "Be quick.", 5001)
 
 
 def test_arena_overrides_unset_means_none() -> None:

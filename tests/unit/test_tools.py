@@ -10,6 +10,8 @@ from pydantic import ValidationError
 from arena_vllm.backends import VLLMBackendConfig, normalize_tools, parse_tool_call_from_text, validate_tool_call
 from arena_vllm.backends.chat import tools_for_choice
 from arena_vllm.config import ConfigError, ToolSetSettings, load_settings
+from arena_vllm.agent.actions import tools_for
+from arena_vllm.agent.schemas import Observation
 
 MOVE_TO_FLAT = {
     "name": "move_to",
@@ -32,7 +34,7 @@ def test_normalize_accepts_flat_and_openai_shapes(tool: dict) -> None:
 
 def test_normalize_accepts_tool_specs_from_settings() -> None:
     normalized = normalize_tools(load_settings().tools.tools)
-    assert [tool["function"]["name"] for tool in normalized] == ["move_to", "collect", "idle"]
+    assert [tool["function"]["name"] for tool in normalized] == ["move_to", "collect", "craft_item", "explore", "idle"]
     assert all(tool["function"]["strict"] for tool in normalized)
 
 
@@ -127,10 +129,13 @@ def test_validate_says_why_a_call_does_not_fit(name: str, arguments: object, mes
     assert error is not None and message in error
 
 
-def test_validate_checks_bounds_and_patterns_of_the_foraging_tools() -> None:
-    tools = load_settings().tools.tools
-    assert validate_tool_call("collect", {"target_name": "berry_3"}, tools) is None
-    assert "does not match" in validate_tool_call("collect", {"target_name": "Berry Bush!"}, tools)
+def test_validate_checks_bounds_and_enums_of_an_agents_tools() -> None:
+    observation = Observation.model_validate({"agent_id": "a", "position": [0, 0, 0],
+                                              "nearby_resources": [{"name": "Apple2", "position": [4, 0.5, -6]}]})
+    tools = tools_for(observation, load_settings())
+    assert validate_tool_call("collect", {"target_name": "Apple2"}, tools) is None
+    assert "is not one of ['Apple2']" in validate_tool_call("collect", {"target_name": "apple2"}, tools)
+    assert "is not one of ['meal', 'shelter', 'torch']" in validate_tool_call("craft_item", {"recipe": "sword"}, tools)
     assert "greater than the maximum" in validate_tool_call("move_to", {"target_position": [0, 0, 500]}, tools)
 
 

@@ -1,4 +1,9 @@
-"""The HTTP service the game talks to: Agent Arena's ``/observe`` and ``/tick``, plus probes and metrics.
+"""The HTTP service the game talks to: Agent Arena's ``/observe``, ``/tick``, ``/experience`` and
+``/tools/execute``, plus probes and metrics.
+
+``/tick`` takes the SDK's ``agents`` shape and the C++ ``IPCClient``'s ``perceptions`` shape;
+``/experience`` events are kept per agent and shown in its next prompts; ``/tools/execute``
+is acknowledged as the SDK does (the game executes its tools itself).
 
 With ``agent.api_key_file`` holding a token, every route but ``/health`` needs
 ``Authorization: Bearer <token>`` (401 otherwise); more than ``agent.max_requests_in_flight``
@@ -7,7 +12,7 @@ Bad requests are the caller's fault and get 4xx naming the field (413 over
 ``agent.max_body_bytes`` or ``agent.max_agents_per_tick``, 422 for a missing or ill-typed
 field, a non-finite number, or a body that is not JSON, 400 naming why ``json`` could not
 decode the body: not UTF-8, nested too deeply, an integer of thousands of digits). Model and
-engine failures are not: those agents get ``idle`` with the reason, with HTTP 200.
+engine failures are not: those agents get the fallback decision with the reason, with HTTP 200.
 
 Example::
 
@@ -34,14 +39,28 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from arena_vllm import __version__
+from arena_vllm.agent.experiences import ExperienceStore
 from arena_vllm.agent.guard import InFlightLimit, bearer_auth, read_token
 from arena_vllm.agent.metrics import AgentMetrics
 from arena_vllm.agent.policy import DecisionPolicy
-from arena_vllm.agent.schemas import Observation, ObserveResponse, TickAction, TickRequest, TickResponse
+from arena_vllm.agent.schemas import (
+    ActionMessage,
+    Experience,
+    Observation,
+    ObserveResponse,
+    PerceptionsTickResponse,
+    TickAction,
+    TickRequest,
+    TickResponse,
+    ToolExecuteRequest,
+    ToolExecuteResponse,
+)
 from arena_vllm.backends import LLMBackend, VLLMBackend, VLLMBackendConfig
 from arena_vllm.config import Settings
 
 logger = logging.getLogger(__name__)
+#: Event types kept as metric labels (others count as "other": labels must stay few).
+KNOWN_EVENTS = frozenset({"damage", "collision", "resource_collected", "item_crafted", "death"})
 
 
 def create_app(settings: Settings, backend: LLMBackend | None = None) -> FastAPI:
@@ -53,7 +72,8 @@ def create_app(settings: Settings, backend: LLMBackend | None = None) -> FastAPI
     """
     backend = backend or VLLMBackend(VLLMBackendConfig.from_settings(settings.backend))
     metrics = AgentMetrics()
-    policy = DecisionPolicy(backend, settings, metrics)
+    experiences = ExperienceStore(settings.agent.experiences_per_agent, settings.agent.experience_agents)
+    policy = DecisionPolicy(backend, settings, metrics, experiences)
     max_agents = settings.agent.max_agents_per_tick
     max_body = settings.agent.max_body_bytes
     token = read_token(settings.agent.api_key_file)
@@ -88,20 +108,42 @@ def create_app(settings: Settings, backend: LLMBackend | None = None) -> FastAPI
         return ObserveResponse(agent_id=observation.agent_id, **decision.model_dump())
 
     @app.post("/tick", responses={413: {"description": "too many agents or too large"}})
-    async def tick(request: TickRequest) -> TickResponse:
-        """Decide for every agent of a tick at once; actions come back in the order of ``agents``."""
-        if len(request.agents) > max_agents:
+    async def tick(request: TickRequest) -> TickResponse | PerceptionsTickResponse:
+        """Decide for every agent of a tick at once; actions come back in request order.
+
+        ``agents`` gets ``{tick, actions: [{agent_id, action}]}`` (the SDK's answer),
+        ``perceptions`` gets ``{tick, actions: [{agent_id, tick, tool, params, reasoning}]}``.
+        """
+        observations = request.observations()
+        if len(observations) > max_agents:
+            field = "agents" if request.agents is not None else "perceptions"
             raise HTTPException(
                 status_code=413,
                 detail=[{
-                    "loc": ["body", "agents"],
-                    "msg": f"{len(request.agents)} agents in one tick; at most {max_agents} (agent.max_agents_per_tick)",
+                    "loc": ["body", field],
+                    "msg": f"{len(observations)} agents in one tick; at most {max_agents} (agent.max_agents_per_tick)",
                     "type": "too_many_agents",
                 }],
             )
-        decisions = await policy.decide_tick([agent.observations for agent in request.agents])
+        decisions = await policy.decide_tick(observations)
+        if request.agents is None:
+            return PerceptionsTickResponse(tick=request.tick, actions=[
+                ActionMessage(agent_id=o.agent_id, tick=o.tick, **d.model_dump()) for o, d in zip(observations, decisions)
+            ])
         actions = [TickAction(agent_id=a.agent_id, action=d) for a, d in zip(request.agents, decisions)]
         return TickResponse(tick=request.tick, actions=actions)
+
+    @app.post("/experience")
+    async def experience(event: Experience) -> dict[str, bool]:
+        """Remember an event (hazard damage...) for the agent's next prompts; the SDK's answer."""
+        experiences.add(event)
+        metrics.experiences.labels(event_type=event.event_type if event.event_type in KNOWN_EVENTS else "other").inc()
+        return {"success": True}
+
+    @app.post("/tools/execute")
+    async def tools_execute(_: ToolExecuteRequest) -> ToolExecuteResponse:
+        """Acknowledged, as the SDK does: the game executes its tools itself."""
+        return ToolExecuteResponse()
 
     @app.get("/health")
     async def health() -> dict[str, str]:

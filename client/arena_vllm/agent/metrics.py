@@ -16,8 +16,9 @@ from __future__ import annotations
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-#: Label values of ``source``: how a decision was obtained.
-SOURCES = ("native", "fallback", "idle_after_failure")
+#: Label values of ``source``: how a decision was obtained (the model's native call, the model's
+#: call written as text, the policy's fallback heuristic, idle because the fallback is off).
+SOURCES = ("native", "prompt", "fallback", "idle_after_failure")
 #: From a fast GPU call (~50 ms) to a tick deadline (10 s by default).
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0)
 
@@ -49,8 +50,15 @@ class AgentMetrics:
         )
         self.backend_errors = Counter(
             "arena_agent_backend_errors",
-            "Agents answered with idle because the decision failed, by kind (error class, deadline, no_valid_call)",
+            "Model calls that gave no usable decision (the agent got the fallback), by kind "
+            "(error class, deadline, no_valid_call, not_executable)",
             ["kind"],
+            registry=self.registry,
+        )
+        self.experiences = Counter(
+            "arena_agent_experiences",
+            "Experience events received from the game (POST /experience), by event type",
+            ["event_type"],
             registry=self.registry,
         )
         self.rejected = Counter(

@@ -1,9 +1,14 @@
-"""Observations -> decisions through the backend, concurrently, always answering in time.
+"""Observations -> game-executable decisions through the backend, concurrently, always answering in time.
 
 A tick's agents are decided at once so vLLM's continuous batching serves them together
-(Agent Arena's own server called the model once per agent, one after another). The tick has
-one deadline; an agent whose call fails, runs past it, or yields no valid tool call gets
-``idle`` with a reasoning that says what went wrong: the game always gets an action.
+(Agent Arena's own server called the model once per agent, one after another). Each agent gets
+its own tools (:func:`~arena_vllm.agent.actions.tools_for`: enums of the names it sees) and
+its own prompt, after the scene's shared system prompt. The tick has one deadline; an agent
+whose call fails, runs past it, or yields no call the game can carry out gets the SDK-order
+fallback (:mod:`~arena_vllm.agent.fallback`), or ``idle`` when that is switched off. Every
+decision says why in ``reasoning`` and how it was made in ``source``.
+
+Sampling (temperature, max_tokens, tool_choice) is read from ``settings.backend``.
 
 Example::
 
@@ -26,10 +31,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from arena_vllm.agent.actions import game_problem, known_recipes, tools_for
+from arena_vllm.agent.experiences import ExperienceStore
+from arena_vllm.agent.fallback import MAX_REASONING_CHARS, fallback_decision
 from arena_vllm.agent.metrics import AgentMetrics
 from arena_vllm.agent.prompt import render_observation
 from arena_vllm.agent.schemas import Decision, Observation
@@ -37,95 +47,158 @@ from arena_vllm.backends import BackendError, GenerationResult, LLMBackend
 from arena_vllm.config import Settings
 
 logger = logging.getLogger(__name__)
-#: The ``source`` of a decision that is ``idle`` because the model gave none.
+#: The ``source`` of a decision that is ``idle`` because the model gave none (fallback switched off).
 IDLE_AFTER_FAILURE = "idle_after_failure"
+#: The ``source`` of the policy's heuristic decision after a failed or late call.
+FALLBACK = "fallback"
+#: The backend's ``tool_call_source`` -> the decision's ``source``.
+MODEL_SOURCES = {"native": "native", "fallback": "prompt"}
+
+
+@dataclass(frozen=True)
+class CallPlan:
+    """Everything one agent's model call is made of; the benchmarks send the same straight to vLLM."""
+
+    system_prompt: str
+    prompt: str
+    tools: list[dict[str, Any]]
+    tool_choice: str
+
+
+def plan_call(observation: Observation, settings: Settings, experiences: ExperienceStore | None = None) -> CallPlan:
+    """The scene's system prompt, this agent's prompt and narrowed tools, and the tool_choice for them.
+
+    A ``tool_choice`` naming a tool this agent does not have now (``collect`` with nothing in
+    sight) becomes ``required``: a call among what it can do.
+    """
+    tools = tools_for(observation, settings)
+    # Recipes only where crafting is near: a station in sight or something held (prompt tokens are per agent).
+    crafting_near = observation.nearby_stations or any(observation.inventory_counts().values())
+    offered = any(t["name"] == "craft_item" for t in tools)
+    recipes = known_recipes(observation, settings) if offered and crafting_near else None
+    recent = experiences.recent(observation.agent_id) if experiences is not None else ()
+    prompt = render_observation(observation, settings.agent.max_entities_in_prompt, recent, recipes)
+    choice = settings.backend.function_calling.tool_choice
+    if choice not in ("auto", "required", "none") and choice not in {t["name"] for t in tools}:
+        choice = "required"
+    return CallPlan(settings.scene.system_prompt, prompt, tools, choice)
 
 
 class DecisionPolicy:
-    """Decides for agents with the backend; failures become ``idle`` with a reason, never exceptions.
+    """Decides for agents with the backend; failures become the fallback with a reason, never exceptions.
 
     Example::
 
-        policy = DecisionPolicy(backend, settings, AgentMetrics())
+        policy = DecisionPolicy(backend, settings, AgentMetrics(), ExperienceStore(5, 1024))
         first, second = await policy.decide_tick([obs_a, obs_b])  # one shared deadline
     """
 
-    def __init__(self, backend: LLMBackend, settings: Settings, metrics: AgentMetrics) -> None:
-        agent = settings.agent
+    def __init__(
+        self, backend: LLMBackend, settings: Settings, metrics: AgentMetrics, experiences: ExperienceStore | None = None
+    ) -> None:
         self._backend = backend
+        self._settings = settings
         self._metrics = metrics
-        self._tools = [tool.model_dump() for tool in settings.tools.tools]
-        self._tool_names = frozenset(tool.name for tool in settings.tools.tools)
-        self._system_prompt = agent.system_prompt
-        self._tool_choice = agent.tool_choice
-        self._temperature = agent.temperature
-        self._max_tokens = agent.max_tokens
-        self._max_entities = agent.max_entities_in_prompt
-        self._deadline_s = agent.tick_deadline_s
+        self._experiences = experiences
+        self._temperature = settings.backend.temperature
+        self._max_tokens = settings.backend.max_tokens
+        self._deadline_s = settings.agent.tick_deadline_s
         # Bounds model calls across all requests, so a burst of ticks queues here, not in vLLM.
-        self._slots = asyncio.Semaphore(agent.max_concurrency)
+        self._slots = asyncio.Semaphore(settings.agent.max_concurrency)
 
     async def decide_tick(self, observations: Sequence[Observation]) -> list[Decision]:
         """One decision per observation, in input order, all within one ``tick_deadline_s``."""
         deadline = asyncio.get_running_loop().time() + self._deadline_s
-        outcomes = await asyncio.gather(*(self._decide(obs, deadline) for obs in observations))
-        failed = sorted({d.reasoning for d, source in outcomes if source == IDLE_AFTER_FAILURE})
+        decisions = await asyncio.gather(*(self._decide(obs, deadline) for obs in observations))
+        failed = [d for d in decisions if d.source in (FALLBACK, IDLE_AFTER_FAILURE)]
         if failed:  # one line per tick, not per agent: a broken engine would flood the log
-            count = sum(source == IDLE_AFTER_FAILURE for _, source in outcomes)
-            logger.warning("%d of %d agents got idle; reasons: %s", count, len(outcomes), "; ".join(failed[:3]))
-        return [decision for decision, _ in outcomes]
+            reasons = sorted({d.reasoning for d in failed})
+            logger.warning("%d of %d agents got no model decision; e.g.: %s", len(failed), len(decisions),
+                           "; ".join(reasons[:3]))
+        return decisions
 
-    async def _decide(self, observation: Observation, deadline: float) -> tuple[Decision, str]:
+    async def _decide(self, observation: Observation, deadline: float) -> Decision:
         started = time.perf_counter()
-        decision, source = await self._attempt(observation, deadline)
+        decision = await self._attempt(observation, deadline)
         self._metrics.latency.observe(time.perf_counter() - started)
-        self._metrics.decisions.labels(tool=decision.tool, source=source).inc()
-        return decision, source
+        self._metrics.decisions.labels(tool=decision.tool, source=decision.source).inc()
+        return decision
 
-    async def _attempt(self, observation: Observation, deadline: float) -> tuple[Decision, str]:
-        """The decision and its source (native, fallback, idle_after_failure)."""
-        prompt = render_observation(observation, self._max_entities)
+    async def _attempt(self, observation: Observation, deadline: float) -> Decision:
+        plan = plan_call(observation, self._settings, self._experiences)
         remaining = deadline - asyncio.get_running_loop().time()
         try:
-            result = await asyncio.wait_for(self._call(prompt), timeout=remaining)
+            result = await asyncio.wait_for(self._call(plan), timeout=remaining)
         except asyncio.TimeoutError:  # noqa: UP041 - the builtin TimeoutError only from Python 3.11
-            return self._failed("deadline", f"no decision within the tick deadline of {self._deadline_s:g} s")
+            return self._failed(observation, "deadline", f"no decision within the tick deadline of {self._deadline_s:g} s")
         except BackendError as exc:
-            return self._failed(type(exc).__name__, f"backend error ({type(exc).__name__}): {exc}")
-        except Exception as exc:  # a bug here must cost one agent an idle tick, not the game a 500
+            return self._failed(observation, type(exc).__name__, f"backend error ({type(exc).__name__}): {exc}")
+        except Exception as exc:  # a bug here must cost one agent a fallback, not the game a 500
             logger.exception("decision for agent %s failed", observation.agent_id)
-            return self._failed("internal", f"internal error ({type(exc).__name__}): {exc}")
-        return self._check(result)
+            return self._failed(observation, "internal", f"internal error ({type(exc).__name__}): {exc}")
+        return self._check(result, observation, plan)
 
-    async def _call(self, prompt: str) -> GenerationResult:
+    async def _call(self, plan: CallPlan) -> GenerationResult:
         async with self._slots:
             with self._metrics.in_flight.track_inprogress():
                 return await self._backend.agenerate_with_tools(
-                    prompt,
-                    self._tools,
-                    system_prompt=self._system_prompt,
-                    tool_choice=self._tool_choice,
+                    plan.prompt,
+                    plan.tools,
+                    system_prompt=plan.system_prompt,
+                    tool_choice=plan.tool_choice,
                     temperature=self._temperature,
                     max_tokens=self._max_tokens,
                 )
 
-    def _check(self, result: GenerationResult) -> tuple[Decision, str]:
-        """The backend's schema-valid call, if it names a configured tool (which also bounds the metric's labels)."""
+    def _check(self, result: GenerationResult, observation: Observation, plan: CallPlan) -> Decision:
+        """The backend's schema-valid call, if this agent could be given it and the game can carry it out."""
         call: dict[str, Any] | None = result.metadata.get("tool_call")
         if call is None:
             why = result.metadata.get("tool_call_error") or "the model made no tool call"
-            return self._failed("no_valid_call", f"no valid tool call: {why}")
-        if call["name"] not in self._tool_names:
-            return self._failed("unknown_tool", f"the model called {call['name']!r}, not one of {sorted(self._tool_names)}")
+            return self._failed(observation, "no_valid_call", f"no valid tool call: {why}")
+        offered = [tool["name"] for tool in plan.tools]
+        if call["name"] not in offered:
+            return self._failed(observation, "unknown_tool", f"the model called {call['name']!r}, not one of {offered}")
         try:  # JSON schemas let NaN through (every comparison with it is false); the game cannot use it
             json.dumps(call["arguments"], allow_nan=False)
         except ValueError:
-            return self._failed("no_valid_call", f"the {call['name']!r} call has NaN or Infinity in its arguments")
-        source = result.metadata["tool_call_source"]
-        said = result.text.strip() if source == "native" else ""  # a fallback's text is the call itself
-        reasoning = f"{source} tool call" + (f": {said}" if said else "")
-        return Decision(tool=call["name"], params=call["arguments"], reasoning=reasoning), source
+            return self._failed(observation, "no_valid_call", f"the {call['name']!r} call has NaN or Infinity in its arguments")
+        problem = game_problem(call["name"], call["arguments"], observation, self._settings)
+        if problem:
+            return self._failed(observation, "not_executable", f"not executable in the game: {problem}")
+        source = MODEL_SOURCES.get(result.metadata.get("tool_call_source", "native"), "native")
+        said = result.text.strip() if source == "native" else ""  # a text call's text is the call itself
+        reasoning = f"model: {describe(call['name'], call['arguments'], observation)}" + (f"; {said}" if said else "")
+        return Decision(tool=call["name"], params=call["arguments"], reasoning=_bounded(reasoning), source=source)
 
-    def _failed(self, kind: str, reason: str) -> tuple[Decision, str]:
+    def _failed(self, observation: Observation, kind: str, reason: str) -> Decision:
         self._metrics.backend_errors.labels(kind=kind).inc()
-        return Decision.idle(reason), IDLE_AFTER_FAILURE
+        if self._settings.agent.fallback.enabled:
+            return fallback_decision(observation, self._settings, reason)
+        return Decision.idle(_bounded(reason))
+
+
+def describe(tool: str, params: dict[str, Any], observation: Observation) -> str:
+    """What the call does for this agent, in a few words (the reasoning the policy can vouch for)."""
+    if tool == "collect":
+        name = params.get("target_name", "")
+        found = next((r for r in observation.nearby_resources if r.name == name), None)
+        where = f", {_distance(observation, found.position, found.distance):.1f} away" if found else ""
+        return f"collect {json.dumps(name)}{where}"
+    if tool == "move_to":
+        target = params.get("target_position") or [0.0, 0.0, 0.0]
+        named = [*observation.nearby_resources, *observation.nearby_stations, *observation.nearby_hazards]
+        near = min(named, key=lambda e: math.dist(e.position, target), default=None)
+        toward = f" toward {json.dumps(near.name)}" if near is not None and math.dist(near.position, target) <= 2.0 else ""
+        return f"move_to ({', '.join(f'{v:.1f}' for v in target)}), {math.dist(observation.position, target):.1f} away{toward}"
+    if tool == "craft_item":
+        return f"craft_item {json.dumps(params.get('recipe', ''))}"
+    return tool
+
+
+def _distance(observation: Observation, position: list[float], given: float | None) -> float:
+    return given if given is not None else math.dist(observation.position, position)
+
+
+def _bounded(text: str) -> str:
+    return text if len(text) <= MAX_REASONING_CHARS else text[: MAX_REASONING_CHARS - 3] + "..."

@@ -120,8 +120,44 @@ class Objective(_Entity):
     time_limit: NonNegativeInt = 0
 
 
+class Recipe(_Entity):
+    """A crafting recipe as the foraging scene sends it in ``custom.recipes`` (scripts/foraging.gd)."""
+
+    inputs: dict[Label, NonNegativeInt] = Field(default_factory=dict, max_length=32)
+    station: Label = ""
+
+
+class Custom(_Entity):
+    """Scene extras. The foraging scene puts ``inventory`` ({type: count}) and ``recipes`` here
+    (scripts/foraging.gd ``_convert_observation_to_backend_format``); other keys are kept."""
+
+    inventory: dict[Label, FiniteFloat] = Field(default_factory=dict, max_length=MAX_LIST_ITEMS)
+    recipes: dict[Id, Recipe] = Field(default_factory=dict, max_length=64)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _few_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict) and len(data) > 64:
+            raise ValueError(f"custom has {len(data)} keys; at most 64")
+        return data
+
+
+class ToolResult(_Entity):
+    """What became of the agent's last action (base_scene_controller.gd ``pending_tool_results``)."""
+
+    tool: Label
+    success: bool = False
+    result: dict[str, Any] | None = Field(default=None, max_length=64)
+    error: Text = ""
+    duration_ticks: int = 0
+
+
 class Observation(_Game):
-    """What the game sends for one agent each tick (Agent Arena's ``Observation``)."""
+    """What the game sends for one agent each tick (Agent Arena's ``Observation``).
+
+    Accepts the ``/observe`` body of scripts/base_scene_controller.gd (+ scripts/foraging.gd) and
+    the perceptions of the C++ ``IPCClient::send_tick_request`` (``custom_data`` read as ``custom``).
+    """
 
     agent_id: Id
     tick: NonNegativeInt = 0
@@ -135,13 +171,33 @@ class Observation(_Game):
     # Agent Arena sends a list of items; older scenarios send {name: count}.
     inventory: list[InventoryItem] | dict[Label, FiniteFloat] = _bounded()
     health: FiniteFloat = 100.0
+    max_health: FiniteFloat = 100.0
     energy: FiniteFloat = 100.0
     perception_radius: Distance = 50.0
     exploration: Exploration | None = None
     scenario_name: Label = ""
     objective: Objective | None = None
     current_progress: dict[Label, FiniteFloat] = Field(default_factory=dict, max_length=64)
-    custom: dict[str, Any] = Field(default_factory=dict, max_length=64)
+    custom: Custom = Field(default_factory=Custom)
+    tool_result: ToolResult | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _custom_data_is_custom(cls, data: Any) -> Any:
+        """The C++ client's perceptions call it ``custom_data`` (python/archived/ipc/messages.py)."""
+        if isinstance(data, dict) and "custom" not in data and isinstance(data.get("custom_data"), dict):
+            return {**data, "custom": data["custom_data"]}
+        return data
+
+    def inventory_counts(self) -> dict[str, float]:
+        """What the agent holds, {name: count}, from ``inventory`` (list or dict) and ``custom.inventory``."""
+        if isinstance(self.inventory, dict):
+            counts = dict(self.inventory)
+        else:
+            counts = {}
+            for item in self.inventory:
+                counts[item.name] = counts.get(item.name, 0) + item.quantity
+        return {**counts, **self.custom.inventory}
 
 
 class Decision(BaseModel):
@@ -155,11 +211,15 @@ class Decision(BaseModel):
     tool: str
     params: dict[str, Any] = Field(default_factory=dict)
     reasoning: str = ""
+    #: How it was made: ``native`` (the model's tool call), ``prompt`` (the model wrote the call as
+    #: text), ``fallback`` (the policy's heuristic after a failed or late call), ``idle_after_failure``.
+    #: A field, so nobody parses ``reasoning``; the game ignores keys it does not read.
+    source: str = "native"
 
     @classmethod
     def idle(cls, reasoning: str) -> Decision:
         """The safe action when no decision could be made; ``reasoning`` says why."""
-        return cls(tool="idle", params={}, reasoning=reasoning)
+        return cls(tool="idle", params={}, reasoning=reasoning, source="idle_after_failure")
 
 
 class ObserveResponse(Decision):
@@ -176,19 +236,28 @@ class TickAgent(_Game):
 
 
 class TickRequest(_Game):
-    """``POST /tick`` body: every agent of one simulation tick.
+    """``POST /tick`` body: every agent of one simulation tick, in either of the game's shapes.
 
-    As in Agent Arena, an observation may omit ``agent_id`` and ``tick``: they are taken from
-    its entry and from the request.
+    - ``{tick, agents: [{agent_id, observations}]}`` (the SDK's ``/tick``); an observation may
+      omit ``agent_id`` and ``tick``: they are taken from its entry and from the request.
+    - ``{tick, perceptions: [observation], simulation_state}`` (godot/src/agent_arena.cpp
+      ``IPCClient::send_tick_request``); answered with flat actions.
     """
 
     tick: NonNegativeInt
-    agents: list[TickAgent]
+    agents: list[TickAgent] | None = None
+    perceptions: list[Observation] | None = None
 
     @model_validator(mode="before")
     @classmethod
     def _fill_observation_ids(cls, data: Any) -> Any:
-        if not isinstance(data, dict) or not isinstance(data.get("agents"), list):
+        if not isinstance(data, dict):
+            return data
+        if isinstance(data.get("perceptions"), list) and data.get("tick") is not None:
+            data = {**data, "perceptions": [
+                {"tick": data["tick"], **p} if isinstance(p, dict) else p for p in data["perceptions"]
+            ]}
+        if not isinstance(data.get("agents"), list):
             return data
         agents = []
         for entry in data["agents"]:
@@ -198,6 +267,18 @@ class TickRequest(_Game):
                 entry = {**entry, "observations": {**defaults, **entry["observations"]}}
             agents.append(entry)
         return {**data, "agents": agents}
+
+    @model_validator(mode="after")
+    def _one_shape(self) -> TickRequest:
+        if (self.agents is None) == (self.perceptions is None):
+            raise ValueError("give exactly one of 'agents' (SDK shape) or 'perceptions' (C++ IPCClient shape)")
+        return self
+
+    def observations(self) -> list[Observation]:
+        """The agents' observations, in request order."""
+        if self.perceptions is not None:
+            return list(self.perceptions)
+        return [agent.observations for agent in self.agents or []]
 
 
 class TickAction(BaseModel):
@@ -212,3 +293,52 @@ class TickResponse(BaseModel):
 
     tick: int
     actions: list[TickAction]
+
+
+class ActionMessage(Decision):
+    """One flat action, as the game's scripts/tests/ipc_test.gd ``_on_response_received`` reads it."""
+
+    agent_id: str
+    tick: int
+
+
+class PerceptionsTickResponse(BaseModel):
+    """``POST /tick`` answer to the ``perceptions`` shape: flat actions, in request order."""
+
+    tick: int
+    actions: list[ActionMessage]
+
+
+class Experience(_Game):
+    """``POST /experience``: something that happened to an agent (scripts/hazards/base_hazard.gd
+    ``_report_damage_to_backend``); kept per agent and shown in its next prompts."""
+
+    agent_id: Id
+    tick: NonNegativeInt = 0
+    event_type: Label = ""
+    description: Text = ""
+    position: Vec3 | None = None
+    object_name: Label = ""
+    damage_taken: FiniteFloat = 0.0
+    metadata: dict[str, Any] = Field(default_factory=dict, max_length=64)
+
+
+class ToolExecuteRequest(_Game):
+    """``POST /tools/execute`` (godot/src/agent_arena.cpp ``IPCClient::_process_next_tool_request``).
+
+    The game executes its tools itself; like the SDK we acknowledge the request.
+    """
+
+    tool: Label = ""
+    tool_name: Label = ""
+    params: dict[str, Any] = Field(default_factory=dict, max_length=64)
+    agent_id: Label = ""
+    tick: NonNegativeInt = 0
+
+
+class ToolExecuteResponse(BaseModel):
+    """The SDK's answer to ``/tools/execute`` (server/ipc_server.py ``execute_tool``)."""
+
+    success: bool = True
+    result: dict[str, Any] | None = None
+    error: str = ""

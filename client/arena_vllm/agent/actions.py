@@ -1,0 +1,108 @@
+"""What one agent can do this tick: its tools narrowed to its observation, and whether a decision is game-executable.
+
+The game looks names up exactly (``Apple2``, ``Workbench``): a schema-valid ``collect`` of a
+name the agent cannot see fails in the game. So each agent's tools are built from its own
+observation: ``collect.target_name`` is an ``enum`` of the resource names it sees,
+``craft_item.recipe`` an ``enum`` of the known recipes, ``move_to``'s coordinates are bounded by
+the scene, and a tool with nothing to act on is left out. With vLLM's constrained decoding the
+model can then only produce calls the game can carry out.
+
+Example::
+
+    from arena_vllm.agent.actions import game_problem, tools_for
+    from arena_vllm.agent.schemas import Observation
+    from arena_vllm.config import load_settings
+
+    settings = load_settings()
+    obs = Observation.model_validate({"agent_id": "a1", "position": [0, 0, 0], "nearby_resources": [
+        {"name": "Apple2", "type": "berry", "position": [4, 0.5, -6]}]})
+    tools = tools_for(obs, settings)
+    assert tools[-1]["parameters"]["properties"]["target_name"]["enum"] == ["Apple2"]
+    assert game_problem("collect", {"target_name": "Apple2"}, obs, settings) is None
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+from arena_vllm.agent.schemas import Observation
+from arena_vllm.config import RecipeSpec, Settings
+
+#: Tools whose parameters this module narrows; others pass through as configured.
+NARROWED = ("move_to", "collect", "craft_item")
+
+
+def known_recipes(observation: Observation, settings: Settings) -> dict[str, RecipeSpec]:
+    """The recipes the game sent in ``custom.recipes``, else the scene's."""
+    if observation.custom.recipes:
+        return {name: RecipeSpec(inputs=dict(r.inputs), station=r.station) for name, r in observation.custom.recipes.items()}
+    return dict(settings.scene.recipes)
+
+
+def resource_names(observation: Observation) -> list[str]:
+    """Names of the visible resources, nearest first, each once (the enum ``collect`` accepts)."""
+    ordered = sorted(observation.nearby_resources, key=lambda r: _distance(observation, r.position, r.distance))
+    return list(dict.fromkeys(resource.name for resource in ordered))
+
+
+def tools_for(observation: Observation, settings: Settings) -> list[dict[str, Any]]:
+    """The scene's tools, in the scene's order, narrowed to this observation (flat ``{name, description, parameters}``)."""
+    by_name = {tool.name: tool for tool in settings.tools.tools}
+    names = resource_names(observation)
+    recipes = sorted(known_recipes(observation, settings))
+    limit = settings.scene.coordinate_limit
+    tools = []
+    for name in settings.scene.tools:
+        spec = by_name[name]
+        parameters = copy.deepcopy(spec.parameters)
+        properties = parameters.get("properties", {})
+        if name == "collect":
+            if not names:
+                continue
+            properties["target_name"] = {**properties.get("target_name", {"type": "string"}), "enum": names}
+        elif name == "craft_item":
+            if not recipes:
+                continue
+            properties["recipe"] = {**properties.get("recipe", {"type": "string"}), "enum": recipes}
+        elif name == "move_to":
+            target = properties.setdefault("target_position", {"type": "array", "minItems": 3, "maxItems": 3})
+            target["items"] = {"type": "number", "minimum": -limit, "maximum": limit}
+        tools.append({"name": name, "description": spec.description, "parameters": parameters})
+    return tools
+
+
+def game_problem(tool: str, params: dict[str, Any], observation: Observation, settings: Settings) -> str | None:
+    """Why the game could not carry out this decision for this agent, or None when it can.
+
+    The checks the game's own code makes: a tool of the scene; ``collect`` of a resource in
+    the agent's observation (exact name); ``craft_item`` of a known recipe; ``move_to`` to three
+    finite numbers within the scene's bounds; ``explore`` and ``idle`` take no arguments.
+    """
+    if tool not in settings.scene.tools:
+        return f"{tool!r} is not a tool of scene {settings.scene.name!r} ({settings.scene.tools})"
+    if tool == "collect":
+        name = params.get("target_name")
+        if name not in resource_names(observation):
+            return f"collect of {name!r}, which is not among the visible resources {resource_names(observation)}"
+    elif tool == "craft_item":
+        recipe = params.get("recipe")
+        if recipe not in known_recipes(observation, settings):
+            return f"craft_item of {recipe!r}, not a known recipe {sorted(known_recipes(observation, settings))}"
+    elif tool == "move_to":
+        target = params.get("target_position")
+        limit = settings.scene.coordinate_limit
+        if not (isinstance(target, list) and len(target) == 3 and all(_finite_within(v, limit) for v in target)):
+            return f"move_to needs three finite numbers within +-{limit:g}, got {target!r}"
+    elif tool in ("explore", "idle") and params:
+        return f"{tool} takes no arguments, got {sorted(params)}"
+    return None
+
+
+def _finite_within(value: Any, limit: float) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and abs(value) <= limit
+
+
+def _distance(observation: Observation, position: list[float], given: float | None) -> float:
+    return given if given is not None else math.dist(observation.position, position)

@@ -42,6 +42,7 @@ from arena_vllm.agent.experiences import ExperienceStore
 from arena_vllm.agent.fallback import MAX_REASONING_CHARS, fallback_decision
 from arena_vllm.agent.metrics import AgentMetrics
 from arena_vllm.agent.prompt import render_observation
+from arena_vllm.agent.recorder import TraceRecorder
 from arena_vllm.agent.schemas import Decision, Observation
 from arena_vllm.backends import BackendError, GenerationResult, LLMBackend
 from arena_vllm.config import Settings
@@ -51,6 +52,8 @@ logger = logging.getLogger(__name__)
 IDLE_AFTER_FAILURE = "idle_after_failure"
 #: The ``source`` of the policy's heuristic decision after a failed or late call.
 FALLBACK = "fallback"
+#: Sources of decisions the model did not make (the inspector shows why).
+NOT_THE_MODEL = (FALLBACK, IDLE_AFTER_FAILURE)
 #: The backend's ``tool_call_source`` -> the decision's ``source``.
 MODEL_SOURCES = {"native": "native", "fallback": "prompt"}
 
@@ -94,9 +97,11 @@ class DecisionPolicy:
     """
 
     def __init__(
-        self, backend: LLMBackend, settings: Settings, metrics: AgentMetrics, experiences: ExperienceStore | None = None
+        self, backend: LLMBackend, settings: Settings, metrics: AgentMetrics, experiences: ExperienceStore | None = None,
+        recorder: TraceRecorder | None = None,
     ) -> None:
-        self._backend = backend
+        self._recorder = recorder or TraceRecorder(None)  # the /debug inspector's traces; None records nothing
+        self._backend = self._recorder.watch(backend)
         self._settings = settings
         self._metrics = metrics
         self._experiences = experiences
@@ -110,7 +115,7 @@ class DecisionPolicy:
         """One decision per observation, in input order, all within one ``tick_deadline_s``."""
         deadline = asyncio.get_running_loop().time() + self._deadline_s
         decisions = await asyncio.gather(*(self._decide(obs, deadline) for obs in observations))
-        failed = [d for d in decisions if d.source in (FALLBACK, IDLE_AFTER_FAILURE)]
+        failed = [d for d in decisions if d.source in NOT_THE_MODEL]
         if failed:  # one line per tick, not per agent: a broken engine would flood the log
             reasons = sorted({d.reasoning for d in failed})
             logger.warning("%d of %d agents got no model decision; e.g.: %s", len(failed), len(decisions),
@@ -119,7 +124,9 @@ class DecisionPolicy:
 
     async def _decide(self, observation: Observation, deadline: float) -> Decision:
         started = time.perf_counter()
-        decision = await self._attempt(observation, deadline)
+        with self._recorder.decision(observation) as trace:
+            decision = await self._attempt(observation, deadline)
+            trace.decided(decision, decision.source, decision.reasoning if decision.source in NOT_THE_MODEL else None)
         self._metrics.latency.observe(time.perf_counter() - started)
         self._metrics.decisions.labels(tool=decision.tool, source=decision.source).inc()
         return decision

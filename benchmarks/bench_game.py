@@ -10,7 +10,8 @@ One run, against one stack, replays the foraging fixtures (tests/support/game_re
      (``TODAY_TOOLS``: move_to, collect with ``^[a-z0-9_]{1,32}$``, idle), same user prompts;
    - *after, direct*: straight to vLLM with each agent's narrowed tools (``plan_call``);
    - *after, through the agent*: ``POST /tick`` per tick, as the game would call it;
-2. prompt tokens per observation (vLLM's ``usage.prompt_tokens``): min / median / max;
+2. prompt tokens per observation (vLLM's ``usage.prompt_tokens``) and call tokens per decision
+   (``usage.completion_tokens``, with the ``max_tokens`` the offered tools give): min / median / max;
 3. then bench_tick's measurement for ``--agents`` (default 32): ``/tick`` vs the same requests
    straight to vLLM, median of ``--repeats`` (default 5), with vLLM's prefix-cache hit rate.
 
@@ -92,15 +93,18 @@ async def replay(target: Target, settings: Settings) -> None:
     today = normalize_tools(TODAY_TOOLS)
     before, after_direct, after_agent = Tally(), Tally(), Tally()
     prompt_tokens: list[int] = []
+    call_tokens: list[int] = []
     sources: Counter[str] = Counter()
     fallback_reasons: Counter[str] = Counter()
     vllm = AsyncOpenAI(base_url=target.vllm_api_base, api_key=target.api_key, max_retries=0, timeout=TIMEOUT_S)
+
+    bounds = [plan_call(observation, settings).max_tokens for observation in observations]
 
     async def direct(observation: Observation, new: bool) -> None:
         plan = plan_call(observation, settings)
         if new:
             request = native_tools_request(target.model, plan.prompt, plan.system_prompt, normalize_tools(plan.tools),
-                                           plan.tool_choice, sampling)
+                                           plan.tool_choice, {**sampling, "max_tokens": plan.max_tokens})
         else:
             request = native_tools_request(target.model, plan.prompt, TODAY_SYSTEM_PROMPT, today, "required", sampling)
         response = await vllm.chat.completions.create(**request)
@@ -108,6 +112,7 @@ async def replay(target: Target, settings: Settings) -> None:
         tally = after_direct if new else before
         if new and response.usage is not None:
             prompt_tokens.append(response.usage.prompt_tokens)
+            call_tokens.append(response.usage.completion_tokens)
         if not calls:
             tally.total["<no call>"] += 1
             return
@@ -148,6 +153,8 @@ async def replay(target: Target, settings: Settings) -> None:
         print(f"  fallback x{count}: {reason}")
     print(f"prompt tokens per observation (system + tools + user, {len(prompt_tokens)} requests): "
           f"min {min(prompt_tokens)}, median {statistics.median(prompt_tokens):.0f}, max {max(prompt_tokens)}")
+    print(f"call tokens per decision (generated, same requests; max_tokens from the offered tools {min(bounds)}-{max(bounds)}): "
+          f"min {min(call_tokens)}, median {statistics.median(call_tokens):.0f}, max {max(call_tokens)}")
 
 
 def main() -> None:

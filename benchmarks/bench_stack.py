@@ -289,7 +289,7 @@ async def validity(target: Target, settings: Settings, calls: int, fmt: str) -> 
         tools = normalize_tools(plan.tools)
         async with slots:
             result = await backend.agenerate_with_tools(plan.prompt, tools, system_prompt=plan.system_prompt,
-                                                        tool_choice=plan.tool_choice)
+                                                        tool_choice=plan.tool_choice, max_tokens=plan.max_tokens)
         call = result.metadata.get("tool_call")
         source = result.metadata.get("tool_call_source", "?")
         if call is None:

@@ -87,7 +87,7 @@ def direct_request(model: str, observation: dict[str, Any], settings: Settings) 
     """The chat request the agent service sends for this observation (same plan, tools and sampling)."""
     plan = plan_call(Observation.model_validate(observation), settings)
     backend = settings.backend
-    sampling = {"temperature": backend.temperature, "top_p": backend.top_p, "max_tokens": backend.max_tokens}
+    sampling = {"temperature": backend.temperature, "top_p": backend.top_p, "max_tokens": plan.max_tokens}
     return native_tools_request(model, plan.prompt, plan.system_prompt, normalize_tools(plan.tools), plan.tool_choice,
                                 sampling)
 

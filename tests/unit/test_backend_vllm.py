@@ -189,7 +189,7 @@ async def test_schema_violations_are_reported_not_raised(with_tools: ToolCaller,
 async def test_out_of_bounds_arguments_are_caught_by_the_schema(with_tools: ToolCaller, server: FaultServer) -> None:
     server.tool_args = {"target_position": [0, 0, 1000]}
     meta = (await with_tools("Go.", TOOLS, tool_choice="required")).metadata
-    assert "greater than the maximum of 100.0" in meta["tool_call_error"]
+    assert "greater than the maximum of 100" in meta["tool_call_error"]
 
 
 # -- fallback: the model wrote text ----------------------------------------------------------------

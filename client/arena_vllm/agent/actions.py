@@ -3,8 +3,11 @@
 The game looks names up exactly (``Apple2``, ``Workbench``): a schema-valid ``collect`` of a
 name the agent cannot see fails in the game. So each agent's tools are built from its own
 observation: ``collect.target_name`` is an ``enum`` of the resource names it sees,
-``craft_item.recipe`` an ``enum`` of the known recipes, ``move_to``'s coordinates are bounded by
-the scene, and a tool with nothing to act on is left out. With vLLM's constrained decoding the
+``craft_item.recipe`` an ``enum`` of the known recipes, ``move_to``'s coordinates are integers
+bounded by the scene (whole units: a number's digits would be unbounded, and ``multipleOf`` is
+not supported by xgrammar, vLLM's default structured-output backend), and a tool with nothing
+to act on is left out. Every offered tool set so has a finite longest call
+(``backends.tools.max_call_tokens``), which caps the request's ``max_tokens``. With vLLM's constrained decoding the
 model can then only produce calls the game can carry out.
 
 Example::
@@ -68,7 +71,8 @@ def tools_for(observation: Observation, settings: Settings) -> list[dict[str, An
             properties["recipe"] = {**properties.get("recipe", {"type": "string"}), "enum": recipes}
         elif name == "move_to":
             target = properties.setdefault("target_position", {"type": "array", "minItems": 3, "maxItems": 3})
-            target["items"] = {"type": "number", "minimum": -limit, "maximum": limit}
+            bound = coordinate_bound(limit)
+            target["items"] = {"type": "integer", "minimum": -bound, "maximum": bound}
         tools.append({"name": name, "description": spec.description, "parameters": parameters})
     return tools
 
@@ -78,7 +82,8 @@ def game_problem(tool: str, params: dict[str, Any], observation: Observation, se
 
     The checks the game's own code makes: a tool of the scene; ``collect`` of a resource in
     the agent's observation (exact name); ``craft_item`` of a known recipe; ``move_to`` to three
-    finite numbers within the scene's bounds; ``explore`` and ``idle`` take no arguments.
+    finite numbers (integers from the model, as its schema says; the game's Vector3 takes either)
+    within the scene's bounds; ``explore`` and ``idle`` take no arguments.
     """
     if tool not in settings.scene.tools:
         return f"{tool!r} is not a tool of scene {settings.scene.name!r} ({settings.scene.tools})"
@@ -98,6 +103,11 @@ def game_problem(tool: str, params: dict[str, Any], observation: Observation, se
     elif tool in ("explore", "idle") and params:
         return f"{tool} takes no arguments, got {sorted(params)}"
     return None
+
+
+def coordinate_bound(limit: float) -> int:
+    """The largest whole coordinate within ``+-limit`` (move_to's integer bounds; the fallback rounds to them)."""
+    return math.floor(limit)
 
 
 def _finite_within(value: Any, limit: float) -> bool:

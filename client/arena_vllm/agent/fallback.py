@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 
+from arena_vllm.agent.actions import coordinate_bound
 from arena_vllm.agent.schemas import Decision, Observation
 from arena_vllm.config import Settings
 
@@ -76,5 +77,7 @@ def _dist(obs: Observation, position: list[float], given: float | None) -> float
     return given if given is not None else math.dist(obs.position, position)
 
 
-def _clamp(position: list[float], limit: float) -> list[float]:
-    return [max(-limit, min(limit, float(v))) for v in position]
+def _clamp(position: list[float], limit: float) -> list[int]:
+    """Whole units within the scene's bounds: the same form move_to's schema gives the model."""
+    bound = coordinate_bound(limit)
+    return [max(-bound, min(bound, round(v))) for v in position]

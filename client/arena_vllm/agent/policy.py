@@ -8,7 +8,9 @@ whose call fails, runs past it, or yields no call the game can carry out gets th
 fallback (:mod:`~arena_vllm.agent.fallback`), or ``idle`` when that is switched off. Every
 decision says why in ``reasoning`` and how it was made in ``source``.
 
-Sampling (temperature, max_tokens, tool_choice) is read from ``settings.backend``.
+Sampling (temperature, max_tokens, tool_choice) is read from ``settings.backend``; a forced
+call's ``max_tokens`` is also capped at the longest call the agent's tools allow
+(:func:`~arena_vllm.backends.tools.max_call_tokens`), so a weak model cannot run on past it.
 
 Example::
 
@@ -45,6 +47,7 @@ from arena_vllm.agent.prompt import render_observation
 from arena_vllm.agent.recorder import TraceRecorder
 from arena_vllm.agent.schemas import Decision, Observation
 from arena_vllm.backends import BackendError, GenerationResult, LLMBackend
+from arena_vllm.backends.tools import UnboundedCallError, max_call_tokens
 from arena_vllm.config import Settings
 
 logger = logging.getLogger(__name__)
@@ -66,6 +69,7 @@ class CallPlan:
     prompt: str
     tools: list[dict[str, Any]]
     tool_choice: str
+    max_tokens: int
 
 
 def plan_call(observation: Observation, settings: Settings, experiences: ExperienceStore | None = None) -> CallPlan:
@@ -84,7 +88,22 @@ def plan_call(observation: Observation, settings: Settings, experiences: Experie
     choice = settings.backend.function_calling.tool_choice
     if choice not in ("auto", "required", "none") and choice not in {t["name"] for t in tools}:
         choice = "required"
-    return CallPlan(settings.scene.system_prompt, prompt, tools, choice)
+    return CallPlan(settings.scene.system_prompt, prompt, tools, choice, call_max_tokens(tools, choice, settings))
+
+
+def call_max_tokens(tools: list[dict[str, Any]], tool_choice: str, settings: Settings) -> int:
+    """``backend.max_tokens``, capped at the longest call of ``tools`` when a call is forced.
+
+    With ``auto`` or ``none`` the model may write text first, which has no bound; a tool set
+    with an unbounded parameter (a tool added to configs/tools without bounds) keeps the setting.
+    """
+    configured = settings.backend.max_tokens
+    if tool_choice in ("auto", "none"):
+        return configured
+    try:
+        return min(configured, max_call_tokens(tools))
+    except UnboundedCallError:
+        return configured
 
 
 class DecisionPolicy:
@@ -106,7 +125,6 @@ class DecisionPolicy:
         self._metrics = metrics
         self._experiences = experiences
         self._temperature = settings.backend.temperature
-        self._max_tokens = settings.backend.max_tokens
         self._deadline_s = settings.agent.tick_deadline_s
         # Bounds model calls across all requests, so a burst of ticks queues here, not in vLLM.
         self._slots = asyncio.Semaphore(settings.agent.max_concurrency)
@@ -154,7 +172,7 @@ class DecisionPolicy:
                     system_prompt=plan.system_prompt,
                     tool_choice=plan.tool_choice,
                     temperature=self._temperature,
-                    max_tokens=self._max_tokens,
+                    max_tokens=plan.max_tokens,
                 )
 
     def _check(self, result: GenerationResult, observation: Observation, plan: CallPlan) -> Decision:

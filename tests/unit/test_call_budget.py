@@ -1,0 +1,111 @@
+"""Each agent's request asks for no more tokens than the longest call its own tools allow (issue 14).
+
+The game's tools are bounded (enums of names and recipes, integer coordinates), so every tool
+set offered on the replay has a finite longest call, and the policy's ``max_tokens`` is that
+call's length (plus the end token), not the backend's general setting.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from arena_vllm.agent.actions import game_problem
+from arena_vllm.agent.fallback import fallback_decision
+from arena_vllm.agent.metrics import AgentMetrics
+from arena_vllm.agent.policy import DecisionPolicy, plan_call
+from arena_vllm.agent.schemas import Observation
+from arena_vllm.backends import GenerationResult
+from arena_vllm.backends.tools import CALL_TOKEN_MARGIN, max_call_tokens, validate_tool_call
+from arena_vllm.config import load_settings
+from tests.support.game_requests import foraging_ticks
+
+SETTINGS = load_settings()
+REPLAY = [Observation.model_validate(body) for bodies in foraging_ticks(ticks=3, agents=16) for body in bodies]
+
+
+def written(name: str, arguments: dict[str, Any]) -> bytes:
+    """The call as a Hermes-style model writes it: the longest form (a forced call is shorter); tokens <= bytes."""
+    return f"<tool_call>\n{json.dumps({'name': name, 'arguments': arguments})}\n</tool_call>".encode()
+
+
+def longest_calls(tools: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each offered tool's longest valid arguments, made by hand (a random-weight model fills every bound like this)."""
+    calls: dict[str, dict[str, Any]] = {}
+    for tool in tools:
+        properties = tool["parameters"].get("properties", {})
+        if tool["name"] == "move_to":
+            low = properties["target_position"]["items"]["minimum"]
+            calls["move_to"] = {"target_position": [low, low, low]}
+        elif tool["name"] == "collect":
+            calls["collect"] = {"target_name": max(properties["target_name"]["enum"], key=lambda n: len(json.dumps(n)))}
+        elif tool["name"] == "craft_item":
+            calls["craft_item"] = {"recipe": max(properties["recipe"]["enum"], key=lambda r: len(json.dumps(r)))}
+        else:
+            calls[tool["name"]] = {}
+    return calls
+
+
+def test_every_replay_tool_set_is_bounded_and_caps_max_tokens() -> None:
+    for observation in REPLAY:
+        plan = plan_call(observation, SETTINGS)
+        bound = max_call_tokens(plan.tools)  # raises UnboundedCallError on any unbounded parameter
+        assert plan.max_tokens == min(SETTINGS.backend.max_tokens, bound)
+        assert plan.max_tokens < SETTINGS.backend.max_tokens, "the tools' bound should be the tighter one"
+
+
+def test_the_longest_valid_call_of_the_foraging_tools_fits_max_tokens() -> None:
+    """Per replay agent: every offered tool's longest call is schema-valid, game-executable, and fits."""
+    offered: set[str] = set()
+    for observation in REPLAY:
+        plan = plan_call(observation, SETTINGS)
+        for name, arguments in longest_calls(plan.tools).items():
+            offered.add(name)
+            assert validate_tool_call(name, arguments, plan.tools) is None
+            assert game_problem(name, arguments, observation, SETTINGS) is None
+            assert len(written(name, arguments)) + CALL_TOKEN_MARGIN <= plan.max_tokens
+    assert offered == set(SETTINGS.scene.tools)  # the replay offers every tool of the scene somewhere
+
+
+def test_move_to_takes_bounded_integers_only() -> None:
+    plan = plan_call(REPLAY[0], SETTINGS)
+    assert validate_tool_call("move_to", {"target_position": [1, -2, 3]}, plan.tools) is None
+    assert validate_tool_call("move_to", {"target_position": [1.5, 0, 0]}, plan.tools) is not None
+    assert validate_tool_call("move_to", {"target_position": [101, 0, 0]}, plan.tools) is not None
+
+
+def test_an_unforced_call_keeps_the_configured_max_tokens() -> None:
+    """With tool_choice auto the model may write text before its call: no bound from the tools."""
+    settings = load_settings(["backend.function_calling.tool_choice=auto"])
+    assert plan_call(REPLAY[0], settings).max_tokens == settings.backend.max_tokens
+
+
+@pytest.mark.parametrize("observation", REPLAY[:16], ids=lambda o: o.agent_id)
+def test_fallback_moves_are_in_the_form_the_schema_gives_the_model(observation: Observation) -> None:
+    decision = fallback_decision(observation, SETTINGS, "test")
+    if decision.tool == "move_to":
+        tools = plan_call(observation, SETTINGS).tools
+        assert validate_tool_call("move_to", decision.params, tools) is None
+    assert game_problem(decision.tool, decision.params, observation, SETTINGS) is None
+
+
+class Recording:
+    """A backend that records the sampling options of each call and answers a fixed valid call."""
+
+    def __init__(self) -> None:
+        self.options: list[dict[str, Any]] = []
+
+    async def agenerate_with_tools(self, prompt: str, tools: Any, **options: Any) -> GenerationResult:
+        self.options.append(options)
+        metadata = {"tool_call": {"name": "idle", "arguments": {}}, "tool_call_source": "native"}
+        return GenerationResult(text="", tokens_used=1, finish_reason="tool_calls", metadata=metadata)
+
+
+async def test_the_policy_sends_the_tools_bound_as_max_tokens() -> None:
+    backend = Recording()
+    policy = DecisionPolicy(backend, SETTINGS, AgentMetrics())
+    decisions = await policy.decide_tick(REPLAY[:4])
+    assert [d.source for d in decisions] == ["native"] * 4
+    assert [o["max_tokens"] for o in backend.options] == [plan_call(o, SETTINGS).max_tokens for o in REPLAY[:4]]

@@ -64,11 +64,11 @@ def tools_for(observation: Observation, settings: Settings) -> list[dict[str, An
         if name == "collect":
             if not names:
                 continue
-            properties["target_name"] = {**properties.get("target_name", {"type": "string"}), "enum": names}
+            properties["target_name"] = {"enum": names}  # an enum of strings says the type: no "type" tokens
         elif name == "craft_item":
             if not recipes:
                 continue
-            properties["recipe"] = {**properties.get("recipe", {"type": "string"}), "enum": recipes}
+            properties["recipe"] = {"enum": recipes}
         elif name == "move_to":
             target = properties.setdefault("target_position", {"type": "array", "minItems": 3, "maxItems": 3})
             bound = coordinate_bound(limit)

@@ -111,6 +111,8 @@ class BackendSettings(_Model):
     temperature: Temperature
     top_p: TopP
     max_tokens: MaxTokens
+    max_tokens_from_tools: bool = Field(
+        description="cap a forced call's max_tokens at the longest call its tools allow (max_call_tokens)")
     timeout_s: TimeoutS
     max_retries: Retries
     function_calling: FunctionCallingSettings

@@ -22,7 +22,7 @@ from arena_vllm.backends.tools import CALL_TOKEN_MARGIN, max_call_tokens, valida
 from arena_vllm.config import load_settings
 from tests.support.game_requests import foraging_ticks
 
-SETTINGS = load_settings()
+SETTINGS = load_settings(["backend.max_tokens_from_tools=true"])
 REPLAY = [Observation.model_validate(body) for bodies in foraging_ticks(ticks=3, agents=16) for body in bodies]
 
 
@@ -76,10 +76,11 @@ def test_move_to_takes_bounded_integers_only() -> None:
     assert validate_tool_call("move_to", {"target_position": [101, 0, 0]}, plan.tools) is not None
 
 
-def test_an_unforced_call_keeps_the_configured_max_tokens() -> None:
-    """With tool_choice auto the model may write text before its call: no bound from the tools."""
-    settings = load_settings(["backend.function_calling.tool_choice=auto"])
-    assert plan_call(REPLAY[0], settings).max_tokens == settings.backend.max_tokens
+@pytest.mark.parametrize("overrides", [["backend.function_calling.tool_choice=auto"], []], ids=["auto", "default"])
+def test_max_tokens_stays_configured_unforced_or_by_default(overrides: list[str]) -> None:
+    """With tool_choice auto the model may write text before its call; by default the cap is off."""
+    settings = load_settings([*overrides, *(["backend.max_tokens_from_tools=true"] if overrides else [])])
+    assert plan_call(REPLAY[0], settings).max_tokens == settings.backend.max_tokens == 256
 
 
 @pytest.mark.parametrize("observation", REPLAY[:16], ids=lambda o: o.agent_id)

@@ -9,8 +9,8 @@ fallback (:mod:`~arena_vllm.agent.fallback`), or ``idle`` when that is switched 
 decision says why in ``reasoning`` and how it was made in ``source``.
 
 Sampling (temperature, max_tokens, tool_choice) is read from ``settings.backend``; a forced
-call's ``max_tokens`` is also capped at the longest call the agent's tools allow
-(:func:`~arena_vllm.backends.tools.max_call_tokens`), so a weak model cannot run on past it.
+call's ``max_tokens`` can be capped at the longest call the agent's tools allow
+(:func:`~arena_vllm.backends.tools.max_call_tokens`, ``backend.max_tokens_from_tools``).
 
 Example::
 
@@ -92,13 +92,14 @@ def plan_call(observation: Observation, settings: Settings, experiences: Experie
 
 
 def call_max_tokens(tools: list[dict[str, Any]], tool_choice: str, settings: Settings) -> int:
-    """``backend.max_tokens``, capped at the longest call of ``tools`` when a call is forced.
+    """``backend.max_tokens``, capped at the longest call of ``tools`` when a call is forced and
+    ``backend.max_tokens_from_tools`` is on.
 
     With ``auto`` or ``none`` the model may write text first, which has no bound; a tool set
     with an unbounded parameter (a tool added to configs/tools without bounds) keeps the setting.
     """
     configured = settings.backend.max_tokens
-    if tool_choice in ("auto", "none"):
+    if not settings.backend.max_tokens_from_tools or tool_choice in ("auto", "none"):
         return configured
     try:
         return min(configured, max_call_tokens(tools))

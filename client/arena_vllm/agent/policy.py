@@ -43,9 +43,10 @@ from arena_vllm.agent.actions import game_problem, known_recipes, offered_recipe
 from arena_vllm.agent.experiences import ExperienceStore
 from arena_vllm.agent.fallback import MAX_REASONING_CHARS, fallback_decision
 from arena_vllm.agent.metrics import AgentMetrics
-from arena_vllm.agent.prompt import fit_lines, prompt_lines
+from arena_vllm.agent.prompt import PRIORITY, fit_lines, prompt_lines
 from arena_vllm.agent.schemas import Decision, Observation
 from arena_vllm.backends import BackendError, GenerationResult, LLMBackend
+from arena_vllm.backends.tools import normalize_tools
 from arena_vllm.config import Settings
 
 logger = logging.getLogger(__name__)
@@ -86,8 +87,10 @@ class CallPlan:
 
 
 def request_bytes(system_prompt: str, tools: list[dict[str, Any]], prompt: str) -> int:
-    """The size ``agent.prompt_budget_bytes`` counts (tools as ASCII-escaped JSON, as chat templates write them)."""
-    return len(system_prompt.encode()) + len(json.dumps(tools).encode()) + len(prompt.encode())
+    """The size ``agent.prompt_budget_bytes`` counts: the tools as sent (OpenAI-shaped, ASCII-escaped JSON, as chat
+    templates write them with ``tojson``), the prompts as UTF-8."""
+    sent = json.dumps(normalize_tools(tools)) if tools else ""
+    return len(system_prompt.encode()) + len(sent.encode()) + len(prompt.encode())
 
 
 def plan_call(observation: Observation, settings: Settings, experiences: ExperienceStore | None = None) -> CallPlan:
@@ -95,8 +98,8 @@ def plan_call(observation: Observation, settings: Settings, experiences: Experie
 
     The whole request stays within ``agent.prompt_budget_bytes``: over it, the prompt's
     lowest-priority lines are dropped (:func:`~arena_vllm.agent.prompt.fit_lines`); when even
-    the most important ones do not fit, every list (and the tools' enums) gets one entry fewer,
-    down to none. A ``tool_choice`` naming a tool this agent does not have now (``collect``
+    the header, hazards and resources do not fit, every list (and the tools' enums) gets one
+    entry fewer, down to none (then only the header is sure to stay). A ``tool_choice`` naming a tool this agent does not have now (``collect``
     with nothing in sight) becomes ``required``: a call among what it can do.
     """
     recent = experiences.recent(observation.agent_id) if experiences is not None else ()
@@ -110,7 +113,8 @@ def plan_call(observation: Observation, settings: Settings, experiences: Experie
         recipes = {name: r for name, r in known.items() if name in offered} if crafting_near else None  # game's order
         lines = prompt_lines(observation, cap, recent, recipes)
         room = budget - request_bytes(settings.scene.system_prompt, tools, "")
-        prompt = fit_lines(lines, room)
+        # Hazards and resources are worth more than every list's length: keep them, else shorten every list.
+        prompt = fit_lines(lines, room, keep=PRIORITY["Resources"]) if cap else fit_lines(lines, room)
         if prompt is not None:
             break
     else:  # only when the scene's own system prompt and tools exceed the budget: send the header alone

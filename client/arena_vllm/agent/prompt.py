@@ -56,13 +56,13 @@ def render_observation(
     return "\n".join(line for _, line in prompt_lines(observation, max_entities, experiences, recipes))
 
 
-def fit_lines(lines: Sequence[tuple[int, str]], budget_bytes: int) -> str | None:
+def fit_lines(lines: Sequence[tuple[int, str]], budget_bytes: int, keep: int = 0) -> str | None:
     """The lines, in order, without the lowest-priority ones until the UTF-8 text fits ``budget_bytes``;
-    None when even the never-dropped lines (priority 0) do not fit."""
+    None when the lines of priority ``keep`` or more important do not fit."""
     kept = list(lines)
     size = len("\n".join(line for _, line in kept).encode())
     while size > budget_bytes:
-        droppable = [index for index, (priority, _) in enumerate(kept) if priority > 0]
+        droppable = [index for index, (priority, _) in enumerate(kept) if priority > keep]
         if not droppable:
             return None
         worst = max(droppable, key=lambda index: (kept[index][0], index))

@@ -35,6 +35,8 @@ BASE_FILE = "docker-compose.yml"
 CPU_FILE = "docker-compose.cpu.yml"
 #: The compose files of each stack: the CPU switch is an override file beside the base.
 COMPOSE_FILES: dict[Device, list[str]] = {"gpu": [BASE_FILE], "cpu": [BASE_FILE, CPU_FILE]}
+#: Written by `python -m ops replicas` (N vLLM servers); used while it exists.
+REPLICAS_FILE = "docker-compose.replicas.yml"
 #: Where the vLLM service mounts a local model folder, and its HF cache volume (docker-compose.yml).
 MODELS_TARGET = "/models"
 HF_CACHE_VOLUME = "hf-cache"
@@ -49,9 +51,13 @@ class OpsError(RuntimeError):
     """A failure of an ops command; the message says what failed and what to do next."""
 
 
-def compose_files(device: Device) -> list[str]:
-    """The compose files of the stack for a device (a copy: callers may extend it)."""
-    return list(COMPOSE_FILES[device])
+def compose_files(device: Device, with_replicas: bool = True) -> list[str]:
+    """The compose files of the stack for a device (a copy: callers may extend it), and
+    ``ops replicas``' override after them while it exists."""
+    files = list(COMPOSE_FILES[device])
+    if with_replicas and (REPO / REPLICAS_FILE).is_file():
+        files.append(REPLICAS_FILE)
+    return files
 
 
 def compose_cmd(device: Device, *args: str) -> list[str]:

@@ -105,6 +105,7 @@ class BackendSettings(_Model):
     host: str
     port: Port
     api_base: HttpURL
+    api_bases: list[HttpURL] = Field(description="several vLLM replicas (comma-separated in env); empty = api_base")
     api_key: SecretStr
     api_key_file: str | None = Field(description="a file whose content replaces api_key (compose secret)")
     temperature: Temperature
@@ -127,6 +128,14 @@ class BackendSettings(_Model):
             if key:
                 data = {**data, "api_key": key}
         return data
+
+    @field_validator("api_bases", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        """A list, or one string of comma-separated URLs (as $VLLM_API_BASES carries them)."""
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
 
 class ProfileSettings(_Model):

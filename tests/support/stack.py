@@ -18,7 +18,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -135,15 +135,16 @@ def read_env_file(env_file: Path) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def start_stack(workdir: Path, device: Device) -> Iterator[Stack]:
+def start_stack(workdir: Path, device: Device, extra_files: Sequence[str] = ()) -> Iterator[Stack]:
     """Build the images, make the model, ``up --wait`` the stack; always ``down -v`` at the end.
 
     ``cpu``: vLLM's CPU build; ``gpu``: the official vLLM image with a GPU reservation (needs an NVIDIA GPU).
+    ``extra_files``: compose files after the stack's own, e.g. an ``ops replicas`` override.
     """
     project = f"arena-test-{secrets.token_hex(3)}"
     hf_token = f"hf_arenaTestToken{secrets.token_hex(12)}"
     api_key = f"arena-key-{secrets.token_hex(12)}"
-    files = compose_files(device)
+    files = [*compose_files(device, with_replicas=False), *extra_files]
     compose = DockerCompose(context=REPO, compose_file_name=files, wait=True)
     started = time.monotonic()
     _log("building images (docker compose build)")

@@ -59,6 +59,7 @@ from arena_vllm.agent.schemas import (
     ToolExecuteResponse,
 )
 from arena_vllm.backends import LLMBackend, VLLMBackend, VLLMBackendConfig
+from arena_vllm.backends.pool import backend_from_settings
 from arena_vllm.config import Settings
 
 logger = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ def create_app(settings: Settings, backend: LLMBackend | None = None) -> FastAPI
 
         app = create_app(load_settings(), backend=VLLMBackend(VLLMBackendConfig(api_base=url)))
     """
-    backend = backend or VLLMBackend(VLLMBackendConfig.from_settings(settings.backend))
+    backend = backend or backend_from_settings(settings.backend)  # a ReplicaPool for several api_bases
     metrics = AgentMetrics()
     experiences = ExperienceStore(settings.agent.experiences_per_agent, settings.agent.experience_agents)
     policy = DecisionPolicy(backend, settings, metrics, experiences)
@@ -156,11 +157,14 @@ def create_app(settings: Settings, backend: LLMBackend | None = None) -> FastAPI
 
     @app.get("/ready", responses={503: {"description": "the backend is unreachable or the model is not served"}})
     async def ready() -> JSONResponse:
-        """The backend is reachable and serves the model; 503 with the reason otherwise."""
+        """The backend is reachable and serves the model; 503 with the reason otherwise.
+
+        With several replicas: ready while any is up, and ``replicas`` says which are."""
         status = await backend.astatus()
+        replicas = {"replicas": status.replicas} if status.replicas else {}
         if status.available:
-            return JSONResponse({"ready": True, "models": status.models})
-        return JSONResponse({"ready": False, "reason": status.reason}, status_code=503)
+            return JSONResponse({"ready": True, "models": status.models, **replicas})
+        return JSONResponse({"ready": False, "reason": status.reason, **replicas}, status_code=503)
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus() -> Response:

@@ -38,6 +38,8 @@ class BackendStatus:
     available: bool
     reason: str
     models: list[str] = field(default_factory=list)
+    #: One row per server behind a ReplicaPool (api_base, up, in_flight, reason); empty for one server.
+    replicas: list[dict[str, Any]] = field(default_factory=list)
 
 
 @runtime_checkable

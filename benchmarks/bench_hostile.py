@@ -6,7 +6,8 @@ One run prints, for the accepted hostile observations and for the foraging repla
 1. the request size ``agent.prompt_budget_bytes`` bounds (system + tools + user prompt, bytes),
    p50 / max, and what it would be with the budget off (the lists' caps still on);
 2. prompt tokens from vLLM's ``usage.prompt_tokens`` for the same requests sent straight to
-   vLLM (p50 / max; requests vLLM refuses, e.g. over the model's context, are counted);
+   vLLM (p50 / max; requests vLLM refuses, e.g. over the model's context, are counted), and the
+   largest tokens / bytes of one request (chat template included);
 3. what the agent answered each hostile case (``POST`` as the game would): status, source.
 
     python -m benchmarks.bench_hostile --start-stack      # the test CPU stack, tiny model
@@ -57,12 +58,16 @@ def spread(values: list[int]) -> str:
     return f"p50 {statistics.median(values):.0f}, max {max(values)}" if values else "none"
 
 
-async def prompt_tokens(target: Target, settings: Settings, plans: list[CallPlan]) -> tuple[list[int], Counter[str]]:
-    """vLLM's prompt tokens for each plan sent straight to it; refusals counted by status."""
+async def prompt_tokens(
+    target: Target, settings: Settings, plans: list[CallPlan]
+) -> tuple[list[int], Counter[str], float]:
+    """vLLM's prompt tokens for each plan sent straight to it, refusals counted by status, and the
+    largest tokens / bytes ratio of one request (<= 1: the byte budget bounded its tokens)."""
     backend = settings.backend
     sampling = {"temperature": backend.temperature, "top_p": backend.top_p, "max_tokens": backend.max_tokens}
     vllm = AsyncOpenAI(base_url=target.vllm_api_base, api_key=target.api_key, max_retries=0, timeout=TIMEOUT_S)
     tokens: list[int] = []
+    ratios: list[float] = []
     refused: Counter[str] = Counter()
 
     async def one(plan: CallPlan) -> None:
@@ -75,12 +80,13 @@ async def prompt_tokens(target: Target, settings: Settings, plans: list[CallPlan
             return
         if response.usage is not None:
             tokens.append(response.usage.prompt_tokens)
+            ratios.append(response.usage.prompt_tokens / plan.size_bytes)
 
     try:
         await asyncio.gather(*(one(plan) for plan in plans))
     finally:
         await vllm.close()
-    return tokens, refused
+    return tokens, refused, max(ratios, default=0.0)
 
 
 async def through_agent(target: Target) -> list[tuple[str, int, str]]:
@@ -117,9 +123,9 @@ def report_bytes(settings: Settings, groups: dict[str, list[Observation]]) -> di
 async def measure(target: Target, settings: Settings, plans: dict[str, list[CallPlan]]) -> None:
     print(f"\nprompt tokens (vLLM usage.prompt_tokens, model {target.model!r})")
     for name, group in plans.items():
-        tokens, refused = await prompt_tokens(target, settings, group)
+        tokens, refused, ratio = await prompt_tokens(target, settings, group)
         note = f"; refused {dict(refused)}" if refused else ""
-        print(f"  {name:<28} {spread(tokens)}  ({len(tokens)} answered{note})")
+        print(f"  {name:<28} {spread(tokens)}  ({len(tokens)} answered{note}; max tokens/bytes {ratio:.2f})")
     print("\nthrough the agent (status, decision sources)")
     answers = await through_agent(target)
     by_status = Counter(status for _, status, _ in answers)

@@ -184,6 +184,16 @@ class ToolSetSettings(_Model):
         return tools
 
 
+class DebugSettings(_Model):
+    """The decision inspector: ``/debug`` and Agent Arena's ``/debug/*`` endpoints (configs/agent/default.yaml)."""
+
+    enabled: bool | Literal["auto"] = Field(
+        description="auto: on only when agent.published_host (else agent.host) is a loopback address"
+    )
+    ticks_per_agent: int = Field(ge=1, le=10_000, description="decisions kept per agent, newest first")
+    max_bytes: int = Field(ge=64 * 1024, description="cap on the stored traces (JSON + 1 KiB each), all agents together")
+
+
 class FallbackSettings(_Model):
     """The decision when the model fails or is late (Agent Arena SDK's ``fallback_decision`` order)."""
 
@@ -224,6 +234,10 @@ class AgentSettings(_Model):
     input: InputSettings
     prompt_budget_bytes: int = Field(ge=1024, description="UTF-8 bytes of system prompt + tools + user prompt "
                                                           "per agent (>= its tokens for byte-level BPE tokenizers)")
+    published_host: str | None = Field(
+        description="where the service is reachable from outside its container (compose: ARENA_BIND_ADDRESS); None = host"
+    )
+    debug: DebugSettings
 
 
 class RecipeSpec(_Model):

@@ -89,6 +89,7 @@ class SoakResult:
     memory_before_warmup: Memory | None = None
     memory_start: Memory | None = None
     memory_end: Memory | None = None
+    trace_store: dict[str, int] | None = None  # the /debug inspector's store at the end (None when it is off)
 
     @property
     def decisions_per_s(self) -> float:
@@ -268,6 +269,8 @@ def run_soak(options: SoakOptions, container: Container | None = None, progress_
                       f"{result.errors} errors", file=sys.stderr, flush=True)
         result.elapsed_s = time.monotonic() - started
         count_from_metrics(result, counted_from, decisions_by_source(client))
+        stats = client.get("/debug/stats")
+        result.trace_store = stats.json() if stats.status_code == 200 else None
     result.memory_end = memory(container)
     return result
 
@@ -308,4 +311,9 @@ def report(options: SoakOptions, result: SoakResult) -> str:
         ]
     else:
         lines.append("agent memory: n/a (no agent container found; pass --agent-container)")
+    store = result.trace_store
+    lines.append("decision inspector: off" if store is None else (
+        f"decision inspector store: {store['traces']} traces of {store['agents']} agents, {_mib(store['bytes'])} "
+        f"of its {_mib(store['max_bytes'])} cap ({store['dropped']} dropped)"
+    ))
     return "\n".join(lines)

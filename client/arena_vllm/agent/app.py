@@ -42,10 +42,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from arena_vllm import __version__
 from arena_vllm.agent.bounds import InputBounds, InputLimits
+from arena_vllm.agent.debug import debug_router, trace_store
 from arena_vllm.agent.experiences import ExperienceStore
 from arena_vllm.agent.guard import InFlightLimit, bearer_auth, read_token
 from arena_vllm.agent.metrics import AgentMetrics
 from arena_vllm.agent.policy import DecisionPolicy
+from arena_vllm.agent.recorder import TraceRecorder
 from arena_vllm.agent.schemas import (
     ActionMessage,
     Experience,
@@ -77,7 +79,8 @@ def create_app(settings: Settings, backend: LLMBackend | None = None) -> FastAPI
     backend = backend or backend_from_settings(settings.backend)  # a ReplicaPool for several api_bases
     metrics = AgentMetrics()
     experiences = ExperienceStore(settings.agent.experiences_per_agent, settings.agent.experience_agents)
-    policy = DecisionPolicy(backend, settings, metrics, experiences)
+    traces = trace_store(settings)  # None when the /debug inspector is off
+    policy = DecisionPolicy(backend, settings, metrics, experiences, recorder=TraceRecorder(traces))
     max_agents = settings.agent.max_agents_per_tick
     max_body = settings.agent.max_body_bytes
     token = read_token(settings.agent.api_key_file)
@@ -171,6 +174,8 @@ def create_app(settings: Settings, backend: LLMBackend | None = None) -> FastAPI
         """Prometheus text exposition of this app's registry."""
         return Response(metrics.render(), media_type=metrics.content_type)
 
+    if traces is not None:
+        app.include_router(debug_router(traces))
     return app
 
 

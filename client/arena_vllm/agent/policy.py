@@ -44,6 +44,7 @@ from arena_vllm.agent.experiences import ExperienceStore
 from arena_vllm.agent.fallback import MAX_REASONING_CHARS, fallback_decision
 from arena_vllm.agent.metrics import AgentMetrics
 from arena_vllm.agent.prompt import PRIORITY, fit_lines, prompt_lines
+from arena_vllm.agent.recorder import TraceRecorder
 from arena_vllm.agent.schemas import Decision, Observation
 from arena_vllm.backends import BackendError, GenerationResult, LLMBackend
 from arena_vllm.backends.tools import normalize_tools
@@ -54,12 +55,14 @@ logger = logging.getLogger(__name__)
 IDLE_AFTER_FAILURE = "idle_after_failure"
 #: The ``source`` of the policy's heuristic decision after a failed or late call.
 FALLBACK = "fallback"
+#: Sources of decisions the model did not make (the inspector shows why).
+NOT_THE_MODEL = (FALLBACK, IDLE_AFTER_FAILURE)
 #: The backend's ``tool_call_source`` -> the decision's ``source``.
 MODEL_SOURCES = {"native": "native", "fallback": "prompt"}
 #: What the game is told when the model gave no usable decision, by failure kind: generic on
 #: purpose. The details (exception text, the backend's URL, the model's rejected call) go to the
-#: log and the kind to ``arena_agent_backend_errors_total{kind}``; the game and whoever reads its
-#: logs learn nothing about the deployment.
+#: log and the ``/debug`` inspector when it is on, the kind to ``arena_agent_backend_errors_total{kind}``;
+#: the game and whoever reads its logs learn nothing about the deployment.
 GENERIC_REASONS = {
     "deadline": "model call timed out",
     "no_valid_call": "model gave no usable call",
@@ -137,9 +140,11 @@ class DecisionPolicy:
     """
 
     def __init__(
-        self, backend: LLMBackend, settings: Settings, metrics: AgentMetrics, experiences: ExperienceStore | None = None
+        self, backend: LLMBackend, settings: Settings, metrics: AgentMetrics, experiences: ExperienceStore | None = None,
+        recorder: TraceRecorder | None = None,
     ) -> None:
-        self._backend = backend
+        self._recorder = recorder or TraceRecorder(None)  # the /debug inspector's traces; None records nothing
+        self._backend = self._recorder.watch(backend)
         self._settings = settings
         self._metrics = metrics
         self._experiences = experiences
@@ -164,7 +169,10 @@ class DecisionPolicy:
     async def _decide(self, observation: Observation, deadline: float) -> tuple[Decision, str | None]:
         """The decision, and what went wrong for the log (None when the model decided)."""
         started = time.perf_counter()
-        decision, detail = await self._attempt(observation, deadline)
+        with self._recorder.decision(observation) as trace:
+            decision, detail = await self._attempt(observation, deadline)
+            # The inspector (an operator's view, loopback-only by default) gets the details, as the log does.
+            trace.decided(decision, decision.source, detail if decision.source in NOT_THE_MODEL else None)
         self._metrics.latency.observe(time.perf_counter() - started)
         self._metrics.decisions.labels(tool=decision.tool, source=decision.source).inc()
         return decision, detail

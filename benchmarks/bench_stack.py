@@ -127,9 +127,9 @@ async def decisions_per_second(target: Target, settings: Settings, agents: int, 
         bench.model_decisions.clear()
         for _ in range(repeats):
             for name, step in (("tick", bench.tick), ("direct", bench.direct)):
-                before = await bench.generated_tokens()
+                before = (await bench.counters())["generated"]
                 times[name].append(await timed(step))
-                tokens[name].append(await bench.generated_tokens() - before)
+                tokens[name].append((await bench.counters())["generated"] - before)
     finally:
         await bench.close()
     tick, direct = statistics.median(times["tick"]), statistics.median(times["direct"])

@@ -198,12 +198,26 @@ def _is_mounted_windows_path(path: str) -> bool:
     return re.match(r"^/mnt/[a-z](/|$)", path) is not None
 
 
-def check_wsl(proc_version: str, paths: Mapping[str, str]) -> Check:
-    """WSL2 works, with two rules: the Windows driver provides the GPU; data stays off /mnt/c."""
+def probe_wsl_libs(folder: Path = Path("/usr/lib/wsl/lib")) -> list[str] | None:
+    """File names in WSL2's driver folder (the Windows driver's libcuda and nvidia-smi); None when absent."""
+    try:
+        return sorted(entry.name for entry in folder.iterdir())
+    except OSError:
+        return None
+
+
+def check_wsl(proc_version: str, paths: Mapping[str, str], wsl_libs: list[str] | None | bool = False) -> Check:
+    """WSL2 works, with three rules: the Windows driver provides the GPU (through /usr/lib/wsl/lib);
+    data stays off /mnt/c.
+
+    WSL2 kernels say ``-microsoft-standard-WSL2`` since 5.10; older ones (4.19) only
+    ``-microsoft-standard``; WSL1 says ``-Microsoft``. ``wsl_libs``: :func:`probe_wsl_libs`, or False
+    when not probed.
+    """
     banner = proc_version.lower()
     if "microsoft" not in banner:
         return Check("wsl2", "OK", "not WSL")
-    if "wsl2" not in banner:
+    if "wsl2" not in banner and "microsoft-standard" not in banner:
         return Check("wsl2", "FAIL", "WSL1: no Docker engine or CUDA there",
                      "convert the distro: `wsl --set-version <distro> 2` in PowerShell")
     notes = ("the GPU comes from the Windows NVIDIA driver (install no Linux driver inside WSL); "
@@ -212,6 +226,11 @@ def check_wsl(proc_version: str, paths: Mapping[str, str]) -> Check:
     if on_windows:
         return Check("wsl2", "WARN", f"WSL2, but on a Windows drive (slow 9p mounts): {', '.join(on_windows)}",
                      f"move them under ~ ; {notes}")
+    if wsl_libs is not False and not any(name.startswith("libcuda.so") for name in wsl_libs or []):
+        where = "no /usr/lib/wsl/lib" if wsl_libs is None else "no libcuda.so in /usr/lib/wsl/lib"
+        return Check("wsl2", "WARN", f"WSL2, but {where}: the GPU is not passed through (the CPU profile works)",
+                     "install or update the NVIDIA driver on Windows (it provides CUDA to WSL2), then `wsl --shutdown`"
+                     " and reopen; do not install a Linux NVIDIA driver inside WSL")
     return Check("wsl2", "OK", "WSL2 detected", notes)
 
 
@@ -381,7 +400,7 @@ def run_checks() -> list[Check]:
     model_dir = str(compose.local_model_dir(config) or "") if config else ""
     checks.append(check_wsl(probe_proc_version(), {
         "repository": str(REPO), "VLLM_MODEL_DIR": model_dir, "HF_HOME": os.environ.get("HF_HOME", ""),
-    }))
+    }, probe_wsl_libs()))
 
     if config is None:
         checks.append(Check("ports", "WARN", "skipped: needs a valid compose config", "fix compose first"))

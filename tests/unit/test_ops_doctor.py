@@ -244,3 +244,16 @@ def test_text_output_shows_next_steps_under_problems(machine: dict[str, Any],
     lines = capsys.readouterr().out.splitlines()
     failing = next(i for i, line in enumerate(lines) if line.startswith("FAIL"))
     assert "-> " in lines[failing + 1] and lines[-1] == "1 failure(s), 0 warning(s)"
+
+
+def test_wsl2_older_kernels_and_the_driver_folder(tmp_path) -> None:
+    """4.19 WSL2 kernels say only '-microsoft-standard'; the GPU needs the Windows driver's /usr/lib/wsl/lib."""
+    old_wsl2 = "Linux version 4.19.104-microsoft-standard (oe-user@oe-host) (gcc version 8.2.0 (GCC))"
+    home = {"repository": "/home/me/arena-vllm"}
+    assert doctor.check_wsl(old_wsl2, home).status == "OK"
+    (tmp_path / "libcuda.so.1").touch()
+    assert doctor.check_wsl(old_wsl2, home, doctor.probe_wsl_libs(tmp_path)).status == "OK"
+    missing = doctor.check_wsl(old_wsl2, home, doctor.probe_wsl_libs(tmp_path / "absent"))
+    assert missing.status == "WARN" and "/usr/lib/wsl/lib" in missing.detail and "Windows" in missing.next_step
+    empty = doctor.check_wsl(old_wsl2, home, [])
+    assert empty.status == "WARN" and "libcuda" in empty.detail

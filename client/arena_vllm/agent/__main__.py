@@ -12,6 +12,7 @@ Example::
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import sys
@@ -35,7 +36,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     # uvicorn configures only its own loggers; ours (failed decisions, backend status) go to stderr too.
     logging.basicConfig(level=logging.INFO, format="%(levelname)-9s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per model call otherwise
-    uvicorn.run(create_app(settings), host=settings.agent.host, port=settings.agent.port, log_level="info")
+    app = create_app(settings)
+    # What exists now (modules, pydantic and FastAPI schemas, settings, the backend's clients) lives
+    # as long as the process: frozen out of the collector's sight, full collections stop walking it
+    # while a tick's objects come and go (issue 14: -15% agent CPU per decision at 128 agents a tick).
+    gc.collect()
+    gc.freeze()
+    uvicorn.run(app, host=settings.agent.host, port=settings.agent.port, log_level="info")
     return 0
 
 

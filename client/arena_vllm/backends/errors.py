@@ -57,6 +57,13 @@ class ServerError(BackendError):
 def map_openai_error(error: openai.OpenAIError, api_base: str) -> BackendError:
     """The :class:`BackendError` for an OpenAI SDK exception: the one place that maps them."""
     where = _where(error)
+    refused = _connect_failure(error)
+    if refused is not None:  # before the timeout: aiohttp's transport reports a refused connect as a timeout
+        return BackendConnectionError(
+            f"cannot reach {where}: {refused}; is the vLLM server running and api_base right?",
+            api_base=api_base,
+            cause=error,
+        )
     if isinstance(error, openai.APITimeoutError):
         return BackendTimeoutError(
             f"{where} timed out; raise backend.timeout_s or check the server's load", api_base=api_base, cause=error
@@ -77,6 +84,22 @@ def map_openai_error(error: openai.OpenAIError, api_base: str) -> BackendError:
         kind = ServerError if status >= 500 else RequestRejectedError
         return kind(f"{where} answered {status}: {detail}", api_base=api_base, cause=error, status_code=status)
     return BackendError(f"{where}: {error}", api_base=api_base, cause=error)
+
+
+def _connect_failure(error: BaseException) -> OSError | None:
+    """The OS error (refused, unreachable, unknown host) behind ``error``, if a connect failed; None for a timeout.
+
+    httpx_aiohttp maps every aiohttp connection error to ``httpx.ConnectTimeout``, so the SDK
+    raises ``APITimeoutError`` for a refused connection; the chained aiohttp error says what it was.
+    """
+    seen: BaseException | None = error.__cause__ or error.__context__
+    for _ in range(8):  # a short chain: SDK error <- httpx error <- aiohttp error <- OS error
+        if seen is None:
+            return None
+        if isinstance(seen, OSError) and not isinstance(seen, TimeoutError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _where(error: openai.OpenAIError) -> str:

@@ -4,7 +4,7 @@ backend sends them) and ``strict: false`` (as a client that does not ask for it 
 vLLM 0.32's ``--tool-strict-level parameter`` pins the argument schema for every tool, strict or not; run
 this against a server started with and without that flag to see what the flag changes::
 
-    python benchmarks/bench_tool_strict.py --api-base http://127.0.0.1:8000/v1 --calls 60
+    python -m benchmarks.bench_tool_strict --api-base http://127.0.0.1:8000/v1 --calls 60
 
 Forced calls (``tool_choice: required``, one call), the agent's prompts, the backend group's sampling.
 """

@@ -4,7 +4,7 @@ backend sends them) and ``strict: false`` (as a client that does not ask for it 
 vLLM 0.32's ``--tool-strict-level parameter`` pins the argument schema for every tool, strict or not; run
 this against a server started with and without that flag to see what the flag changes::
 
-    python benchmarks/bench_tool_strict.py --api-base http://127.0.0.1:8000/v1 --calls 60
+    python -m benchmarks.bench_tool_strict --api-base http://127.0.0.1:8000/v1 --calls 60
 
 Forced calls (``tool_choice: required``, one call), the agent's prompts, the backend group's sampling.
 """
@@ -19,32 +19,27 @@ from collections import Counter
 import jsonschema
 from openai import AsyncOpenAI
 
-from arena_vllm.agent.prompt import render_observation
-from arena_vllm.agent.schemas import Observation
-from arena_vllm.backends.tools import normalize_tools
 from arena_vllm.config import load_settings
-from bench_tick import observations
+from benchmarks.bench_tick import direct_request, observations
 
 
 async def rate(client: AsyncOpenAI, model: str, strict: bool, calls: int) -> Counter[str]:
-    """``calls`` forced tool calls; outcomes: valid, no call, bad JSON, unknown tool, schema error."""
+    """``calls`` forced tool calls; outcomes: valid, no call, bad JSON, unknown tool, schema error.
+
+    Each request is the one the agent sends for that observation (:func:`direct_request`: the
+    scene's system prompt, the agent's own narrowed tools, the backend's sampling), with only the
+    tools' ``strict`` flag changed.
+    """
     settings = load_settings()
-    tools = normalize_tools(settings.tools.tools)
-    for tool in tools:
-        tool["function"]["strict"] = strict
-    schemas = {tool["function"]["name"]: tool["function"]["parameters"] for tool in tools}
-    prompts = [render_observation(Observation.model_validate(obs), settings.agent.max_entities_in_prompt)
-               for obs in observations(calls)]
+    requests = [direct_request(model, observation, settings) for observation in observations(calls)]
     slots = asyncio.Semaphore(8)
     outcomes: Counter[str] = Counter()
 
-    async def one(prompt: str) -> None:
+    async def one(request: dict) -> None:
+        tools = [{**tool, "function": {**tool["function"], "strict": strict}} for tool in request["tools"]]
+        schemas = {tool["function"]["name"]: tool["function"]["parameters"] for tool in tools}
         async with slots:
-            reply = await client.chat.completions.create(
-                model=model, tools=tools, tool_choice="required", parallel_tool_calls=False,
-                messages=[{"role": "system", "content": settings.agent.system_prompt},
-                          {"role": "user", "content": prompt}],
-                temperature=settings.backend.temperature, max_tokens=settings.backend.max_tokens)
+            reply = await client.chat.completions.create(**{**request, "tools": tools})
         calls_made = reply.choices[0].message.tool_calls or []
         if not calls_made:
             outcomes["no call"] += 1
@@ -65,7 +60,7 @@ async def rate(client: AsyncOpenAI, model: str, strict: bool, calls: int) -> Cou
             return
         outcomes["valid"] += 1
 
-    await asyncio.gather(*(one(prompt) for prompt in prompts))
+    await asyncio.gather(*(one(request) for request in requests))
     return outcomes
 
 

@@ -93,8 +93,15 @@ def _gpu_devices(ids: list[str]) -> OverrideList:
 
 
 def replica_service(vllm: Mapping[str, Any], gpu_ids: list[str] | None) -> dict[str, Any]:
-    """A copy of the merged ``vllm`` service: no host port, no container name, its own GPUs."""
-    service = {key: value for key, value in vllm.items() if key not in ("ports", "container_name", "networks")}
+    """A copy of the merged ``vllm`` service: no host port, no container name, its own GPUs.
+
+    No ``build`` either: a replica runs the image the ``vllm`` service builds. Compose labels each
+    image it builds with the service's name, so a replica's own build would produce a second image
+    under the same tag and leave running ``vllm`` containers on an untagged one.
+    """
+    dropped = ("ports", "container_name", "networks", "build")
+    service = {key: value for key, value in vllm.items() if key not in dropped}
+    service["pull_policy"] = "never"  # built by ``vllm`` in the same `up`; there is nothing to pull
     service["volumes"] = [_short_volume(volume) for volume in vllm.get("volumes", [])]
     if gpu_ids is not None:
         service["deploy"] = {"resources": {"reservations": {"devices": _gpu_devices(gpu_ids)}}}

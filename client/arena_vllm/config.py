@@ -205,6 +205,15 @@ class FallbackSettings(_Model):
     flee_step: float = Field(gt=0.0, description="how far to step away from it")
 
 
+class InputSettings(_Model):
+    """Bounds on the numbers the game sends (configs/agent/default.yaml ``input``); past one: a 422 naming the field."""
+
+    max_coordinate: float = Field(gt=0.0, description="|x|, |y|, |z| of positions, rotations, velocities")
+    max_distance: float = Field(gt=0.0, description="distances and the perception radius")
+    max_number: float = Field(gt=0.0, description="|any other number|: health, energy, damage, counts, progress")
+    max_count: int = Field(ge=1, description="ticks, quantities, time limits, cell counts")
+
+
 class AgentSettings(_Model):
     """The agent service that answers the game (configs/agent/default.yaml).
 
@@ -225,6 +234,9 @@ class AgentSettings(_Model):
     experiences_per_agent: int = Field(ge=0, le=100, description="recent /experience events kept and shown")
     experience_agents: int = Field(ge=1, description="agents whose experiences are kept (least recent dropped)")
     fallback: FallbackSettings
+    input: InputSettings
+    prompt_budget_bytes: int = Field(ge=1024, description="UTF-8 bytes of system prompt + tools + user prompt "
+                                                          "per agent (>= its tokens for byte-level BPE tokenizers)")
     published_host: str | None = Field(
         description="where the service is reachable from outside its container (compose: ARENA_BIND_ADDRESS); None = host"
     )

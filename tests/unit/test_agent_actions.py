@@ -20,14 +20,26 @@ def _obs(**fields: object) -> Observation:
     return Observation.model_validate({"agent_id": "a", "position": [0, 0, 0], **fields})
 
 
-def test_collect_is_an_enum_of_exactly_the_names_the_agent_sees() -> None:
+def test_collect_is_an_enum_of_exactly_the_nearest_names_the_agent_sees_and_the_prompt_lists() -> None:
+    cap = SETTINGS.agent.max_entities_in_prompt
+    assert any(len(o.nearby_resources) > cap for o in REPLAY)  # the cap is exercised by the replay itself
     for observation in REPLAY:
         tools = {tool["name"]: tool for tool in tools_for(observation, SETTINGS)}
-        visible = [r.name for r in observation.nearby_resources]
+        visible = resource_names(observation)
         if visible:
-            assert sorted(tools["collect"]["parameters"]["properties"]["target_name"]["enum"]) == sorted(visible)
+            assert tools["collect"]["parameters"]["properties"]["target_name"]["enum"] == visible[:cap]
         else:
             assert "collect" not in tools, "collect offered with nothing in sight"
+
+
+def test_enums_hold_at_most_cap_names() -> None:
+    many = _obs(nearby_resources=[{"name": f"r{n}", "position": [n, 0, 0]} for n in range(512)],
+                custom={"recipes": {f"recipe{n}": {"inputs": {}} for n in range(64)}})
+    tools = {tool["name"]: tool for tool in tools_for(many, SETTINGS, cap=3)}
+    assert tools["collect"]["parameters"]["properties"]["target_name"]["enum"] == ["r0", "r1", "r2"]
+    assert tools["craft_item"]["parameters"]["properties"]["recipe"]["enum"] == ["recipe0", "recipe1", "recipe10"]
+    none = {tool["name"] for tool in tools_for(many, SETTINGS, cap=0)}
+    assert "collect" not in none and "craft_item" not in none
 
 
 def test_names_are_kept_exactly_nearest_first() -> None:

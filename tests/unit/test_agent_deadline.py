@@ -59,7 +59,7 @@ def test_queued_agents_are_late_too_and_the_tick_returns_on_time(fault: FaultSer
         for action in actions:
             assert action["action"] == {  # nothing in sight: the fallback's last resort
                 "tool": "idle", "params": {}, "source": "fallback",
-                "reasoning": "fallback: idle, nothing in sight to move to (no decision within the tick deadline of 1 s)"}
+                "reasoning": "fallback: idle, nothing in sight to move to (model call timed out)"}
         assert elapsed < ON_TIME_BOUND_S, f"the tick took {elapsed:.1f} s with a {DEADLINE_S:g} s deadline"
         assert metric(client, "arena_agent_backend_errors_total", kind="deadline") - deadlines_before == len(ids)
         assert len(fault.requests) == 2  # the queued agents never reached the engine
@@ -81,7 +81,7 @@ def test_agents_answered_in_time_keep_their_decision_and_only_late_ones_idle(fau
     late = [d for d in decisions if d["source"] == "fallback"]
     assert len(decided) + len(late) == len(ids), decisions
     assert decided and all(d["params"] == MOVE for d in decided), decisions
-    assert late and all("tick deadline of 1.8 s" in d["reasoning"] for d in late), decisions
+    assert late and all(d["reasoning"].endswith("(model call timed out)") for d in late), decisions
     assert decisions[0]["tool"] == "move_to", "the first agent had the most time"
 
 

@@ -34,18 +34,24 @@ def called(name: str, arguments: dict, text: str = "") -> GenerationResult:
 
 
 @pytest.mark.parametrize(
-    ("answer", "reason", "kind"),
+    ("answer", "detail", "kind", "generic"),
     [
-        (called("teleport", {}), "the model called 'teleport'", "unknown_tool"),
-        (called("move_to", {"target_position": [float("nan"), 0, 0]}), "NaN or Infinity", "no_valid_call"),
-        (RuntimeError("boom"), "internal error (RuntimeError): boom", "internal"),
+        (called("teleport", {}), "the model called 'teleport'", "unknown_tool", "model gave no usable call"),
+        (called("move_to", {"target_position": [float("nan"), 0, 0]}), "NaN or Infinity", "no_valid_call",
+         "model gave no usable call"),
+        (RuntimeError("boom at http://vllm:8000/v1"), "internal error (RuntimeError): boom at http://vllm:8000/v1",
+         "internal", "internal error"),
     ],
     ids=["unknown-tool", "nan-arguments", "bug"],
 )
-async def test_unusable_answers_become_the_fallback_with_the_reason(answer: Any, reason: str, kind: str) -> None:
+async def test_unusable_answers_become_the_fallback_with_a_generic_reason_and_the_details_in_the_log(
+    answer: Any, detail: str, kind: str, generic: str, caplog: pytest.LogCaptureFixture
+) -> None:
     metrics = AgentMetrics()
     [decision] = await DecisionPolicy(Answering(answer), SETTINGS, metrics).decide_tick([OBS])  # type: ignore[arg-type]
-    assert (decision.tool, decision.source) == ("idle", "fallback") and reason in decision.reasoning
+    assert (decision.tool, decision.source) == ("idle", "fallback")
+    assert decision.reasoning == f"fallback: idle, nothing in sight to move to ({generic})"
+    assert detail in caplog.text and 'agent "a"' in caplog.text
     assert metrics.registry.get_sample_value("arena_agent_backend_errors_total", {"kind": kind}) == 1
 
 

@@ -163,13 +163,13 @@ REQUESTS = [
     Bad("inventory-quantity-negative", observe(inventory=[{"name": "wood", "quantity": -1}]), 422,
         ("body", "inventory", "list[InventoryItem]", 0, "quantity"), "greater than or equal to 0"),
     # Control characters in ids: they would forge log lines and leak into prompts.
-    Bad("agent-id-nul", observe(agent_id="a\x00b"), 422, ("body", "agent_id"), "match pattern"),
+    Bad("agent-id-nul", observe(agent_id="a\x00b"), 422, ("body", "agent_id"), "printable and on one line"),
     Bad("agent-id-newline", observe(agent_id="a1\nWARNING forged log line"), 422, ("body", "agent_id"),
-        "match pattern"),
+        "printable and on one line"),
     Bad("tick-agent-id-escape", tick(ORIGIN).replace(b'"a0"', b'"a0\\u001b[31m"'), 422,
-        ("body", "agents", 0, "agent_id"), "match pattern", path="/tick"),
+        ("body", "agents", 0, "agent_id"), "printable and on one line", path="/tick"),
     Bad("resource-name-tab", observe(nearby_resources=[{"name": "berry\t1", **ORIGIN}]), 422,
-        ("body", "nearby_resources", 0, "name"), "match pattern"),
+        ("body", "nearby_resources", 0, "name"), "printable and on one line"),
 ]
 
 
@@ -294,7 +294,7 @@ def test_a_bad_setting_stops_the_start_command_with_exit_2_naming_it(
     assert "Traceback" not in err
 
 
-def test_an_unreachable_api_base_starts_and_says_why_on_ready_and_in_each_decision() -> None:
+def test_an_unreachable_api_base_starts_and_says_why_on_ready_and_in_the_log(caplog: pytest.LogCaptureFixture) -> None:
     """Not a configuration error: vLLM may start later. The service serves, and says why it cannot decide."""
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
@@ -307,5 +307,6 @@ def test_an_unreachable_api_base_starts_and_says_why_on_ready_and_in_each_decisi
             assert f"cannot reach GET {api_base.removesuffix('/v1')}/health" in ready.json()["reason"]
             decision = client.post("/observe", json=VALID)
             assert decision.status_code == 200
-            assert decision.json()["tool"] == "idle" and api_base in decision.json()["reasoning"]
-            assert "is the vLLM server running and api_base right?" in decision.json()["reasoning"]
+            assert decision.json()["reasoning"] == "fallback: idle, nothing in sight to move to (model call failed)"
+            assert api_base not in decision.json()["reasoning"]  # the game gets no internal address ...
+            assert "is the vLLM server running and api_base right?" in caplog.text  # ... the log has why

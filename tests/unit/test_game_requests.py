@@ -41,7 +41,8 @@ def test_every_foraging_observe_body_is_accepted_with_agent_specific_tools(agent
         assert response.json()["agent_id"] == body["agent_id"]
         [sent] = fault.requests
         tools = {tool["function"]["name"]: tool["function"] for tool in sent["tools"]}
-        visible = sorted(r["name"] for r in body["nearby_resources"])
+        nearest = sorted(body["nearby_resources"], key=lambda r: r["distance"])[:5]  # agent.max_entities_in_prompt
+        visible = sorted(r["name"] for r in nearest)
         if visible:
             assert sorted(tools["collect"]["parameters"]["properties"]["target_name"]["enum"]) == visible
         else:

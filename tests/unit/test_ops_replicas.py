@@ -61,7 +61,9 @@ def test_cpu_replicas_copy_the_cpu_service_and_keep_variables(tmp_path: Path) ->
     services = merged([BASE_FILE, CPU_FILE], override)["services"]
     assert set(services) == {"vllm", "vllm-1", "vllm-2", "agent"}
     replica = services["vllm-2"]
-    assert replica["build"]["target"] == "cpu" and "deploy" not in replica
+    # The replica runs the image `vllm` builds: a build of its own would re-tag that image under its own label.
+    assert replica["image"] == services["vllm"]["image"] and services["vllm"]["build"]["target"] == "cpu"
+    assert "build" not in replica and replica["pull_policy"] == "never" and "deploy" not in replica
     models = next(v for v in replica["volumes"] if v["target"] == "/models")
     assert models["type"] == "bind" and models["read_only"] is True
     assert services["agent"]["environment"]["VLLM_API_BASES"].count(",") == 2

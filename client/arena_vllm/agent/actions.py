@@ -50,11 +50,22 @@ def resource_names(observation: Observation) -> list[str]:
     return list(dict.fromkeys(resource.name for resource in ordered))
 
 
-def tools_for(observation: Observation, settings: Settings) -> list[dict[str, Any]]:
-    """The scene's tools, in the scene's order, narrowed to this observation (flat ``{name, description, parameters}``)."""
+def offered_recipes(observation: Observation, settings: Settings, cap: int | None = None) -> list[str]:
+    """The first ``cap`` (default ``agent.max_entities_in_prompt``) known recipe names, sorted: the ones offered and shown."""
+    cap = settings.agent.max_entities_in_prompt if cap is None else cap
+    return sorted(known_recipes(observation, settings))[:cap]
+
+
+def tools_for(observation: Observation, settings: Settings, cap: int | None = None) -> list[dict[str, Any]]:
+    """The scene's tools, in the scene's order, narrowed to this observation (flat ``{name, description, parameters}``).
+
+    The enums hold at most ``cap`` (default ``agent.max_entities_in_prompt``) names, nearest
+    first: the ones the prompt lists, so 512 visible resources cannot make a 60 KB tool list.
+    """
+    cap = settings.agent.max_entities_in_prompt if cap is None else cap
     by_name = {tool.name: tool for tool in settings.tools.tools}
-    names = resource_names(observation)
-    recipes = sorted(known_recipes(observation, settings))
+    names = resource_names(observation)[:cap]
+    recipes = offered_recipes(observation, settings, cap)
     limit = settings.scene.coordinate_limit
     tools = []
     for name in settings.scene.tools:

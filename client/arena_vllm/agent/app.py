@@ -10,9 +10,11 @@ With ``agent.api_key_file`` holding a token, every route but ``/health`` needs
 requests at once get 503 with ``Retry-After`` (see :mod:`arena_vllm.agent.guard`).
 Bad requests are the caller's fault and get 4xx naming the field (413 over
 ``agent.max_body_bytes`` or ``agent.max_agents_per_tick``, 422 for a missing or ill-typed
-field, a non-finite number, or a body that is not JSON, 400 naming why ``json`` could not
+field, a non-finite number or one past ``agent.input.*``, a string with a control or line
+separator character, or a body that is not JSON, 400 naming why ``json`` could not
 decode the body: not UTF-8, nested too deeply, an integer of thousands of digits). Model and
-engine failures are not: those agents get the fallback decision with the reason, with HTTP 200.
+engine failures are not: those agents get the fallback decision with a generic reason, with
+HTTP 200 (the details go to the log and ``/metrics``).
 
 Example::
 
@@ -39,6 +41,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from arena_vllm import __version__
+from arena_vllm.agent.bounds import InputBounds, InputLimits
 from arena_vllm.agent.debug import debug_router, trace_store
 from arena_vllm.agent.experiences import ExperienceStore
 from arena_vllm.agent.guard import InFlightLimit, bearer_auth, read_token
@@ -100,6 +103,7 @@ def create_app(settings: Settings, backend: LLMBackend | None = None) -> FastAPI
         exception_handlers={RequestValidationError: _validation_error, StarletteHTTPException: _body_errors(max_body)},
         dependencies=[Depends(bearer_auth(token))],  # every route but /health, when agent.api_key_file holds a token
     )
+    app.add_middleware(InputBounds, limits=InputLimits.from_settings(settings))  # agent.input.* for every body
     app.add_middleware(
         InFlightLimit, limit=settings.agent.max_requests_in_flight, retry_after_s=settings.agent.retry_after_s,
         on_reject=metrics.rejected.labels(reason="in_flight").inc,

@@ -6,7 +6,9 @@ its own tools (:func:`~arena_vllm.agent.actions.tools_for`: enums of the names i
 its own prompt, after the scene's shared system prompt. The tick has one deadline; an agent
 whose call fails, runs past it, or yields no call the game can carry out gets the SDK-order
 fallback (:mod:`~arena_vllm.agent.fallback`), or ``idle`` when that is switched off. Every
-decision says why in ``reasoning`` and how it was made in ``source``.
+decision says why in ``reasoning`` and how it was made in ``source``; for a failure the reason
+is generic (:data:`GENERIC_REASONS`) and the details go to the log and ``/metrics`` only.
+Each request stays within ``agent.prompt_budget_bytes`` (:func:`plan_call`).
 
 Sampling (temperature, max_tokens, tool_choice) is read from ``settings.backend``; a forced
 call's ``max_tokens`` can be capped at the longest call the agent's tools allow
@@ -39,15 +41,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from arena_vllm.agent.actions import game_problem, known_recipes, tools_for
+from arena_vllm.agent.actions import game_problem, known_recipes, offered_recipes, tools_for
 from arena_vllm.agent.experiences import ExperienceStore
 from arena_vllm.agent.fallback import MAX_REASONING_CHARS, fallback_decision
 from arena_vllm.agent.metrics import AgentMetrics
-from arena_vllm.agent.prompt import render_observation
+from arena_vllm.agent.prompt import PRIORITY, fit_lines, prompt_lines
 from arena_vllm.agent.recorder import TraceRecorder
 from arena_vllm.agent.schemas import Decision, Observation
 from arena_vllm.backends import BackendError, GenerationResult, LLMBackend
-from arena_vllm.backends.tools import UnboundedCallError, max_call_tokens
+from arena_vllm.backends.tools import UnboundedCallError, max_call_tokens, normalize_tools
 from arena_vllm.config import Settings
 
 logger = logging.getLogger(__name__)
@@ -59,6 +61,19 @@ FALLBACK = "fallback"
 NOT_THE_MODEL = (FALLBACK, IDLE_AFTER_FAILURE)
 #: The backend's ``tool_call_source`` -> the decision's ``source``.
 MODEL_SOURCES = {"native": "native", "fallback": "prompt"}
+#: What the game is told when the model gave no usable decision, by failure kind: generic on
+#: purpose. The details (exception text, the backend's URL, the model's rejected call) go to the
+#: log and the ``/debug`` inspector when it is on, the kind to ``arena_agent_backend_errors_total{kind}``;
+#: the game and whoever reads its logs learn nothing about the deployment.
+GENERIC_REASONS = {
+    "deadline": "model call timed out",
+    "no_valid_call": "model gave no usable call",
+    "unknown_tool": "model gave no usable call",
+    "not_executable": "model's call not executable",
+    "internal": "internal error",
+}
+#: For a kind not above (a backend error class name).
+MODEL_CALL_FAILED = "model call failed"
 
 
 @dataclass(frozen=True)
@@ -71,20 +86,47 @@ class CallPlan:
     tool_choice: str
     max_tokens: int
 
+    @property
+    def size_bytes(self) -> int:
+        """UTF-8 bytes of system prompt + tools JSON + user prompt: what ``agent.prompt_budget_bytes`` bounds."""
+        return request_bytes(self.system_prompt, self.tools, self.prompt)
+
+
+def request_bytes(system_prompt: str, tools: list[dict[str, Any]], prompt: str) -> int:
+    """The size ``agent.prompt_budget_bytes`` counts: the tools as sent (OpenAI-shaped, ASCII-escaped JSON, as chat
+    templates write them with ``tojson``), the prompts as UTF-8."""
+    sent = json.dumps(normalize_tools(tools)) if tools else ""
+    return len(system_prompt.encode()) + len(sent.encode()) + len(prompt.encode())
+
 
 def plan_call(observation: Observation, settings: Settings, experiences: ExperienceStore | None = None) -> CallPlan:
     """The scene's system prompt, this agent's prompt and narrowed tools, and the tool_choice for them.
 
-    A ``tool_choice`` naming a tool this agent does not have now (``collect`` with nothing in
-    sight) becomes ``required``: a call among what it can do.
+    The whole request stays within ``agent.prompt_budget_bytes``: over it, the prompt's
+    lowest-priority lines are dropped (:func:`~arena_vllm.agent.prompt.fit_lines`); when even
+    the header, hazards and resources do not fit, every list (and the tools' enums) gets one
+    entry fewer, down to none (then only the header is sure to stay). A ``tool_choice`` naming a tool this agent does not have now (``collect``
+    with nothing in sight) becomes ``required``: a call among what it can do.
     """
-    tools = tools_for(observation, settings)
-    # Recipes only where crafting is near: a station in sight or something held (prompt tokens are per agent).
-    crafting_near = observation.nearby_stations or any(observation.inventory_counts().values())
-    offered = any(t["name"] == "craft_item" for t in tools)
-    recipes = known_recipes(observation, settings) if offered and crafting_near else None
     recent = experiences.recent(observation.agent_id) if experiences is not None else ()
-    prompt = render_observation(observation, settings.agent.max_entities_in_prompt, recent, recipes)
+    budget = settings.agent.prompt_budget_bytes
+    for cap in range(settings.agent.max_entities_in_prompt, -1, -1):
+        tools = tools_for(observation, settings, cap)
+        # Recipes only where crafting is near: a station in sight or something held (prompt tokens are per agent).
+        crafting_near = observation.nearby_stations or any(observation.inventory_counts().values())
+        offered = offered_recipes(observation, settings, cap) if any(t["name"] == "craft_item" for t in tools) else []
+        known = known_recipes(observation, settings)
+        recipes = {name: r for name, r in known.items() if name in offered} if crafting_near else None  # game's order
+        lines = prompt_lines(observation, cap, recent, recipes)
+        room = budget - request_bytes(settings.scene.system_prompt, tools, "")
+        # Hazards and resources are worth more than every list's length: keep them, else shorten every list.
+        prompt = fit_lines(lines, room, keep=PRIORITY["Resources"]) if cap else fit_lines(lines, room)
+        if prompt is not None:
+            break
+    else:  # only when the scene's own system prompt and tools exceed the budget: send the header alone
+        logger.warning("agent.prompt_budget_bytes=%d is too small for scene %r's system prompt and tools",
+                       budget, settings.scene.name)
+        prompt = lines[0][1]
     choice = settings.backend.function_calling.tool_choice
     if choice not in ("auto", "required", "none") and choice not in {t["name"] for t in tools}:
         choice = "required"
@@ -133,24 +175,27 @@ class DecisionPolicy:
     async def decide_tick(self, observations: Sequence[Observation]) -> list[Decision]:
         """One decision per observation, in input order, all within one ``tick_deadline_s``."""
         deadline = asyncio.get_running_loop().time() + self._deadline_s
-        decisions = await asyncio.gather(*(self._decide(obs, deadline) for obs in observations))
-        failed = [d for d in decisions if d.source in NOT_THE_MODEL]
-        if failed:  # one line per tick, not per agent: a broken engine would flood the log
-            reasons = sorted({d.reasoning for d in failed})
-            logger.warning("%d of %d agents got no model decision; e.g.: %s", len(failed), len(decisions),
-                           "; ".join(reasons[:3]))
+        results = await asyncio.gather(*(self._decide(obs, deadline) for obs in observations))
+        decisions = [decision for decision, _ in results]
+        details = sorted({detail for _, detail in results if detail})
+        if details:  # one line per tick, not per agent: a broken engine would flood the log
+            failed = sum(1 for _, detail in results if detail)
+            logger.warning("%d of %d agents got no model decision; e.g.: %s", failed, len(decisions),
+                           "; ".join(details[:3]))
         return decisions
 
-    async def _decide(self, observation: Observation, deadline: float) -> Decision:
+    async def _decide(self, observation: Observation, deadline: float) -> tuple[Decision, str | None]:
+        """The decision, and what went wrong for the log (None when the model decided)."""
         started = time.perf_counter()
         with self._recorder.decision(observation) as trace:
-            decision = await self._attempt(observation, deadline)
-            trace.decided(decision, decision.source, decision.reasoning if decision.source in NOT_THE_MODEL else None)
+            decision, detail = await self._attempt(observation, deadline)
+            # The inspector (an operator's view, loopback-only by default) gets the details, as the log does.
+            trace.decided(decision, decision.source, detail if decision.source in NOT_THE_MODEL else None)
         self._metrics.latency.observe(time.perf_counter() - started)
         self._metrics.decisions.labels(tool=decision.tool, source=decision.source).inc()
-        return decision
+        return decision, detail
 
-    async def _attempt(self, observation: Observation, deadline: float) -> Decision:
+    async def _attempt(self, observation: Observation, deadline: float) -> tuple[Decision, str | None]:
         plan = plan_call(observation, self._settings, self._experiences)
         remaining = deadline - asyncio.get_running_loop().time()
         try:
@@ -176,7 +221,7 @@ class DecisionPolicy:
                     max_tokens=plan.max_tokens,
                 )
 
-    def _check(self, result: GenerationResult, observation: Observation, plan: CallPlan) -> Decision:
+    def _check(self, result: GenerationResult, observation: Observation, plan: CallPlan) -> tuple[Decision, str | None]:
         """The backend's schema-valid call, if this agent could be given it and the game can carry it out."""
         call: dict[str, Any] | None = result.metadata.get("tool_call")
         if call is None:
@@ -195,13 +240,17 @@ class DecisionPolicy:
         source = MODEL_SOURCES.get(result.metadata.get("tool_call_source", "native"), "native")
         said = result.text.strip() if source == "native" else ""  # a text call's text is the call itself
         reasoning = f"model: {describe(call['name'], call['arguments'], observation)}" + (f"; {said}" if said else "")
-        return Decision(tool=call["name"], params=call["arguments"], reasoning=_bounded(reasoning), source=source)
+        return Decision(tool=call["name"], params=call["arguments"], reasoning=_bounded(reasoning), source=source), None
 
-    def _failed(self, observation: Observation, kind: str, reason: str) -> Decision:
+    def _failed(self, observation: Observation, kind: str, detail: str) -> tuple[Decision, str]:
+        """The fallback (or idle) with a generic reason for the game; ``detail`` is returned for the log only."""
         self._metrics.backend_errors.labels(kind=kind).inc()
+        reason = GENERIC_REASONS.get(kind, MODEL_CALL_FAILED)
         if self._settings.agent.fallback.enabled:
-            return fallback_decision(observation, self._settings, reason)
-        return Decision.idle(_bounded(reason))
+            decision = fallback_decision(observation, self._settings, reason)
+        else:
+            decision = Decision.idle(reason)
+        return decision, f"agent {json.dumps(observation.agent_id)}: {_bounded(detail)}"
 
 
 def describe(tool: str, params: dict[str, Any], observation: Observation) -> str:

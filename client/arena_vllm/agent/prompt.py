@@ -1,8 +1,11 @@
 """Observation -> the user prompt: short lines of what helps decide, nearest things first (each list sorted).
 
 Small models decide better on short prompts, and a tick of many agents costs prompt tokens
-times agents, so the rendering is compact: one decimal, at most ``max_entities`` of each kind
-(the rest counted, not listed), long game texts cut. It carries what the SDK's
+times agents, so the rendering is compact: one decimal, at most ``max_entities`` of every
+list (resources, hazards, stations, inventory, progress, recipes and their inputs, events; two
+explore targets; the rest counted, not listed), long game texts cut. Each line has a priority
+(:data:`PRIORITY`): :func:`fit_lines` drops the least useful ones when a prompt is over its
+byte budget (``agent.prompt_budget_bytes``, enforced by the policy's ``plan_call``). It carries what the SDK's
 ``format_observation`` shows (hazards with distance, stations, inventory, explore targets,
 the last tool result) plus the recipes and the agent's recent experiences.
 
@@ -35,6 +38,13 @@ from arena_vllm.config import RecipeSpec
 #: Game texts (objective, errors, experience descriptions) are cut to this many characters.
 MAX_TEXT_IN_PROMPT = 120
 
+#: Which lines go first when a prompt is over its budget: the highest number first. The header
+#: (who, where, health) is never dropped; hazards and resources are what a decision needs most.
+PRIORITY = {
+    "header": 0, "Hazards": 1, "Resources": 2, "Inventory": 3, "Stations": 4, "Recipes": 5,
+    "Last action": 6, "Explore": 7, "Objective": 8, "Progress": 9, "Recent events": 10,
+}
+
 
 def render_observation(
     observation: Observation,
@@ -43,35 +53,72 @@ def render_observation(
     recipes: Mapping[str, RecipeSpec] | None = None,
 ) -> str:
     """The user prompt for one agent; ``max_entities`` caps each list, ``recipes`` are shown when given."""
+    return "\n".join(line for _, line in prompt_lines(observation, max_entities, experiences, recipes))
+
+
+def fit_lines(lines: Sequence[tuple[int, str]], budget_bytes: int, keep: int = 0) -> str | None:
+    """The lines, in order, without the lowest-priority ones until the UTF-8 text fits ``budget_bytes``;
+    None when the lines of priority ``keep`` or more important do not fit."""
+    kept = list(lines)
+    size = len("\n".join(line for _, line in kept).encode())
+    while size > budget_bytes:
+        droppable = [index for index, (priority, _) in enumerate(kept) if priority > keep]
+        if not droppable:
+            return None
+        worst = max(droppable, key=lambda index: (kept[index][0], index))
+        size -= len(kept[worst][1].encode()) + 1
+        del kept[worst]
+    return "\n".join(line for _, line in kept)
+
+
+def prompt_lines(
+    observation: Observation,
+    max_entities: int,
+    experiences: Sequence[Experience] = (),
+    recipes: Mapping[str, RecipeSpec] | None = None,
+) -> list[tuple[int, str]]:
+    """The user prompt's lines with their :data:`PRIORITY`, in prompt order; every list capped at ``max_entities``."""
     obs = observation
-    lines = [
-        (
-            f"Tick {obs.tick}. You are agent {_q(obs.agent_id)} at {_vec(obs.position)}. "
-            f"Health {_num(obs.health)}/{_num(obs.max_health)}, energy {_num(obs.energy)}, "
-            f"perception radius {_num(obs.perception_radius)}."
-        )
-    ]
+    cap = max_entities
+    lines = [(PRIORITY["header"], (
+        f"Tick {obs.tick}. You are agent {_q(obs.agent_id)} at {_vec(obs.position)}. "
+        f"Health {_num(obs.health)}/{_num(obs.max_health)}, energy {_num(obs.energy)}, "
+        f"perception radius {_num(obs.perception_radius)}."
+    ))]
     if obs.objective is not None:
         limit = f" (time limit {obs.objective.time_limit} ticks)" if obs.objective.time_limit else ""
-        lines.append(f"Objective: {_q(obs.objective.description)}{limit}.")
+        lines.append((PRIORITY["Objective"], f"Objective: {_q(_cut(obs.objective.description))}{limit}."))
     if obs.current_progress:
-        lines.append("Progress: " + ", ".join(f"{_q(k)}={_num(v)}" for k, v in obs.current_progress.items()) + ".")
-    lines.append(_entities("Resources", obs.nearby_resources, obs.position, max_entities))
-    lines.append(_entities("Hazards", obs.nearby_hazards, obs.position, max_entities))
+        progress = [f"{_q(k)}={_num(v)}" for k, v in obs.current_progress.items()]
+        lines.append((PRIORITY["Progress"], "Progress: " + _capped(progress, cap) + "."))
+    lines.append((PRIORITY["Resources"], _entities("Resources", obs.nearby_resources, obs.position, cap)))
+    lines.append((PRIORITY["Hazards"], _entities("Hazards", obs.nearby_hazards, obs.position, cap)))
     if obs.nearby_stations:
-        lines.append(_entities("Stations", obs.nearby_stations, obs.position, max_entities))
-    lines.append(f"Inventory: {_inventory(obs.inventory_counts(), max_entities)}.")
+        lines.append((PRIORITY["Stations"], _entities("Stations", obs.nearby_stations, obs.position, cap)))
+    lines.append((PRIORITY["Inventory"], f"Inventory: {_inventory(obs.inventory_counts(), cap)}."))
     if recipes:
-        lines.append("Recipes: " + "; ".join(_recipe(name, r) for name, r in list(recipes.items())[:max_entities]) + ".")
+        shown = [_recipe(name, r, cap) for name, r in recipes.items()]
+        lines.append((PRIORITY["Recipes"], "Recipes: " + _capped(shown, cap, "; ") + "."))
     if obs.exploration is not None:
-        lines.append(_exploration(obs, max_entities))
+        lines.append((PRIORITY["Explore"], _exploration(obs, cap)))
     if obs.tool_result is not None:
         result = obs.tool_result
         outcome = "succeeded" if result.success else f"failed: {_q(_cut(result.error))}" if result.error else "failed"
-        lines.append(f"Last action: {_q(result.tool)} {outcome}.")
+        lines.append((PRIORITY["Last action"], f"Last action: {_q(result.tool)} {outcome}."))
     if experiences:
-        lines.append("Recent events: " + "; ".join(_experience(e) for e in experiences[-max_entities:]) + ".")
-    return "\n".join(lines)
+        recent = [_experience(e) for e in experiences[len(experiences) - min(cap, len(experiences)):]] if cap else []
+        earlier = len(experiences) - len(recent)
+        shown = "; ".join(recent) + ("; " if recent and earlier else "") + (f"{earlier} earlier not listed" if earlier else "")
+        lines.append((PRIORITY["Recent events"], f"Recent events: {shown}."))
+    return lines
+
+
+def _capped(items: Sequence[str], cap: int, sep: str = ", ") -> str:
+    """The first ``cap`` items, then how many more there are."""
+    shown = list(items[:cap])
+    if len(items) > cap:
+        shown.append(f"{len(items) - cap} more not listed")
+    return sep.join(shown)
 
 
 def _entities(title: str, entities: Sequence[Resource], origin: Sequence[float], cap: int) -> str:
@@ -96,12 +143,12 @@ def _entity(entity: Resource, distance: float) -> str:
 
 
 def _inventory(counts: Mapping[str, float], cap: int) -> str:
-    items = [f"{_q(name)} x{count:g}" for name, count in list(counts.items())[:cap] if count]
-    return ", ".join(items) or "empty"
+    held = [f"{_q(name)} x{_num(count)}" for name, count in counts.items() if count]
+    return _capped(held, cap) or "empty"
 
 
-def _recipe(name: str, recipe: RecipeSpec) -> str:
-    inputs = " + ".join(f"{count} {_q(item)}" for item, count in recipe.inputs.items()) or "nothing"
+def _recipe(name: str, recipe: RecipeSpec, cap: int) -> str:
+    inputs = _capped([f"{count} {_q(item)}" for item, count in recipe.inputs.items()], cap, " + ") or "nothing"
     station = f" at {_q(recipe.station)}" if recipe.station else ""
     return f"{_q(name)} = {inputs}{station}"
 
@@ -109,11 +156,10 @@ def _recipe(name: str, recipe: RecipeSpec) -> str:
 def _exploration(obs: Observation, cap: int) -> str:
     assert obs.exploration is not None
     line = f"Explored {_num(obs.exploration.exploration_percentage)}% of the world."
-    targets = sorted(obs.exploration.explore_targets, key=lambda t: t.distance)[: min(cap, 2)]
+    targets = sorted(obs.exploration.explore_targets, key=lambda t: t.distance)
     if targets:
-        line += " Explore targets: " + "; ".join(
-            f"{_q(t.direction)} at {_vec(t.position)}, {_num(t.distance)} away" for t in targets
-        ) + "."
+        described = [f"{_q(t.direction)} at {_vec(t.position)}, {_num(t.distance)} away" for t in targets]
+        line += " Explore targets: " + _capped(described, min(cap, 2), "; ") + "."
     return line
 
 

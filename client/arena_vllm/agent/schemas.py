@@ -1,8 +1,9 @@
 """The wire format of Agent Arena's agent protocol: observations in, decisions out.
 
 Field names follow Agent Arena's SDK (``agent_arena_sdk.schemas``) so the game needs no change.
-Every number must be finite and every string and list is bounded, so a bad payload is a 422
-that names the field instead of a prompt the model cannot use. Unknown keys are ignored at the
+Every number must be finite and within the service's bounds (``agent.input.*``), every
+string printable and on one line, every string and list bounded, so a bad payload is a 422
+that names the field instead of a prompt the model cannot use (:mod:`~arena_vllm.agent.bounds`). Unknown keys are ignored at the
 top level and kept inside entities: newer game builds add fields, and that must not break a tick.
 
 Example::
@@ -17,18 +18,24 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, NonNegativeInt, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, FiniteFloat, NonNegativeInt, StringConstraints, model_validator
+
+from arena_vllm.agent.bounds import coordinate, count, distance, number, printable
 
 MAX_ID_CHARS = 128
 MAX_TEXT_CHARS = 2000
 MAX_LIST_ITEMS = 512
 
-#: Ids go into log lines and prompts: no control characters (a newline would forge a log line).
-Id = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_CHARS, pattern=r"^[^\x00-\x1f\x7f]*$")]
-Label = Annotated[str, StringConstraints(max_length=MAX_ID_CHARS)]
-Text = Annotated[str, StringConstraints(max_length=MAX_TEXT_CHARS)]
-Distance = Annotated[FiniteFloat, Field(ge=0)]
-Vec3 = Annotated[list[FiniteFloat], Field(min_length=3, max_length=3)]
+#: Strings go into prompts and log lines: printable, one line (:func:`~arena_vllm.agent.bounds.printable`).
+Id = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_CHARS), AfterValidator(printable)]
+Label = Annotated[str, StringConstraints(max_length=MAX_ID_CHARS), AfterValidator(printable)]
+Text = Annotated[str, StringConstraints(max_length=MAX_TEXT_CHARS), AfterValidator(printable)]
+#: Numbers are finite and, in the service, within ``agent.input.*`` (:mod:`~arena_vllm.agent.bounds`).
+Coordinate = Annotated[FiniteFloat, AfterValidator(coordinate)]
+Distance = Annotated[FiniteFloat, Field(ge=0), AfterValidator(distance)]
+Number = Annotated[FiniteFloat, AfterValidator(number)]
+Count = Annotated[NonNegativeInt, AfterValidator(count)]
+Vec3 = Annotated[list[Coordinate], Field(min_length=3, max_length=3)]
 
 
 def _bounded(*, max_length: int = MAX_LIST_ITEMS) -> Any:
@@ -70,7 +77,7 @@ class Resource(_Entity):
 class Hazard(Resource):
     """A hazard within perception range."""
 
-    damage: FiniteFloat = 0.0
+    damage: Number = 0.0
 
 
 class Station(Resource):
@@ -82,7 +89,7 @@ class InventoryItem(_Entity):
 
     id: Label = ""
     name: Id
-    quantity: NonNegativeInt = 1
+    quantity: Count = 1
 
 
 class ExploreTarget(_Entity):
@@ -97,8 +104,8 @@ class Exploration(_Entity):
     """How much of the world the agent has seen."""
 
     exploration_percentage: Annotated[FiniteFloat, Field(ge=0, le=100)] = 0.0
-    total_cells: NonNegativeInt = 0
-    seen_cells: NonNegativeInt = 0
+    total_cells: Count = 0
+    seen_cells: Count = 0
     frontiers_by_direction: dict[Label, Distance] = Field(default_factory=dict, max_length=64)
     explore_targets: list[ExploreTarget] = _bounded(max_length=64)
 
@@ -106,8 +113,8 @@ class Exploration(_Entity):
 class MetricDefinition(_Entity):
     """One success metric of a scenario objective."""
 
-    target: FiniteFloat
-    weight: FiniteFloat = 1.0
+    target: Number
+    weight: Number = 1.0
     lower_is_better: bool = False
     required: bool = False
 
@@ -117,13 +124,13 @@ class Objective(_Entity):
 
     description: Text
     success_metrics: dict[Label, MetricDefinition] = Field(default_factory=dict, max_length=64)
-    time_limit: NonNegativeInt = 0
+    time_limit: Count = 0
 
 
 class Recipe(_Entity):
     """A crafting recipe as the foraging scene sends it in ``custom.recipes`` (scripts/foraging.gd)."""
 
-    inputs: dict[Label, NonNegativeInt] = Field(default_factory=dict, max_length=32)
+    inputs: dict[Label, Count] = Field(default_factory=dict, max_length=32)
     station: Label = ""
 
 
@@ -131,7 +138,7 @@ class Custom(_Entity):
     """Scene extras. The foraging scene puts ``inventory`` ({type: count}) and ``recipes`` here
     (scripts/foraging.gd ``_convert_observation_to_backend_format``); other keys are kept."""
 
-    inventory: dict[Label, FiniteFloat] = Field(default_factory=dict, max_length=MAX_LIST_ITEMS)
+    inventory: dict[Label, Number] = Field(default_factory=dict, max_length=MAX_LIST_ITEMS)
     recipes: dict[Id, Recipe] = Field(default_factory=dict, max_length=64)
 
     @model_validator(mode="before")
@@ -149,7 +156,7 @@ class ToolResult(_Entity):
     success: bool = False
     result: dict[str, Any] | None = Field(default=None, max_length=64)
     error: Text = ""
-    duration_ticks: int = 0
+    duration_ticks: Count = 0
 
 
 class Observation(_Game):
@@ -160,7 +167,7 @@ class Observation(_Game):
     """
 
     agent_id: Id
-    tick: NonNegativeInt = 0
+    tick: Count = 0
     position: Vec3
     rotation: Vec3 | None = None
     velocity: Vec3 | None = None
@@ -169,15 +176,15 @@ class Observation(_Game):
     nearby_hazards: list[Hazard] = _bounded()
     nearby_stations: list[Station] = _bounded()
     # Agent Arena sends a list of items; older scenarios send {name: count}.
-    inventory: list[InventoryItem] | dict[Label, FiniteFloat] = _bounded()
-    health: FiniteFloat = 100.0
-    max_health: FiniteFloat = 100.0
-    energy: FiniteFloat = 100.0
+    inventory: list[InventoryItem] | dict[Label, Number] = _bounded()
+    health: Number = 100.0
+    max_health: Number = 100.0
+    energy: Number = 100.0
     perception_radius: Distance = 50.0
     exploration: Exploration | None = None
     scenario_name: Label = ""
     objective: Objective | None = None
-    current_progress: dict[Label, FiniteFloat] = Field(default_factory=dict, max_length=64)
+    current_progress: dict[Label, Number] = Field(default_factory=dict, max_length=64)
     custom: Custom = Field(default_factory=Custom)
     tool_result: ToolResult | None = None
 
@@ -244,7 +251,7 @@ class TickRequest(_Game):
       ``IPCClient::send_tick_request``); answered with flat actions.
     """
 
-    tick: NonNegativeInt
+    tick: Count
     agents: list[TickAgent] | None = None
     perceptions: list[Observation] | None = None
 
@@ -314,12 +321,12 @@ class Experience(_Game):
     ``_report_damage_to_backend``); kept per agent and shown in its next prompts."""
 
     agent_id: Id
-    tick: NonNegativeInt = 0
+    tick: Count = 0
     event_type: Label = ""
     description: Text = ""
     position: Vec3 | None = None
     object_name: Label = ""
-    damage_taken: FiniteFloat = 0.0
+    damage_taken: Number = 0.0
     metadata: dict[str, Any] = Field(default_factory=dict, max_length=64)
 
 
@@ -333,7 +340,7 @@ class ToolExecuteRequest(_Game):
     tool_name: Label = ""
     params: dict[str, Any] = Field(default_factory=dict, max_length=64)
     agent_id: Label = ""
-    tick: NonNegativeInt = 0
+    tick: Count = 0
 
 
 class ToolExecuteResponse(BaseModel):

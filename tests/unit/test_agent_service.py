@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -16,18 +15,6 @@ import pytest
 from tests.support.fault_server import FaultServer
 from tests.support.observations import OBSERVATION
 from tests.support.service import MOVE, agent_client, cached_settings, metric, tick_body
-
-
-@pytest.fixture
-def fault() -> Iterator[FaultServer]:
-    with FaultServer(model="tiny", tool_args=MOVE) as server:
-        yield server
-
-
-@pytest.fixture
-def agent(fault: FaultServer) -> Iterator[httpx.Client]:
-    with agent_client(fault) as client:
-        yield client
 
 
 def test_observe_returns_the_models_tool_call(agent: httpx.Client, fault: FaultServer) -> None:

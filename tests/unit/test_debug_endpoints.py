@@ -6,7 +6,6 @@ the traces hold what was really sent and answered; its faults give fallback deci
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -18,12 +17,6 @@ from tests.support.fault_server import FaultServer
 from tests.support.inspector import API_KEY, HOSTILE, inspector, inspector_settings, observation
 from tests.support.sdk_debug import SDK_QUERY, SDK_RESPONSES, assert_shape
 from tests.support.service import MOVE, cached_settings
-
-
-@pytest.fixture
-def fault() -> Iterator[FaultServer]:
-    with FaultServer(model="tiny", tool_args=MOVE) as server:
-        yield server
 
 
 def play(client: httpx.Client) -> None:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 
 import httpx
-import pytest
 
 from tests.support.fault_server import FaultServer
 from tests.support.game_requests import (
@@ -16,22 +14,7 @@ from tests.support.game_requests import (
     hazard_experience,
     ipc_test_perception,
 )
-from tests.support.service import agent_client, metric
-
-MOVE = {"target_position": [1.0, 0.0, 2.0]}
-
-
-@pytest.fixture
-def fault() -> Iterator[FaultServer]:
-    with FaultServer(model="tiny", tool_args=MOVE) as server:
-        yield server
-
-
-@pytest.fixture
-def agent(fault: FaultServer) -> Iterator[httpx.Client]:
-    with agent_client(fault) as client:
-        yield client
-
+from tests.support.service import MOVE, agent_client, metric
 
 def test_every_foraging_observe_body_is_accepted_with_agent_specific_tools(agent: httpx.Client, fault: FaultServer) -> None:
     for body in foraging_ticks(ticks=2, agents=16)[1]:

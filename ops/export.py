@@ -88,18 +88,6 @@ def k8s_name(value: str) -> str:
     return name[:63]
 
 
-def engine_args(profile: ProfileSettings) -> list[str]:
-    """Profile keys the chart has no field for, as vLLM flags (``vllmConfig.extraArgs``)."""
-    args: list[str] = []
-    if profile.quantization:
-        args += ["--quantization", profile.quantization]
-    if profile.kv_cache_memory_bytes:
-        args += ["--kv-cache-memory-bytes", profile.kv_cache_memory_bytes]
-    if profile.enforce_eager:
-        args.append("--enforce-eager")
-    return [*args, *profile.extra_args]
-
-
 def production_stack_values(profile: ProfileSettings, options: ExportOptions) -> dict[str, Any]:
     """Values for production-stack's ``vllm-stack`` chart: one modelSpec from the profile."""
     if profile.device != "gpu":
@@ -133,7 +121,7 @@ def production_stack_values(profile: ProfileSettings, options: ExportOptions) ->
                     "tensorParallelSize": gpus,
                     "gpuMemoryUtilization": profile.gpu_memory_utilization,
                     "enablePrefixCaching": True,  # the chart passes --no-enable-prefix-caching otherwise
-                    "extraArgs": engine_args(profile),
+                    "extraArgs": profile.engine_flags(),  # keys the chart has no field for: the entrypoint's flags
                 },
             }],
         },

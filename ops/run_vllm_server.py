@@ -234,8 +234,8 @@ def fit_memory(profile: ProfileSettings, gpus: list[GpuMemory], model_config: Ma
 def _refusal(profile: ProfileSettings, free: float, total: float, short: tuple[MemoryPlan, float] | None,
              processes: Callable[[], list[str]]) -> str:
     """Why the profile cannot start and the three ways out: smaller profile, shorter context, close processes."""
-    fixes = [f"a smaller profile (VLLM_PROFILE=auto picks by free memory; `python -m ops plan --profile NAME` "
-             f"shows what fits)"]
+    fixes = ["a smaller profile (VLLM_PROFILE=auto picks by free memory; `python -m ops plan --profile NAME` "
+             "shows what fits)"]
     if short is None:
         why = f"only {free / GIB:.2f} GiB of {total / GIB:.2f} GiB VRAM is free, less than the headroom"
         missing = profile.vram_headroom_gib * GIB - free
@@ -320,13 +320,7 @@ def build_plan(overrides: list[str], bind: str, port: int) -> ServerPlan:
     ]
     if profile.device == "gpu":
         argv += ["--gpu-memory-utilization", f"{decision.utilization:g}"]
-    if profile.kv_cache_memory_bytes:
-        argv += ["--kv-cache-memory-bytes", profile.kv_cache_memory_bytes]
-    if profile.quantization:
-        argv += ["--quantization", profile.quantization]
-    if profile.enforce_eager:
-        argv.append("--enforce-eager")
-    argv += profile.extra_args
+    argv += profile.engine_flags()
 
     # Our own VLLM_* settings are consumed here; vLLM would warn about them as unknown.
     # Secret values are taken out of the environment the server inherits (see the module doc).

@@ -165,6 +165,21 @@ class ProfileSettings(_Model):
             raise ValueError(f"GPU profile {self.name!r} needs min_vram_gib (used by VLLM_PROFILE=auto)")
         return self
 
+    def engine_flags(self) -> list[str]:
+        """vLLM flags for the keys that need no planning (quantization, KV cache size, eager mode, extra_args).
+
+        One mapping for every way the profile reaches vLLM: the container entrypoint and
+        ``ops export k8s`` (the chart's ``extraArgs``) both pass these.
+        """
+        flags: list[str] = []
+        if self.quantization:
+            flags += ["--quantization", self.quantization]
+        if self.kv_cache_memory_bytes:
+            flags += ["--kv-cache-memory-bytes", self.kv_cache_memory_bytes]
+        if self.enforce_eager:
+            flags.append("--enforce-eager")
+        return [*flags, *self.extra_args]
+
 
 class ToolSpec(_Model):
     """One tool in the flat shape Agent Arena uses: name, description, JSON-schema parameters."""

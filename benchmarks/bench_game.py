@@ -39,7 +39,7 @@ from arena_vllm.agent.schemas import Observation
 from arena_vllm.backends.chat import native_tools_request
 from arena_vllm.backends.tools import normalize_tools
 from arena_vllm.config import Settings, env_overrides, load_settings
-from benchmarks.bench_tick import TIMEOUT_S, Target, add_target_arguments, first_model, run, stack_target, started_stack
+from benchmarks.bench_tick import TIMEOUT_S, Target, add_target_arguments, open_target, run
 from tests.support.game_requests import foraging_ticks
 
 #: The tool set offered before issue #8 (configs/tools/foraging.yaml at commit 7c9f824), the baseline.
@@ -167,10 +167,7 @@ def main() -> None:
     args = parser.parse_args()
     settings = load_settings([*args.overrides, *env_overrides()])
     with contextlib.ExitStack() as stack:
-        if args.start_stack:
-            target = stack_target(stack.enter_context(started_stack(args.overrides)))
-        else:
-            target = Target(args.agent_url, args.vllm_api_base, args.model or first_model(args), args.api_key)
+        target = open_target(args, stack)
         asyncio.run(replay(target, settings))
         print(f"\n/tick of {args.agents} vs the same requests straight to vLLM", file=sys.stderr)
         asyncio.run(run(target, settings, args.agents, args.repeats))

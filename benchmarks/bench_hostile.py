@@ -34,7 +34,7 @@ from arena_vllm.agent.schemas import Observation
 from arena_vllm.backends.chat import native_tools_request
 from arena_vllm.backends.tools import normalize_tools
 from arena_vllm.config import Settings, env_overrides, load_settings
-from benchmarks.bench_tick import TIMEOUT_S, Target, add_target_arguments, first_model, stack_target, started_stack
+from benchmarks.bench_tick import TIMEOUT_S, Target, add_target_arguments, open_target
 from tests.support.game_requests import foraging_ticks
 from tests.support.hostile import accepted, hostile_corpus
 
@@ -146,10 +146,7 @@ def main() -> None:
     if args.offline:
         return
     with contextlib.ExitStack() as stack:
-        if args.start_stack:
-            target = stack_target(stack.enter_context(started_stack(args.overrides)))
-        else:
-            target = Target(args.agent_url, args.vllm_api_base, args.model or first_model(args), args.api_key)
+        target = open_target(args, stack)
         asyncio.run(measure(target, settings, plans))
 
 

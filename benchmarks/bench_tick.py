@@ -248,6 +248,13 @@ def stack_target(stack: Stack) -> Target:
     return Target(stack.agent_url, stack.vllm_api_base, stack.served_model, stack.api_key)
 
 
+def open_target(args: argparse.Namespace, resources: contextlib.ExitStack) -> Target:
+    """The test stack's addresses with ``--start-stack`` (started inside ``resources``), else the ones given."""
+    if args.start_stack:
+        return stack_target(resources.enter_context(started_stack(args.overrides)))
+    return Target(args.agent_url, args.vllm_api_base, args.model or first_model(args), args.api_key)
+
+
 def add_target_arguments(parser: argparse.ArgumentParser) -> None:
     """Where a running stack is (shared with bench_stack.py)."""
     parser.add_argument("--agent-url", default="http://127.0.0.1:5000")
@@ -267,10 +274,7 @@ def main() -> None:
     settings = load_settings([*args.overrides, *env_overrides()])
 
     with contextlib.ExitStack() as stack:
-        if args.start_stack:
-            target = stack_target(stack.enter_context(started_stack(args.overrides)))
-        else:
-            target = Target(args.agent_url, args.vllm_api_base, args.model or first_model(args), args.api_key)
+        target = open_target(args, stack)
         asyncio.run(run(target, settings, args.agents, args.repeats))
 
 

@@ -123,6 +123,13 @@ def poll(check: Callable[[], Any], bound_s: float, what: str) -> float:
                 raise AssertionError(f"{what}: not within {bound_s} s; last failure: {exc}") from exc
 
 
+def model_decides(agent: httpx.Client) -> None:
+    """One /observe answered by the model (not the fallback); AssertionError otherwise, for :func:`poll`."""
+    response = agent.post("/observe", json=OBSERVATION)
+    assert response.status_code == 200, response.text
+    assert_model_decision(response.json())
+
+
 def ensure_vllm_running(stack: Stack) -> None:
     vllm = stack.container("vllm")
     vllm.reload()
@@ -223,12 +230,7 @@ def test_vllm_started_again_the_agent_recovers_without_a_restart(
     vllm.start()
     ready_s = wait_agent_ready(stack, RECOVERY_BOUND_S)
 
-    def decides() -> None:
-        response = agent.post("/observe", json=OBSERVATION)
-        assert response.status_code == 200, response.text
-        assert_model_decision(response.json())
-
-    poll(decides, RECOVERY_BOUND_S, "a valid decision after vLLM restarted")
+    poll(lambda: model_decides(agent), RECOVERY_BOUND_S, "a valid decision after vLLM restarted")
     valid_s = time.monotonic() - started
 
     tick = agent.post("/tick", json=tick_body(tick=102, agents=8))
@@ -302,12 +304,7 @@ def test_a_crash_inside_vllm_restarts_it_and_the_agent_recovers_without_a_restar
     assert vllm.attrs["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
     ready_s = wait_agent_ready(stack, RECOVERY_BOUND_S)
 
-    def decides() -> None:
-        response = agent.post("/observe", json=OBSERVATION)
-        assert response.status_code == 200, response.text
-        assert_model_decision(response.json())
-
-    poll(decides, RECOVERY_BOUND_S, "a valid decision after the crash")
+    poll(lambda: model_decides(agent), RECOVERY_BOUND_S, "a valid decision after the crash")
     assert started_at(stack, "agent") == agent_started, "the agent was restarted; it must recover by itself"
     # The restarted server still requires the key (its --config file was written again).
     assert httpx.get(f"{stack.vllm_api_base}/models", timeout=30).status_code == 401

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import helm_python as helm
 import kubernetes_validate
@@ -22,7 +23,13 @@ import yaml
 from arena_vllm.config import ConfigError, available_options, load_settings
 from jsonschema import Draft202012Validator
 
-from ops.export import CHART, ROUTER_SERVICE, ExportOptions, production_stack_values, render_export
+from ops.export import (
+    CHART,
+    ROUTER_SERVICE,
+    ExportOptions,
+    production_stack_values,
+    render_export,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 COMMITTED = REPO / "deploy" / "k8s"
@@ -82,14 +89,19 @@ def rendered(export: dict[str, str], release: str = "arena") -> list[dict]:
     return [doc for text in manifests.values() for doc in yaml.safe_load_all(text) if doc]
 
 
+def assert_valid_kubernetes(obj: dict[str, Any]) -> None:
+    """``obj`` against the Kubernetes schemas (strict: unknown fields fail); the failure names the object and path."""
+    try:
+        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+    except kubernetes_validate.ValidationError as exc:
+        pytest.fail(f"{obj['kind']} {obj['metadata']['name']}: {exc.message} at {'/'.join(map(str, exc.path))}")
+
+
 def test_the_chart_renders_and_every_object_validates(export: dict[str, str]) -> None:
     objects = rendered(export)
     assert {"Deployment", "Service", "Secret"} <= {obj["kind"] for obj in objects}
     for obj in objects:
-        try:
-            kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
-        except kubernetes_validate.ValidationError as exc:
-            pytest.fail(f"{obj['kind']} {obj['metadata']['name']}: {exc.message} at {'/'.join(map(str, exc.path))}")
+        assert_valid_kubernetes(obj)
 
 
 def test_the_rendered_engine_runs_the_profile(export: dict[str, str]) -> None:
@@ -127,10 +139,7 @@ def test_agent_manifests_validate_against_kubernetes_schemas(export: dict[str, s
     documents = list(yaml.safe_load_all(export["agent.yaml"]))
     assert [doc["kind"] for doc in documents] == ["Deployment", "Service"]
     for document in documents:
-        try:
-            kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
-        except kubernetes_validate.ValidationError as exc:
-            pytest.fail(f"{document['kind']}: {exc.message} at {'/'.join(map(str, exc.path))}")
+        assert_valid_kubernetes(document)
 
 
 def test_agent_probes_secret_reference_and_resources(export: dict[str, str]) -> None:

@@ -82,33 +82,28 @@ class InputBounds:
             await self.app(scope, receive, send)
 
 
-def _within(value: float, bound: float, setting: str) -> None:
-    if abs(value) > bound:
+def _within(value: float, setting: str) -> float:
+    """``value`` if its magnitude is within ``agent.input.<setting>`` of the request's limits (none in force: any)."""
+    limits = _LIMITS.get()
+    bound = getattr(limits, setting) if limits is not None else None
+    if bound is not None and abs(value) > bound:
         raise ValueError(f"{value:g} is beyond +-{bound:g} (agent.input.{setting})")
+    return value
 
 
 def coordinate(value: float) -> float:
     """A position, rotation or velocity component."""
-    limits = _LIMITS.get()
-    if limits is not None:
-        _within(value, limits.max_coordinate, "max_coordinate")
-    return value
+    return _within(value, "max_coordinate")
 
 
 def distance(value: float) -> float:
     """A distance or radius (>= 0 is the schema's)."""
-    limits = _LIMITS.get()
-    if limits is not None:
-        _within(value, limits.max_distance, "max_distance")
-    return value
+    return _within(value, "max_distance")
 
 
 def number(value: float) -> float:
     """Any other number: health, energy, damage, counts held, progress, weights."""
-    limits = _LIMITS.get()
-    if limits is not None:
-        _within(value, limits.max_number, "max_number")
-    return value
+    return _within(value, "max_number")
 
 
 def count(value: int) -> int:

@@ -185,7 +185,7 @@ class ToolSpec(_Model):
     """One tool in the flat shape Agent Arena uses: name, description, JSON-schema parameters."""
 
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
-    description: str
+    description: str = Field(default="", description="left out of the request when empty (a name like idle says enough)")
     parameters: dict[str, Any]
 
 
@@ -273,6 +273,10 @@ class SceneSettings(_Model):
     system_prompt: str = Field(min_length=1)
     recipes: dict[str, RecipeSpec] = Field(description="used when the game sends no custom.recipes")
     coordinate_limit: float = Field(gt=0.0, description="move_to coordinates stay within +-this")
+    collect_radius: float | None = Field(
+        gt=0.0, description="collect is offered for resources this close (the game's range); null: all in sight")
+    craft_radius: float | None = Field(
+        gt=0.0, description="craft_item is offered for recipes whose station is this close and whose inputs are held; null: all known")
 
 
 class Settings(_Model):

@@ -170,6 +170,22 @@ def foraging_ticks(ticks: int = 3, agents: int = 16) -> list[list[dict[str, Any]
     return replay
 
 
+def foraging_at_work(tick: int = 1) -> list[dict[str, Any]]:
+    """Agents where ``craft_item`` and ``collect`` work (the replay's ring of agents never stands there): one 1.4 from
+    each station holding the inputs of every recipe made there, one 1.4 from each resource (scripts/foraging.gd
+    CRAFTING_RADIUS 2.5, COLLECTION_RADIUS 2.0)."""
+    bodies = []
+    for name, (x, _, z, kind) in STATIONS.items():
+        held: dict[str, int] = {}
+        for recipe in RECIPES.values():
+            if recipe["station"] == kind:
+                held.update({item: max(held.get(item, 0), count) for item, count in recipe["inputs"].items()})
+        bodies.append(foraging_observe(f"crafter_{name}", tick, (x - 1.0, 0.0, z - 1.0), inventory=held))
+    for name, (x, _, z) in RESOURCES.items():
+        bodies.append(foraging_observe(f"picker_{name}", tick, (x - 1.0, 0.0, z - 1.0)))
+    return bodies
+
+
 def hazard_experience(agent_id: str, tick: int, position: tuple[float, float, float], hazard: str = "Pit2",
                       damage: float = 5.0 / 60.0, health: float = 72.5) -> dict[str, Any]:
     """The ``POST /experience`` body of scripts/hazards/base_hazard.gd ``_report_damage_to_backend``

@@ -20,20 +20,33 @@ def _obs(**fields: object) -> Observation:
     return Observation.model_validate({"agent_id": "a", "position": [0, 0, 0], **fields})
 
 
-def test_collect_is_an_enum_of_exactly_the_nearest_names_the_agent_sees_and_the_prompt_lists() -> None:
-    cap = SETTINGS.agent.max_entities_in_prompt
-    assert any(len(o.nearby_resources) > cap for o in REPLAY)  # the cap is exercised by the replay itself
+#: scripts/foraging.gd: an agent 1.4 from the Workbench (CRAFTING_RADIUS 2.5) holding a torch's inputs, and
+#: one 1.4 from Apple2 (COLLECTION_RADIUS 2.0).
+AT_WORKBENCH = Observation.model_validate(foraging_observe("smith", 1, (11.0, 0.0, 9.0), inventory={"wood": 1, "stone": 1}))
+AT_APPLE2 = Observation.model_validate(foraging_observe("picker", 1, (3.0, 0.0, -5.0)))
+
+
+def _names(observation: Observation, settings=SETTINGS) -> list[str]:
+    return [tool["name"] for tool in tools_for(observation, settings)]
+
+
+def test_collect_is_an_enum_of_exactly_the_resources_within_the_games_collect_range() -> None:
+    radius = SETTINGS.scene.collect_radius
+    offered = 0
     for observation in REPLAY:
         tools = {tool["name"]: tool for tool in tools_for(observation, SETTINGS)}
-        visible = resource_names(observation)
-        if visible:
-            assert tools["collect"]["parameters"]["properties"]["target_name"]["enum"] == visible[:cap]
+        in_range = [r.name for r in sorted(observation.nearby_resources, key=lambda r: r.distance) if r.distance <= radius]
+        if in_range:
+            offered += 1
+            assert tools["collect"]["parameters"]["properties"]["target_name"]["enum"] == in_range
         else:
-            assert "collect" not in tools, "collect offered with nothing in sight"
+            assert "collect" not in tools, "collect offered with nothing in range"
+    assert 0 < offered < sum(1 for o in REPLAY if o.nearby_resources)  # the replay has both kinds of agents
+    assert tools_for(AT_APPLE2, SETTINGS)[-1]["parameters"]["properties"]["target_name"] == {"enum": ["Apple2"]}
 
 
 def test_enums_hold_at_most_cap_names() -> None:
-    many = _obs(nearby_resources=[{"name": f"r{n}", "position": [n, 0, 0]} for n in range(512)],
+    many = _obs(nearby_resources=[{"name": f"r{n}", "position": [n / 1000, 0, 0]} for n in range(512)],
                 custom={"recipes": {f"recipe{n}": {"inputs": {}} for n in range(64)}})
     tools = {tool["name"]: tool for tool in tools_for(many, SETTINGS, cap=3)}
     assert tools["collect"]["parameters"]["properties"]["target_name"]["enum"] == ["r0", "r1", "r2"]
@@ -47,19 +60,32 @@ def test_names_are_kept_exactly_nearest_first() -> None:
     assert resource_names(observation)[:2] == ["Apple2", "Apple3"]  # Godot node names, case and digits kept
 
 
+def test_craft_item_offers_the_recipes_craftable_where_the_agent_stands() -> None:
+    """foraging.gd craft_item: a station of the recipe's type within CRAFTING_RADIUS and every input held."""
+    tools = {tool["name"]: tool for tool in tools_for(AT_WORKBENCH, SETTINGS)}
+    assert tools["craft_item"]["parameters"]["properties"]["recipe"] == {"enum": ["torch"]}  # meal: no berries held
+    fed = AT_WORKBENCH.model_copy(update={"custom": AT_WORKBENCH.custom.model_copy(update={"inventory": {"berry": 2}})})
+    assert tools_for(fed, SETTINGS)[-1]["parameters"]["properties"]["recipe"] == {"enum": ["meal"]}
+    assert "craft_item" not in _names(AT_APPLE2)  # no station within 2.5
+    far = Observation.model_validate(foraging_observe("far", 1, (12.0, 0.0, 7.0), inventory={"wood": 1, "stone": 1}))
+    assert far.nearby_stations[0].distance == 3.0 and "craft_item" not in _names(far)  # 3.0 > 2.5
+    assert "craft_item" in _names(far, load_settings(["scene.craft_radius=null"]))  # null: every known recipe
+    assert not any("craft_item" in _names(o) for o in REPLAY)  # no replay agent stands at a station
+
+
 def test_recipes_come_from_the_game_else_the_scene_and_no_recipes_means_no_craft_item() -> None:
-    sent = _obs(custom={"recipes": {"rope": {"inputs": {"wood": 2}, "station": "workbench"}}})
-    craft = next(t for t in tools_for(sent, SETTINGS) if t["name"] == "craft_item")
-    assert craft["parameters"]["properties"]["recipe"]["enum"] == ["rope"]
-    craft = next(t for t in tools_for(_obs(), SETTINGS) if t["name"] == "craft_item")
-    assert craft["parameters"]["properties"]["recipe"]["enum"] == ["meal", "shelter", "torch"]
-    assert "craft_item" not in [t["name"] for t in tools_for(_obs(), load_settings(["scene=plain", "scene.tools=[move_to,craft_item,idle]"]))]
+    body = foraging_observe("smith", 1, (11.0, 0.0, 9.0), inventory={"wood": 1})
+    sent = Observation.model_validate({**body, "custom": {**body["custom"], "recipes": {"rope": {"inputs": {"wood": 1}, "station": "workbench"}}}})
+    assert tools_for(sent, SETTINGS)[-1]["parameters"]["properties"]["recipe"]["enum"] == ["rope"]
+    assert tools_for(AT_WORKBENCH, SETTINGS)[-1]["parameters"]["properties"]["recipe"]["enum"] == ["torch"]
+    plain = load_settings(["scene=plain", "scene.tools=[move_to,craft_item,idle]"])
+    assert "craft_item" not in _names(_obs(), plain)
 
 
 def test_the_plain_scene_has_no_crafting_and_move_to_takes_the_scene_bounds() -> None:
     plain = load_settings(["scene=plain", "scene.coordinate_limit=40"])
-    tools = {t["name"]: t for t in tools_for(REPLAY[0], plain)}
-    assert list(tools) == ["move_to", "explore", "idle", "collect"]
+    tools = {t["name"]: t for t in tools_for(AT_APPLE2, plain)}
+    assert list(tools) == ["move_to", "idle", "collect"]
     items = tools["move_to"]["parameters"]["properties"]["target_position"]["items"]
     assert (items["minimum"], items["maximum"]) == (-40.0, 40.0)
 
@@ -75,7 +101,10 @@ def test_the_configured_tool_set_is_not_changed() -> None:
     [
         ("collect", {"target_name": "apple2"}, "not among the visible resources"),
         ("collect", {"target_name": "Stone2"}, "not among the visible resources"),  # real, but out of sight
+        ("collect", {"target_name": "Apple2"}, "beyond the scene's collect range 2 (move_to it first)"),  # 2.9 away
         ("craft_item", {"recipe": "sword"}, "not a known recipe"),
+        ("craft_item", {"recipe": "torch"}, "needs a 'workbench' station within 2.5"),
+        ("explore", {}, "not a tool of scene 'foraging'"),  # the game's SimpleAgent does not carry it out
         ("move_to", {"target_position": [0, 0, 101]}, "three finite numbers within +-100"),
         ("move_to", {"target_position": [0, 0]}, "three finite numbers"),
         ("teleport", {}, "not a tool of scene 'foraging'"),
@@ -88,10 +117,16 @@ def test_game_problems_are_named(tool: str, params: dict, problem: str) -> None:
 
 
 def test_executable_decisions_pass() -> None:
-    observation = Observation.model_validate(foraging_observe("a", 1, (2.0, 0.0, -4.0)))
-    for tool, params in [("collect", {"target_name": "Apple2"}), ("craft_item", {"recipe": "torch"}),
-                         ("move_to", {"target_position": [1.5, 0, -100]}), ("explore", {}), ("idle", {})]:
+    for observation, tool, params in [
+        (AT_APPLE2, "collect", {"target_name": "Apple2"}), (AT_WORKBENCH, "craft_item", {"recipe": "torch"}),
+        (AT_APPLE2, "move_to", {"target_position": [1.5, 0, -100]}), (AT_APPLE2, "idle", {}),
+    ]:
         assert game_problem(tool, params, observation, SETTINGS) is None
+
+
+def test_craft_item_without_the_inputs_is_named() -> None:
+    empty = AT_WORKBENCH.model_copy(update={"custom": AT_WORKBENCH.custom.model_copy(update={"inventory": {"wood": 1}})})
+    assert "needs {'stone': 1} more than held {'wood': 1}" in game_problem("craft_item", {"recipe": "torch"}, empty, SETTINGS)
 
 
 def test_fallback_flees_a_hazard_closer_than_3() -> None:
@@ -123,12 +158,12 @@ def test_every_fallback_on_the_replay_is_game_executable() -> None:
         assert all(math.isfinite(v) for v in decision.params.get("target_position", []))
 
 
-def test_every_agent_shares_the_system_prompt_and_the_tools_before_collect() -> None:
-    """The cacheable prefix: only collect's enum (last) differs between agents of one scene."""
+def test_every_agent_shares_the_system_prompt_and_the_tools_before_the_narrowed_ones() -> None:
+    """The cacheable prefix: only craft_item and collect (last, their enums differ per agent) vary between agents."""
     from arena_vllm.agent.policy import plan_call
 
-    plans = [plan_call(observation, SETTINGS) for observation in REPLAY]
+    plans = [plan_call(observation, SETTINGS) for observation in [*REPLAY, AT_WORKBENCH, AT_APPLE2]]
     assert {plan.system_prompt for plan in plans} == {SETTINGS.scene.system_prompt}
-    shared = [[tool for tool in plan.tools if tool["name"] != "collect"] for plan in plans]
-    assert all(tools == shared[0] for tools in shared)
-    assert all(plan.tools[-1]["name"] == "collect" for plan in plans if len(plan.tools) == 5)
+    shared = [[tool for tool in plan.tools if tool["name"] not in ("craft_item", "collect")] for plan in plans]
+    assert all(tools == shared[0] for tools in shared) and [t["name"] for t in shared[0]] == ["move_to", "idle"]
+    assert all(plan.tools[: len(shared[0])] == shared[0] for plan in plans)

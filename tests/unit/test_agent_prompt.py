@@ -30,8 +30,9 @@ def test_nearest_resources_and_hazards_come_first_and_are_capped() -> None:
 
 def test_numbers_are_rounded_and_empty_sections_are_explicit() -> None:
     text = render_observation(_obs(position=[1.23456, -0.04, 99.99], health=87.654), max_entities=8)
-    assert "(1.2, 0, 100)" in text  # one decimal at most, no "-0"
-    assert "Health 87.7" in text
+    assert "at (1,0,100)," in text  # positions in whole units, as move_to takes them; no "-0"
+    assert "health 87.7/100." in text  # one decimal; no energy line when the game sends none
+    assert "energy 40" in render_observation(_obs(energy=40), max_entities=8)
     assert "Resources: none in sight." in text
     assert "Hazards: none in sight." in text
     assert "Inventory: empty." in text
@@ -48,13 +49,13 @@ def test_objective_progress_inventory_and_exploration_are_rendered() -> None:
         max_entities=8,
     )
     assert 'Objective: "Collect berries" (time limit 600 ticks).' in text
-    assert 'Progress: "resources_collected"=3.' in text
-    assert 'Inventory: "wood" x2.' in text
-    assert "Explored 35% of the world." in text
+    assert "Progress: resources_collected=3." in text  # one plain word: no quotes
+    assert "Inventory: 2 wood." in text
+    assert "Explored 35%." in text
 
 
 def test_dict_inventory_from_older_scenarios() -> None:
-    assert 'Inventory: "wood" x2, "stone" x1.' in render_observation(_obs(inventory={"wood": 2, "stone": 1}), 8)
+    assert "Inventory: 2 wood, 1 stone." in render_observation(_obs(inventory={"wood": 2, "stone": 1}), 8)
 
 
 def test_zero_cap_lists_only_the_count() -> None:
@@ -78,13 +79,13 @@ def test_the_foraging_scenes_extras_are_rendered() -> None:
                                 object_name="Pit2", damage_taken=2.5)],
         recipes={"meal": RecipeSpec(inputs={"berry": 2}, station="workbench")},
     )
-    assert "Health 80/120" in text
-    assert 'Stations: "Workbench" "workbench" at (12, 0, 10), 15.6 away.' in text
-    assert 'Inventory: "berry" x2.' in text
-    assert 'Recipes: "meal" = 2 "berry" at "workbench".' in text
-    assert 'Explore targets: "north" at (0, 0, -8), 8 away.' in text
-    assert 'Last action: "collect" failed: "Out of range".' in text
-    assert 'Recent events: tick 6 "damage" "Took damage from pit" from "Pit2" (-2.5 health).' in text
+    assert "health 80/120." in text
+    assert 'Stations: "Workbench" workbench (12,0,10) 15.6 away.' in text
+    assert "Inventory: 2 berry." in text
+    assert 'Recipes: "meal": 2 berry at workbench.' in text
+    assert 'Explored 12.5%. Nearest frontier: north (0,0,-8) 8 away.' in text
+    assert 'Last action: collect failed: "Out of range".' in text
+    assert 'Recent events: tick 6 damage "Took damage from pit" from "Pit2" (-2.5 health).' in text
 
 
 def test_game_strings_are_json_quoted_and_cannot_break_the_prompts_lines() -> None:
@@ -113,10 +114,10 @@ def test_every_list_is_capped_and_the_rest_counted() -> None:
     )
     lines = {line.split(":")[0]: line for line in text.splitlines()}
     assert lines["Progress"].count("=") == 3 and "37 more not listed" in lines["Progress"]
-    assert lines["Inventory"].count(" x") == 3 and "37 more not listed" in lines["Inventory"]
-    assert lines["Recipes"].count(" = ") == 3 and "3 more not listed" in lines["Recipes"]
+    assert lines["Inventory"].count(" k") == 3 and "37 more not listed" in lines["Inventory"]
+    assert lines["Recipes"].count('": ') == 3 and "3 more not listed" in lines["Recipes"]
     assert "37 more not listed" in lines["Recipes"]  # a recipe's inputs too
-    assert "7 more not listed" in lines["Explored 0% of the world. Explore targets"]  # two shown
+    assert lines["Explored 0%. Nearest frontier"] == "Explored 0%. Nearest frontier: d0 (0,0,0) 0 away."  # the nearest only
     assert lines["Recent events"].count("tick ") == 3 and "4 earlier not listed" in lines["Recent events"]
 
 

@@ -25,10 +25,10 @@ def test_observe_returns_the_models_tool_call(agent: httpx.Client, fault: FaultS
                                "reasoning": 'model: move_to (3.0, 0.0, 4.0), 5.0 away toward "berry_1"'}
     [sent] = fault.requests
     assert sent["tool_choice"] == "required"
-    assert [tool["function"]["name"] for tool in sent["tools"]] == ["move_to", "explore", "idle", "craft_item", "collect"]
+    assert [tool["function"]["name"] for tool in sent["tools"]] == ["move_to", "idle"]  # nothing within reach
     system, user = sent["messages"]
     assert system["content"] == cached_settings().scene.system_prompt
-    assert '"berry_1" "berry" at (3, 0, 4), 5 away' in user["content"]
+    assert '"berry_1" berry (3,0,4) 5 away' in user["content"]
 
 
 def test_tick_of_8_answers_in_input_order(agent: httpx.Client, fault: FaultServer) -> None:

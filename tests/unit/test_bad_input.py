@@ -246,8 +246,7 @@ SETTINGS = [
     BadSetting("tool-schema-not-object", ("tools.tools=[{name:a,description:'',parameters:{type:string}}]",),
                "tools.tools = [...]: Value error, tool 'a': parameters must be a JSON schema of type 'object'"),
     BadSetting("tool-name-invalid", ("tools.tools=[{name:'move to'}]",), "tools.tools.0.name = 'move to'"),
-    BadSetting("tool-without-description", ("tools.tools=[{name:a,parameters:{type:object}}]",),
-               "tools.tools.0.description = {...}: Field required"),
+    BadSetting("tool-without-parameters", ("tools.tools=[{name:a}]",), "tools.tools.0.parameters = {...}: Field required"),
     BadSetting("tool-names-duplicate", ("tools.tools=[{name:a,description:'',parameters:{type:object}},"
                                         "{name:a,description:'',parameters:{type:object}}]",),
                "tools.tools = [...]: Value error, tool names must be unique; repeated: ['a']"),

@@ -20,10 +20,11 @@ from arena_vllm.agent.schemas import Observation
 from arena_vllm.backends import GenerationResult
 from arena_vllm.backends.tools import CALL_TOKEN_MARGIN, max_call_tokens, validate_tool_call
 from arena_vllm.config import load_settings
-from tests.support.game_requests import foraging_ticks
+from tests.support.game_requests import foraging_at_work, foraging_ticks
 
 SETTINGS = load_settings(["backend.max_tokens_from_tools=true"])
 REPLAY = [Observation.model_validate(body) for bodies in foraging_ticks(ticks=3, agents=16) for body in bodies]
+REPLAY += [Observation.model_validate(body) for body in foraging_at_work()]  # where craft_item and collect are offered
 
 
 def written(name: str, arguments: dict[str, Any]) -> bytes:

@@ -9,6 +9,7 @@ from tests.support.fault_server import FaultServer
 from tests.support.game_requests import (
     cpp_tick,
     cpp_tool_execute,
+    foraging_at_work,
     foraging_observe,
     foraging_ticks,
     hazard_experience,
@@ -24,18 +25,32 @@ def test_every_foraging_observe_body_is_accepted_with_agent_specific_tools(agent
         assert response.json()["agent_id"] == body["agent_id"]
         [sent] = fault.requests
         tools = {tool["function"]["name"]: tool["function"] for tool in sent["tools"]}
-        nearest = sorted(body["nearby_resources"], key=lambda r: r["distance"])[:5]  # agent.max_entities_in_prompt
-        visible = sorted(r["name"] for r in nearest)
-        if visible:
-            assert sorted(tools["collect"]["parameters"]["properties"]["target_name"]["enum"]) == visible
+        in_range = sorted(r["name"] for r in body["nearby_resources"] if r["distance"] <= 2.0)  # COLLECTION_RADIUS
+        if in_range:
+            assert sorted(tools["collect"]["parameters"]["properties"]["target_name"]["enum"]) == in_range
         else:
             assert "collect" not in tools
         prompt = sent["messages"][1]["content"]
-        assert f'Last action: "{body["tool_result"]["tool"]}"' in prompt
-        if body["nearby_stations"] or any(body["custom"]["inventory"].values()):  # crafting near: recipes shown
-            assert 'Recipes: "torch" = 1 "wood" + 1 "stone" at "workbench"; ' in prompt
+        assert f'Last action: {body["tool_result"]["tool"]} ' in prompt
+        kinds = {station["type"] for station in body["nearby_stations"]}  # recipes made at a station in sight
+        assert ("shelter" in prompt) == ("anvil" in kinds) and ('"torch": 1 wood + 1 stone at workbench' in prompt) == (
+            "workbench" in kinds)
+        assert "Recipes" in prompt or not kinds
+
+
+def test_agents_at_a_station_or_a_resource_get_craft_item_or_collect(agent: httpx.Client, fault: FaultServer) -> None:
+    for body in foraging_at_work():
+        fault.requests.clear()
+        assert agent.post("/observe", json=body).status_code == 200
+        [sent] = fault.requests
+        tools = {tool["function"]["name"]: tool["function"]["parameters"] for tool in sent["tools"]}
+        if body["agent_id"] == "crafter_Workbench":
+            assert tools["craft_item"]["properties"]["recipe"] == {"enum": ["meal", "torch"]}
+        elif body["agent_id"] == "crafter_Anvil":
+            assert tools["craft_item"]["properties"]["recipe"] == {"enum": ["shelter"]}
         else:
-            assert "Recipes" not in prompt
+            assert "craft_item" not in tools
+            assert tools["collect"]["properties"]["target_name"]["enum"][0] == body["agent_id"].removeprefix("picker_")
 
 
 def test_an_experience_is_acknowledged_and_shown_in_that_agents_next_prompt_only(
@@ -47,7 +62,7 @@ def test_an_experience_is_acknowledged_and_shown_in_that_agents_next_prompt_only
     agent.post("/observe", json=foraging_observe("forager_00", 41, (-2.5, 0.0, -2.5)))
     agent.post("/observe", json=foraging_observe("forager_01", 41, (-2.5, 0.0, -2.5)))
     mine, other = (request["messages"][1]["content"] for request in fault.requests)
-    assert 'Recent events: tick 40 "damage" "Took damage from pit" from "Pit2" (-0.1 health).' in mine
+    assert 'Recent events: tick 40 damage "Took damage from pit" from "Pit2" (-0.1 health).' in mine
     assert "Recent events" not in other
     assert metric(agent, "arena_agent_experiences_total", event_type="damage") == 1
 

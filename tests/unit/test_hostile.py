@@ -29,7 +29,7 @@ CORPUS = hostile_corpus()
 
 def sent_bytes(request: dict) -> int:
     """system + tools + user prompt of a chat request as the FaultServer got it, counted as the budget counts them."""
-    tools = [{"name": t["function"]["name"], "description": t["function"]["description"],
+    tools = [{"name": t["function"]["name"], "description": t["function"].get("description", ""),
               "parameters": t["function"]["parameters"]} for t in request["tools"]]
     prompts = [message["content"] for message in request["messages"]]
     return sum(len(text.encode()) for text in prompts) + len(json.dumps(normalize_tools(tools)).encode())

@@ -130,12 +130,13 @@ def test_validate_says_why_a_call_does_not_fit(name: str, arguments: object, mes
 
 
 def test_validate_checks_bounds_and_enums_of_an_agents_tools() -> None:
-    observation = Observation.model_validate({"agent_id": "a", "position": [0, 0, 0],
-                                              "nearby_resources": [{"name": "Apple2", "position": [4, 0.5, -6]}]})
+    observation = Observation.model_validate({  # within collect range, at a workbench with two berries
+        "agent_id": "a", "position": [0, 0, 0], "nearby_resources": [{"name": "Apple2", "position": [1, 0.5, -1]}],
+        "nearby_stations": [{"name": "Workbench", "type": "workbench", "position": [1, 0, 1]}], "custom": {"inventory": {"berry": 2}}})
     tools = tools_for(observation, load_settings())
     assert validate_tool_call("collect", {"target_name": "Apple2"}, tools) is None
     assert "is not one of ['Apple2']" in validate_tool_call("collect", {"target_name": "apple2"}, tools)
-    assert "is not one of ['meal', 'shelter', 'torch']" in validate_tool_call("craft_item", {"recipe": "sword"}, tools)
+    assert "is not one of ['meal']" in validate_tool_call("craft_item", {"recipe": "sword"}, tools)
     assert "greater than the maximum" in validate_tool_call("move_to", {"target_position": [0, 0, 500]}, tools)
 
 

@@ -1,12 +1,15 @@
 """What one agent can do this tick: its tools narrowed to its observation, and whether a decision is game-executable.
 
-The game looks names up exactly (``Apple2``, ``Workbench``): a schema-valid ``collect`` of a
-name the agent cannot see fails in the game. So each agent's tools are built from its own
-observation: ``collect.target_name`` is an ``enum`` of the resource names it sees,
-``craft_item.recipe`` an ``enum`` of the known recipes, ``move_to``'s coordinates are integers
+The game looks names up exactly (``Apple2``, ``Workbench``) and checks range: the SDK's
+``collect`` works "within collection range" and foraging.gd's ``craft_item`` fails unless a
+station of the recipe's type is within ``CRAFTING_RADIUS`` and every input is held. So each
+agent's tools are built from its own observation: ``collect.target_name`` is an ``enum`` of the
+resources within the scene's ``collect_radius``, ``craft_item.recipe`` an ``enum`` of the recipes
+it can craft where it stands (``craft_radius``, inputs held), ``move_to``'s coordinates are integers
 bounded by the scene (whole units: a number's digits would be unbounded, and ``multipleOf`` is
 not supported by xgrammar, vLLM's default structured-output backend), and a tool with nothing
-to act on is left out. Every offered tool set so has a finite longest call
+to act on is left out (most ticks an agent gets ``move_to``, ``explore`` and ``idle``: fewer
+tools, fewer prompt tokens). Every offered tool set so has a finite longest call
 (``backends.tools.max_call_tokens``), which caps the request's ``max_tokens``. With vLLM's constrained decoding the
 model can then only produce calls the game can carry out.
 
@@ -18,10 +21,12 @@ Example::
 
     settings = load_settings()
     obs = Observation.model_validate({"agent_id": "a1", "position": [0, 0, 0], "nearby_resources": [
-        {"name": "Apple2", "type": "berry", "position": [4, 0.5, -6]}]})
+        {"name": "Apple2", "type": "berry", "position": [1, 0.5, -1]},
+        {"name": "Apple3", "type": "berry", "position": [4, 0.5, -6]}]})
     tools = tools_for(obs, settings)
-    assert tools[-1]["parameters"]["properties"]["target_name"]["enum"] == ["Apple2"]
+    assert tools[-1]["parameters"]["properties"]["target_name"]["enum"] == ["Apple2"]  # within 2 units
     assert game_problem("collect", {"target_name": "Apple2"}, obs, settings) is None
+    assert "beyond" in game_problem("collect", {"target_name": "Apple3"}, obs, settings)
 """
 
 from __future__ import annotations
@@ -44,16 +49,49 @@ def known_recipes(observation: Observation, settings: Settings) -> dict[str, Rec
     return dict(settings.scene.recipes)
 
 
-def resource_names(observation: Observation) -> list[str]:
-    """Names of the visible resources, nearest first, each once (the enum ``collect`` accepts)."""
-    ordered = sorted(observation.nearby_resources, key=lambda r: _distance(observation, r.position, r.distance))
-    return list(dict.fromkeys(resource.name for resource in ordered))
+def resource_names(observation: Observation, radius: float | None = None) -> list[str]:
+    """Names of the visible resources (within ``radius`` when given), nearest first, each once."""
+    ordered = sorted((_distance(observation, r.position, r.distance), r.name) for r in observation.nearby_resources)
+    return list(dict.fromkeys(name for distance, name in ordered if radius is None or distance <= radius))
 
 
-def offered_recipes(observation: Observation, settings: Settings, cap: int | None = None) -> list[str]:
-    """The first ``cap`` (default ``agent.max_entities_in_prompt``) known recipe names, sorted: the ones offered and shown."""
+def collectable_names(observation: Observation, settings: Settings) -> list[str]:
+    """The resources ``collect`` can take now: within the scene's ``collect_radius``, nearest first."""
+    return resource_names(observation, settings.scene.collect_radius)
+
+
+def craft_problem(recipe: RecipeSpec, observation: Observation, settings: Settings) -> str | None:
+    """Why this recipe cannot be crafted where the agent stands (foraging.gd ``craft_item``'s checks), or None."""
+    radius = settings.scene.craft_radius
+    if radius is None:
+        return None
+    if recipe.station:
+        near = [s for s in observation.nearby_stations
+                if s.type == recipe.station and _distance(observation, s.position, s.distance) <= radius]
+        if not near:
+            return f"needs a {recipe.station!r} station within {radius:g}"
+    held = observation.inventory_counts()
+    missing = {item: count for item, count in recipe.inputs.items() if held.get(item, 0) < count}
+    return f"needs {missing} more than held {held}" if missing else None
+
+
+def craftable_recipes(observation: Observation, settings: Settings, cap: int | None = None) -> list[str]:
+    """The first ``cap`` (default ``agent.max_entities_in_prompt``) known recipes craftable here, sorted: ``craft_item``'s enum."""
     cap = settings.agent.max_entities_in_prompt if cap is None else cap
-    return sorted(known_recipes(observation, settings))[:cap]
+    known = known_recipes(observation, settings)
+    return sorted(name for name, recipe in known.items() if craft_problem(recipe, observation, settings) is None)[:cap]
+
+
+def recipes_in_sight(observation: Observation, settings: Settings, cap: int | None = None) -> dict[str, RecipeSpec]:
+    """The first ``cap`` known recipes (sorted) made at a station the agent sees: what the prompt lists, so it can plan
+    a craft where it is going; none when the scene has no ``craft_item`` (prompt tokens are per agent)."""
+    cap = settings.agent.max_entities_in_prompt if cap is None else cap
+    if "craft_item" not in settings.scene.tools:
+        return {}
+    seen = {station.type for station in observation.nearby_stations}
+    known = known_recipes(observation, settings)
+    shown = [name for name in sorted(known) if not known[name].station or known[name].station in seen][:cap]
+    return {name: known[name] for name in shown}
 
 
 def tools_for(observation: Observation, settings: Settings, cap: int | None = None) -> list[dict[str, Any]]:
@@ -64,8 +102,8 @@ def tools_for(observation: Observation, settings: Settings, cap: int | None = No
     """
     cap = settings.agent.max_entities_in_prompt if cap is None else cap
     by_name = {tool.name: tool for tool in settings.tools.tools}
-    names = resource_names(observation)[:cap]
-    recipes = offered_recipes(observation, settings, cap)
+    names = collectable_names(observation, settings)[:cap]
+    recipes = craftable_recipes(observation, settings, cap)
     limit = settings.scene.coordinate_limit
     tools = []
     for name in settings.scene.tools:
@@ -92,7 +130,8 @@ def game_problem(tool: str, params: dict[str, Any], observation: Observation, se
     """Why the game could not carry out this decision for this agent, or None when it can.
 
     The checks the game's own code makes: a tool of the scene; ``collect`` of a resource in
-    the agent's observation (exact name); ``craft_item`` of a known recipe; ``move_to`` to three
+    the agent's observation (exact name) within collect range; ``craft_item`` of a known recipe
+    at its station with the inputs held; ``move_to`` to three
     finite numbers (integers from the model, as its schema says; the game's Vector3 takes either)
     within the scene's bounds; ``explore`` and ``idle`` take no arguments.
     """
@@ -102,10 +141,16 @@ def game_problem(tool: str, params: dict[str, Any], observation: Observation, se
         name = params.get("target_name")
         if name not in resource_names(observation):
             return f"collect of {name!r}, which is not among the visible resources {resource_names(observation)}"
+        if name not in collectable_names(observation, settings):
+            return f"collect of {name!r}, beyond the scene's collect range {settings.scene.collect_radius:g} (move_to it first)"
     elif tool == "craft_item":
         recipe = params.get("recipe")
-        if recipe not in known_recipes(observation, settings):
-            return f"craft_item of {recipe!r}, not a known recipe {sorted(known_recipes(observation, settings))}"
+        known = known_recipes(observation, settings)
+        if recipe not in known:
+            return f"craft_item of {recipe!r}, not a known recipe {sorted(known)}"
+        why = craft_problem(known[recipe], observation, settings)
+        if why:
+            return f"craft_item of {recipe!r} {why}"
     elif tool == "move_to":
         target = params.get("target_position")
         limit = settings.scene.coordinate_limit

@@ -41,7 +41,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from arena_vllm.agent.actions import game_problem, known_recipes, offered_recipes, tools_for
+from arena_vllm.agent.actions import game_problem, recipes_in_sight, tools_for
 from arena_vllm.agent.experiences import ExperienceStore
 from arena_vllm.agent.fallback import MAX_REASONING_CHARS, fallback_decision
 from arena_vllm.agent.metrics import AgentMetrics
@@ -112,11 +112,7 @@ def plan_call(observation: Observation, settings: Settings, experiences: Experie
     budget = settings.agent.prompt_budget_bytes
     for cap in range(settings.agent.max_entities_in_prompt, -1, -1):
         tools = tools_for(observation, settings, cap)
-        # Recipes only where crafting is near: a station in sight or something held (prompt tokens are per agent).
-        crafting_near = observation.nearby_stations or any(observation.inventory_counts().values())
-        offered = offered_recipes(observation, settings, cap) if any(t["name"] == "craft_item" for t in tools) else []
-        known = known_recipes(observation, settings)
-        recipes = {name: r for name, r in known.items() if name in offered} if crafting_near else None  # game's order
+        recipes = recipes_in_sight(observation, settings, cap)
         lines = prompt_lines(observation, cap, recent, recipes)
         room = budget - request_bytes(settings.scene.system_prompt, tools, "")
         # Hazards and resources are worth more than every list's length: keep them, else shorten every list.

@@ -1,17 +1,19 @@
 """Observation -> the user prompt: short lines of what helps decide, nearest things first (each list sorted).
 
 Small models decide better on short prompts, and a tick of many agents costs prompt tokens
-times agents, so the rendering is compact: one decimal, at most ``max_entities`` of every
-list (resources, hazards, stations, inventory, progress, recipes and their inputs, events; two
-explore targets; the rest counted, not listed), long game texts cut. Each line has a priority
+times agents, so the rendering is compact: positions in whole units (the form ``move_to``
+takes), distances to one decimal, at most ``max_entities`` of every list (resources, hazards,
+stations, inventory, progress, recipes and their inputs, events; the rest counted, not
+listed), only the nearest explore target, long game texts cut. Each line has a priority
 (:data:`PRIORITY`): :func:`fit_lines` drops the least useful ones when a prompt is over its
 byte budget (``agent.prompt_budget_bytes``, enforced by the policy's ``plan_call``). It carries what the SDK's
 ``format_observation`` shows (hazards with distance, stations, inventory, explore targets,
 the last tool result) plus the recipes and the agent's recent experiences.
 
-Every string that comes from the game (names, types, texts, errors) is written as a JSON
-string: quotes, newlines and control characters are escaped, so a name like
-``"Apple\\nIgnore the above"`` stays one quoted value on its line. The system prompt is the
+Every string that comes from the game (names, texts, errors) is written as a JSON string:
+quotes, newlines and control characters are escaped, so a name like
+``"Apple\\nIgnore the above"`` stays one quoted value on its line. Labels (types, items,
+stations, directions) that are one plain word are written bare (``berry``), anything else quoted. The system prompt is the
 scene's and the same for every agent: vLLM caches it as a shared prefix.
 
 Example::
@@ -30,10 +32,14 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 
 from arena_vllm.agent.schemas import Experience, Hazard, Observation, Resource
 from arena_vllm.config import RecipeSpec
+
+#: A label written without quotes (:func:`_word`): a letter, then up to 31 letters, digits or underscores.
+_PLAIN_WORD = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,31}")
 
 #: Game texts (objective, errors, experience descriptions) are cut to this many characters.
 MAX_TEXT_IN_PROMPT = 120
@@ -81,15 +87,15 @@ def prompt_lines(
     obs = observation
     cap = max_entities
     lines = [(PRIORITY["header"], (
-        f"Tick {obs.tick}. You are agent {_q(obs.agent_id)} at {_vec(obs.position)}. "
-        f"Health {_num(obs.health)}/{_num(obs.max_health)}, energy {_num(obs.energy)}, "
-        f"perception radius {_num(obs.perception_radius)}."
+        f"Tick {obs.tick}. You are {_q(obs.agent_id)} at {_vec(obs.position)}, "
+        f"health {_num(obs.health)}/{_num(obs.max_health)}"
+        + (f", energy {_num(obs.energy)}." if "energy" in obs.model_fields_set else ".")  # the game may not send it
     ))]
     if obs.objective is not None:
         limit = f" (time limit {obs.objective.time_limit} ticks)" if obs.objective.time_limit else ""
         lines.append((PRIORITY["Objective"], f"Objective: {_q(_cut(obs.objective.description))}{limit}."))
     if obs.current_progress:
-        progress = [f"{_q(k)}={_num(v)}" for k, v in obs.current_progress.items()]
+        progress = [f"{_word(k)}={_num(v)}" for k, v in obs.current_progress.items()]
         lines.append((PRIORITY["Progress"], "Progress: " + _capped(progress, cap) + "."))
     lines.append((PRIORITY["Resources"], _entities("Resources", obs.nearby_resources, obs.position, cap)))
     lines.append((PRIORITY["Hazards"], _entities("Hazards", obs.nearby_hazards, obs.position, cap)))
@@ -104,7 +110,7 @@ def prompt_lines(
     if obs.tool_result is not None:
         result = obs.tool_result
         outcome = "succeeded" if result.success else f"failed: {_q(_cut(result.error))}" if result.error else "failed"
-        lines.append((PRIORITY["Last action"], f"Last action: {_q(result.tool)} {outcome}."))
+        lines.append((PRIORITY["Last action"], f"Last action: {_word(result.tool)} {outcome}."))
     if experiences:
         recent = [_experience(e) for e in experiences[len(experiences) - min(cap, len(experiences)):]] if cap else []
         earlier = len(experiences) - len(recent)
@@ -137,34 +143,35 @@ def _entities(title: str, entities: Sequence[Resource], origin: Sequence[float],
 
 
 def _entity(entity: Resource, distance: float) -> str:
-    kind = f" {_q(entity.type)}" if entity.type else ""
+    kind = f" {_word(entity.type)}" if entity.type else ""
     damage = f", damage {_num(entity.damage)}" if isinstance(entity, Hazard) and entity.damage else ""
-    return f"{_q(entity.name)}{kind} at {_vec(entity.position)}, {_num(distance)} away{damage}"
+    return f"{_q(entity.name)}{kind} {_vec(entity.position)} {_num(distance)} away{damage}"
 
 
 def _inventory(counts: Mapping[str, float], cap: int) -> str:
-    held = [f"{_q(name)} x{_num(count)}" for name, count in counts.items() if count]
+    held = [f"{_num(count)} {_word(name)}" for name, count in counts.items() if count]
     return _capped(held, cap) or "empty"
 
 
 def _recipe(name: str, recipe: RecipeSpec, cap: int) -> str:
-    inputs = _capped([f"{count} {_q(item)}" for item, count in recipe.inputs.items()], cap, " + ") or "nothing"
-    station = f" at {_q(recipe.station)}" if recipe.station else ""
-    return f"{_q(name)} = {inputs}{station}"
+    inputs = _capped([f"{count} {_word(item)}" for item, count in recipe.inputs.items()], cap, " + ") or "nothing"
+    station = f" at {_word(recipe.station)}" if recipe.station else ""
+    return f"{_q(name)}: {inputs}{station}"
 
 
 def _exploration(obs: Observation, cap: int) -> str:
+    """How much is explored and the nearest frontier (``explore`` picks one itself; ``move_to`` can go there)."""
     assert obs.exploration is not None
-    line = f"Explored {_num(obs.exploration.exploration_percentage)}% of the world."
+    line = f"Explored {_num(obs.exploration.exploration_percentage)}%."
     targets = sorted(obs.exploration.explore_targets, key=lambda t: t.distance)
-    if targets:
-        described = [f"{_q(t.direction)} at {_vec(t.position)}, {_num(t.distance)} away" for t in targets]
-        line += " Explore targets: " + _capped(described, min(cap, 2), "; ") + "."
+    if targets and cap:
+        nearest = targets[0]
+        line += f" Nearest frontier: {_word(nearest.direction)} {_vec(nearest.position)} {_num(nearest.distance)} away."
     return line
 
 
 def _experience(event: Experience) -> str:
-    what = f"tick {event.tick} {_q(event.event_type)}"
+    what = f"tick {event.tick} {_word(event.event_type)}"
     if event.description:
         what += f" {_q(_cut(event.description))}"
     if event.object_name:
@@ -179,12 +186,19 @@ def _q(text: str) -> str:
     return json.dumps(text)
 
 
+def _word(text: str) -> str:
+    """A game label (a type, item, station, direction) bare when it is one plain word (``berry``), else quoted:
+    one word can neither leave its line nor read as an instruction, and the quotes cost tokens on every entity."""
+    return text if _PLAIN_WORD.fullmatch(text) else _q(text)
+
+
 def _cut(text: str) -> str:
     return text if len(text) <= MAX_TEXT_IN_PROMPT else text[: MAX_TEXT_IN_PROMPT - 3] + "..."
 
 
 def _vec(values: Sequence[float]) -> str:
-    return "(" + ", ".join(_num(v) for v in values) + ")"
+    """A position in whole units, ``(-2,0,5)``: the form ``move_to`` takes, and fewer tokens."""
+    return "(" + ",".join(str(round(v)) for v in values) + ")"
 
 
 def _num(value: float) -> str:

@@ -141,7 +141,7 @@ _RESPONSE_KEYS = (
 def _flat(tools: Sequence[ToolLike]) -> list[dict[str, Any]]:
     """The tools as offered, flat ``{name, description, parameters}`` (their per-agent enums included)."""
     try:
-        return [dict(tool["function"]) for tool in normalize_tools(tools)]
+        return [{"description": "", **tool["function"]} for tool in normalize_tools(tools)]  # the SDK's shape has one
     except (ValueError, TypeError, KeyError):
         return [{"unreadable": repr(tools)[:500]}]
 

@@ -43,7 +43,8 @@ _FENCED = re.compile(r"```(?:json)?(.*?)```", re.DOTALL)
 
 
 def normalize_tools(tools: Sequence[ToolLike]) -> list[dict[str, Any]]:
-    """OpenAI-shaped copies of ``tools`` (flat dicts, OpenAI dicts or ``ToolSpec`` models), each ``strict``.
+    """OpenAI-shaped copies of ``tools`` (flat dicts, OpenAI dicts or ``ToolSpec`` models), each ``strict``;
+    an empty description is left out (it would only cost prompt tokens).
 
     Raises ``ValueError`` naming the tool when one has no name, a bad schema or a repeated name,
     so a broken tool set fails before any request is sent.
@@ -62,10 +63,10 @@ def normalize_tools(tools: Sequence[ToolLike]) -> list[dict[str, Any]]:
             raise ValueError(f"tool {name!r} has an invalid parameters schema: {problem}")
         if parameters.get("type") != "object":
             raise ValueError(f"tool {name!r}: parameters must be a JSON schema of type 'object' (a call's arguments)")
+        described = {"description": function["description"]} if function.get("description") else {}
         normalized.append({
             "type": "function",
-            "function": {"name": name, "description": function.get("description", ""), "parameters": parameters,
-                         "strict": True},
+            "function": {"name": name, **described, "parameters": parameters, "strict": True},
         })
     names = tool_names(normalized)
     repeated = sorted({name for name in names if names.count(name) > 1})
@@ -129,7 +130,8 @@ def parse_tool_call_from_text(text: str) -> dict[str, Any] | None:
 def tool_prompt(tools: Sequence[Mapping[str, Any]]) -> str:
     """System-prompt text for the prompt-based fallback: the tools, and the Hermes-style answer format."""
     described = "\n".join(
-        json.dumps({key: tool["function"][key] for key in ("name", "description", "parameters")}) for tool in tools
+        json.dumps({key: tool["function"][key] for key in ("name", "description", "parameters") if key in tool["function"]})
+        for tool in tools
     )
     return (
         "You can call these tools (JSON schemas):\n"

@@ -4,8 +4,9 @@ One run, against one stack, replays the foraging fixtures (tests/support/game_re
 3 ticks of 16 agents, bodies as Agent Arena's scripts build them) and prints:
 
 1. the game-executable share of decisions (``arena_vllm.agent.actions.game_problem``: a tool
-   of the scene, ``collect`` of a resource in that agent's observation by its exact name,
-   ``craft_item`` of a known recipe, ``move_to`` to three finite numbers in bounds):
+   of the scene, ``collect`` of a resource in that agent's observation by its exact name and
+   within collect range, ``craft_item`` of a known recipe at its station with the inputs held,
+   ``move_to`` to three finite numbers in bounds):
    - *before*: straight to vLLM with the tool set this project offered until issue #8
      (``TODAY_TOOLS``: move_to, collect with ``^[a-z0-9_]{1,32}$``, idle), same user prompts;
    - *after, direct*: straight to vLLM with each agent's narrowed tools (``plan_call``);
@@ -30,8 +31,6 @@ import sys
 from collections import Counter
 from typing import Any
 
-import httpx
-from openai import AsyncOpenAI
 
 from arena_vllm.agent.actions import game_problem
 from arena_vllm.agent.policy import plan_call
@@ -39,7 +38,7 @@ from arena_vllm.agent.schemas import Observation
 from arena_vllm.backends.chat import native_tools_request
 from arena_vllm.backends.tools import normalize_tools
 from arena_vllm.config import Settings, env_overrides, load_settings
-from benchmarks.bench_tick import TIMEOUT_S, Target, add_target_arguments, open_target, run
+from benchmarks.bench_tick import Target, add_target_arguments, agent_client, open_target, run, vllm_client
 from tests.support.game_requests import foraging_ticks
 
 #: The tool set offered before issue #8 (configs/tools/foraging.yaml at commit 7c9f824), the baseline.
@@ -96,7 +95,7 @@ async def replay(target: Target, settings: Settings) -> None:
     call_tokens: list[int] = []
     sources: Counter[str] = Counter()
     fallback_reasons: Counter[str] = Counter()
-    vllm = AsyncOpenAI(base_url=target.vllm_api_base, api_key=target.api_key, max_retries=0, timeout=TIMEOUT_S)
+    vllm = vllm_client(target)
 
     bounds = [plan_call(observation, settings).max_tokens for observation in observations]
 
@@ -127,7 +126,7 @@ async def replay(target: Target, settings: Settings) -> None:
         for new in (False, True):
             for tick in range(3):  # one tick's agents at once, as the service sends them
                 await asyncio.gather(*(direct(o, new) for o in observations[16 * tick: 16 * (tick + 1)]))
-        async with httpx.AsyncClient(base_url=target.agent_url, timeout=TIMEOUT_S) as http:
+        async with agent_client(target) as http:
             for tick, bodies in enumerate(ticks, start=1):
                 agents = [{"agent_id": body["agent_id"], "observations": body} for body in bodies]
                 response = await http.post("/tick", json={"tick": tick, "agents": agents})

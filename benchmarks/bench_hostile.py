@@ -25,8 +25,7 @@ import statistics
 from collections import Counter
 from typing import Any
 
-import httpx
-from openai import APIStatusError, AsyncOpenAI
+from openai import APIStatusError
 
 from arena_vllm.agent.bounds import InputLimits, limits_in_force
 from arena_vllm.agent.policy import CallPlan, plan_call
@@ -34,7 +33,7 @@ from arena_vllm.agent.schemas import Observation
 from arena_vllm.backends.chat import native_tools_request
 from arena_vllm.backends.tools import normalize_tools
 from arena_vllm.config import Settings, env_overrides, load_settings
-from benchmarks.bench_tick import TIMEOUT_S, Target, add_target_arguments, open_target
+from benchmarks.bench_tick import Target, add_target_arguments, agent_client, open_target, vllm_client
 from tests.support.game_requests import foraging_ticks
 from tests.support.hostile import accepted, hostile_corpus
 
@@ -65,7 +64,7 @@ async def prompt_tokens(
     largest tokens / bytes ratio of one request (<= 1: the byte budget bounded its tokens)."""
     backend = settings.backend
     sampling = {"temperature": backend.temperature, "top_p": backend.top_p, "max_tokens": backend.max_tokens}
-    vllm = AsyncOpenAI(base_url=target.vllm_api_base, api_key=target.api_key, max_retries=0, timeout=TIMEOUT_S)
+    vllm = vllm_client(target)
     tokens: list[int] = []
     ratios: list[float] = []
     refused: Counter[str] = Counter()
@@ -92,7 +91,7 @@ async def prompt_tokens(
 async def through_agent(target: Target) -> list[tuple[str, int, str]]:
     """Each hostile case POSTed to the agent: (id, status, sources of its decisions)."""
     answers = []
-    async with httpx.AsyncClient(base_url=target.agent_url, timeout=TIMEOUT_S) as http:
+    async with agent_client(target) as http:
         for case in hostile_corpus():
             for event in case.experiences:
                 await http.post("/experience", json=event)

@@ -45,11 +45,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from openai import AsyncOpenAI
+from openai import AsyncOpenAI, DefaultAsyncHttpxClient
 
 from arena_vllm.agent.policy import plan_call
 from arena_vllm.agent.schemas import Observation
 from arena_vllm.backends.chat import native_tools_request
+from arena_vllm.backends.vllm import CONNECTION_LIMITS
 from arena_vllm.backends.tools import normalize_tools
 from arena_vllm.config import Settings, env_overrides, load_settings
 from tests.support.game_requests import foraging_ticks
@@ -113,10 +114,8 @@ class Bench:
         self.target = target
         self.observations = observations(agents)
         self.direct_requests = [direct_request(target.model, obs, settings) for obs in self.observations]
-        limits = httpx.Limits(max_connections=agents + 8, max_keepalive_connections=agents + 8)
-        self.http = httpx.AsyncClient(base_url=target.agent_url, timeout=TIMEOUT_S, limits=limits)
-        self.vllm = AsyncOpenAI(base_url=target.vllm_api_base, api_key=target.api_key, max_retries=0,
-                                timeout=TIMEOUT_S)
+        self.http = agent_client(target, connections=agents + 8)
+        self.vllm = vllm_client(target)
         self.model_decisions: list[int] = []  # per tick: actions the model made (not idle after a failure)
         self.metrics_url = target.vllm_api_base.removesuffix("/v1") + "/metrics"
         self.auth = {"Authorization": f"Bearer {target.api_key}"}
@@ -229,6 +228,19 @@ def report(
         print(f"  {label:<40} {value}")
     if any(count < agents for count in model_decisions):
         print("warning: some agents got idle after a failure (deadline?): raise agent.tick_deadline_s (AGENT_OVERRIDES)", file=sys.stderr)
+
+
+def agent_client(target: Target, connections: int = 100) -> httpx.AsyncClient:
+    """The game's side; idle connections dropped before the agent's uvicorn drops them (5 s, as vLLM's)."""
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections,
+                          keepalive_expiry=CONNECTION_LIMITS.keepalive_expiry)
+    return httpx.AsyncClient(base_url=target.agent_url, timeout=TIMEOUT_S, limits=limits)
+
+
+def vllm_client(target: Target) -> AsyncOpenAI:
+    """The direct client: no retries (a failure shows), idle connections dropped before the server drops them."""
+    return AsyncOpenAI(base_url=target.vllm_api_base, api_key=target.api_key, max_retries=0, timeout=TIMEOUT_S,
+                       http_client=DefaultAsyncHttpxClient(timeout=TIMEOUT_S, limits=CONNECTION_LIMITS))
 
 
 @contextlib.contextmanager

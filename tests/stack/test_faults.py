@@ -20,6 +20,7 @@ import httpx
 import pytest
 from arena_vllm.agent.policy import GENERIC_REASONS, MODEL_CALL_FAILED
 from docker.models.containers import Container
+from openai import OpenAI
 from prometheus_client.parser import text_string_to_metric_families
 from testcontainers.core.wait_strategies import (
     HealthcheckWaitStrategy,
@@ -313,3 +314,19 @@ def test_a_crash_inside_vllm_restarts_it_and_the_agent_recovers_without_a_restar
     stack.log.append(figure)
     with capsys.disabled():
         print(f"\n[faults] {figure}")
+
+
+def test_a_logprobs_request_from_any_client_does_not_kill_the_engine(stack: Stack, agent: httpx.Client) -> None:
+    """vLLM compiles its logprobs helper (v1/sample/ops/logprobs.py) with torch.compile on first use, and the CPU
+    image has no C++ compiler: before Dockerfile.vllm set TORCH_COMPILE_DISABLE, one request asking for logprobs
+    killed the engine (EngineDeadError, every request 500 until Docker restarted the container). Now it is
+    answered, and the agent's next decision is the model's."""
+    ensure_vllm_running(stack)
+    wait_agent_ready(stack, RECOVERY_BOUND_S)
+    client = OpenAI(base_url=stack.vllm_api_base, api_key=stack.api_key, max_retries=0, timeout=120)
+    reply = client.chat.completions.create(model=stack.served_model, messages=[{"role": "user", "content": "hi"}],
+                                           max_tokens=4, logprobs=True, top_logprobs=2)
+    assert len(reply.choices[0].logprobs.content) == reply.usage.completion_tokens > 0
+    started = started_at(stack, "vllm")
+    assert_model_decision(agent.post("/observe", json=OBSERVATION).json())
+    assert started_at(stack, "vllm") == started, "vLLM was restarted"

@@ -57,6 +57,7 @@ class FaultServer:
         self.text = TEXT_ANSWER  # the plain-text answer; set it to a written call to test prompt-based parsing
         self.requests: list[dict] = []
         self.authorizations: list[str | None] = []  # each chat request's Authorization header
+        self.client_ports: list[int] = []  # each chat request's client port: a new port, a new connection
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind(("127.0.0.1", 0))
@@ -96,6 +97,7 @@ class FaultServer:
             body = await request.json()
             self.requests.append(body)
             self.authorizations.append(request.headers.get("authorization"))
+            self.client_ports.append(request.client.port if request.client else 0)
             if self.mode == "hang":
                 await self._hang()
             if body.get("model") != self.model:

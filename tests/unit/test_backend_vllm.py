@@ -6,6 +6,7 @@ must behave the same.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterator
@@ -52,6 +53,7 @@ def fresh_server(server: FaultServer) -> None:
     server.mode, server.tool_args, server.text, server.model = "tool_call", MOVE, TEXT_ANSWER, "tiny"
     server.requests.clear()
     server.authorizations.clear()
+    server.client_ports.clear()
 
 
 def make_backend(server: FaultServer, **options: Any) -> VLLMBackend:
@@ -82,6 +84,19 @@ def with_tools(request: pytest.FixtureRequest, backend: VLLMBackend) -> ToolCall
 
 def test_backend_satisfies_the_protocol(backend: VLLMBackend) -> None:
     assert isinstance(backend, LLMBackend)
+
+
+async def test_an_idle_connection_is_dropped_before_the_server_closes_it(
+    with_tools: ToolCaller, server: FaultServer
+) -> None:
+    """vLLM's uvicorn (and this server's) closes a connection idle for 5 s; a client that keeps it as long sends its next
+    request into the close ("Server disconnected"). The backend reuses a connection idle for 0.5 s, not one idle 4.5 s."""
+    for pause in (0.0, 0.5, 4.5):
+        await asyncio.sleep(pause)
+        await with_tools("go", TOOLS, tool_choice="required")
+    first, reused, after_idle = server.client_ports
+    assert first == reused, "a busy connection should be reused"
+    assert after_idle != reused, "a connection idle for 4.5 s was reused: the server closes it at 5 s"
 
 
 # -- text ----------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ resources within the scene's ``collect_radius``, ``craft_item.recipe`` an ``enum
 it can craft where it stands (``craft_radius``, inputs held), ``move_to``'s coordinates are integers
 bounded by the scene (whole units: a number's digits would be unbounded, and ``multipleOf`` is
 not supported by xgrammar, vLLM's default structured-output backend), and a tool with nothing
-to act on is left out (most ticks an agent gets ``move_to``, ``explore`` and ``idle``: fewer
+to act on is left out (most ticks an agent gets ``move_to`` and ``idle``: fewer
 tools, fewer prompt tokens). Every offered tool set so has a finite longest call
 (``backends.tools.max_call_tokens``), which caps the request's ``max_tokens``. With vLLM's constrained decoding the
 model can then only produce calls the game can carry out.

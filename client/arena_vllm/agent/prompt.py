@@ -160,7 +160,7 @@ def _recipe(name: str, recipe: RecipeSpec, cap: int) -> str:
 
 
 def _exploration(obs: Observation, cap: int) -> str:
-    """How much is explored and the nearest frontier (``explore`` picks one itself; ``move_to`` can go there)."""
+    """How much is explored and the nearest frontier, which ``move_to`` reaches."""
     assert obs.exploration is not None
     line = f"Explored {_num(obs.exploration.exploration_percentage)}%."
     targets = sorted(obs.exploration.explore_targets, key=lambda t: t.distance)

@@ -34,7 +34,7 @@ from arena_vllm.backends.errors import ModelNotServedError, RequestRejectedError
 from arena_vllm.backends.tools import ToolLike, normalize_tools
 from arena_vllm.backends.vllm_config import VLLMBackendConfig
 
-__all__ = ["VLLMBackend", "VLLMBackendConfig"]
+__all__ = ["CONNECTION_LIMITS", "VLLMBackend", "VLLMBackendConfig"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +46,12 @@ PROBE_TIMEOUT_S = 5.0
 #: TypedDict transform, recursively into each tool's JSON schema (~1 ms of CPU per call), for
 #: requests that are plain JSON already (built in ``chat``).
 CHAT_PATH = "/chat/completions"
+
+#: vLLM (uvicorn) closes a connection idle for 5 s (``VLLM_HTTP_TIMEOUT_KEEP_ALIVE``); the SDK's
+#: pools keep one for 5 s too, so a request sent as the server closes fails with "Server
+#: disconnected without sending a response" (seen mid-benchmark). Dropping idle connections a
+#: second earlier means the client never reuses one the server may be closing.
+CONNECTION_LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=100, keepalive_expiry=4.0)
 
 Exchange = Generator[chat.Request, ChatCompletion, GenerationResult]
 
@@ -73,11 +79,12 @@ class VLLMBackend:
             "timeout": config.timeout_s,
             "max_retries": config.max_retries,
         }
-        self._client = openai.OpenAI(**client_options)
+        self._client = openai.OpenAI(
+            **client_options, http_client=openai.DefaultHttpxClient(timeout=config.timeout_s, limits=CONNECTION_LIMITS))
         # aiohttp's pool hands out a connection in O(1); httpcore's looks at every pooled
         # connection on each request (getpeername, poll), so its cost per call grew with the
         # agents in flight (issue 14: 3.7 ms at 64 concurrent calls, 6 ms at 128).
-        http_client = openai.DefaultAioHttpClient(timeout=config.timeout_s)
+        http_client = openai.DefaultAioHttpClient(timeout=config.timeout_s, limits=CONNECTION_LIMITS)
         self._aclient = openai.AsyncOpenAI(**client_options, http_client=http_client)
         probe_options = {"max_retries": 0, "timeout": min(config.timeout_s, PROBE_TIMEOUT_S)}
         self._probe = self._client.with_options(**probe_options)

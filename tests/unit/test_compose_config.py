@@ -10,8 +10,11 @@ from typing import Any
 
 import pytest
 
+from arena_vllm.config import load_settings
 from ops.compose import REPO, compose_files
 
+#: scripts/base_scene_controller.gd ``http_request.timeout = 30.0`` (and godot/src/agent_arena.cpp): the game's wait.
+GAME_HTTP_TIMEOUT_S = 30.0
 GPU_FILES = compose_files("gpu")
 CPU_FILES = compose_files("cpu")
 
@@ -68,6 +71,16 @@ def test_cpu_switch_builds_the_cpu_target_without_gpu_reservation() -> None:
     assert "deploy" not in services["vllm"]
     assert services["vllm"]["environment"]["VLLM_PROFILE"] == "cpu"
     assert services["agent"]["depends_on"]["vllm"]["condition"] == "service_healthy"
+
+
+def test_cpu_switch_gives_the_agent_its_cpu_settings_and_the_users_overrides_win() -> None:
+    agent = compose_config(CPU_FILES, AGENT_OVERRIDES="scene=plain agent.tick_deadline_s=12")["services"]["agent"]
+    overrides = agent["environment"]["ARENA_OVERRIDES"].split()
+    assert overrides == ["agent=cpu", "scene=plain", "agent.tick_deadline_s=12"]
+    assert load_settings(overrides).agent.tick_deadline_s == 12
+    deadline = load_settings(["agent=cpu"]).agent.tick_deadline_s
+    assert load_settings().agent.tick_deadline_s < deadline < GAME_HTTP_TIMEOUT_S  # the game stops waiting at 30 s
+    assert compose_config(GPU_FILES)["services"]["agent"]["environment"]["ARENA_OVERRIDES"] == ""
 
 
 @pytest.mark.parametrize("files", [GPU_FILES, CPU_FILES], ids=["gpu", "cpu"])

@@ -2,7 +2,7 @@
 
 The bodies come from tests/support/game_requests.py (each names the Agent Arena script or C++
 function it reproduces). The tiny model has random weights: what makes its decisions
-game-executable is the per-agent schema (enums of the names each agent sees) under vLLM's
+game-executable is the per-agent schema (enums of the names in reach, the recipes it can craft there) under vLLM's
 constrained decoding, which is what these tests check, with the real engine.
 """
 
@@ -20,6 +20,7 @@ from arena_vllm.config import load_settings
 from tests.support.game_requests import (
     cpp_tick,
     cpp_tool_execute,
+    foraging_at_work,
     foraging_observe,
     foraging_ticks,
     hazard_experience,
@@ -57,6 +58,24 @@ def test_three_foraging_ticks_of_16_agents_are_100_percent_game_executable(clien
     assert problems == [], problems
     assert sources == {"native": 48}, f"not every decision came from the model: {sources}; {reasons.most_common(3)}"
     print(f"48/48 game-executable; tools {dict(tools)}")
+
+
+def test_agents_at_a_station_or_a_resource_decide_game_executable_crafts_and_collects(client: httpx.Client) -> None:
+    """Where craft_item and collect are offered (an agent 1.4 from a station holding its inputs, or from a resource),
+    what the model picks three ticks running is still something the game carries out."""
+    bodies = foraging_at_work()
+    tools: Counter[str] = Counter()
+    for tick in range(1, 4):
+        agents = [{"agent_id": body["agent_id"], "observations": {**body, "tick": tick}} for body in bodies]
+        response = client.post("/tick", json={"tick": tick, "agents": agents})
+        assert response.status_code == 200, response.text
+        for body, action in zip(bodies, response.json()["actions"]):
+            decision = action["action"]
+            assert decision["source"] == "native", decision
+            assert game_problem(decision["tool"], decision["params"], Observation.model_validate(body), SETTINGS) is None
+            tools[decision["tool"]] += 1
+    assert set(tools) <= set(SETTINGS.scene.tools), tools
+    print(f"{sum(tools.values())} at work, all game-executable; tools {dict(tools)}")
 
 
 def test_the_cpp_perceptions_tick_answers_a_model_action_per_perception(client: httpx.Client) -> None:

@@ -106,7 +106,7 @@ def plan_call(observation: Observation, settings: Settings, experiences: Experie
     lowest-priority lines are dropped (:func:`~arena_vllm.agent.prompt.fit_lines`); when even
     the header, hazards and resources do not fit, every list (and the tools' enums) gets one
     entry fewer, down to none (then only the header is sure to stay). A ``tool_choice`` naming a tool this agent does not have now (``collect``
-    with nothing in sight) becomes ``required``: a call among what it can do.
+    with nothing in reach) becomes ``required``: a call among what it can do.
     """
     recent = experiences.recent(observation.agent_id) if experiences is not None else ()
     budget = settings.agent.prompt_budget_bytes

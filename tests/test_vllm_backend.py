@@ -27,9 +27,10 @@ from arena_vllm.config import load_settings
 from tests.support.stack import Stack
 
 SETTINGS = load_settings(["scene.tools=[move_to,collect,idle]"])
-#: The agent's tools for an agent that sees berry_1: bounded move_to, collect with enum ["berry_1"], idle.
+#: The agent's tools for an agent next to berry_1 (within collect range): bounded move_to, collect with enum
+#: ["berry_1"], idle.
 TOOLS = tools_for(Observation.model_validate({"agent_id": "a", "position": [0, 0, 0], "nearby_resources": [
-    {"name": "berry_1", "type": "berry", "position": [3, 0, 4]}]}), SETTINGS)
+    {"name": "berry_1", "type": "berry", "position": [1, 0, 1]}]}), SETTINGS)
 #: The seed README's tool: flat, with a bounded target so constrained decoding terminates.
 MOVE_TO = {
     "name": "move_to",
@@ -80,7 +81,7 @@ async def test_astream_yields_text(backend: VLLMBackend) -> None:
 async def test_twenty_of_twenty_forced_tool_calls_are_schema_valid(backend: VLLMBackend) -> None:
     """Sent concurrently, as the agent does for a tick; ``required`` and each named tool in turn."""
     choices = ["required", "move_to", "collect", "idle"]
-    prompt = "You are at [0, 0, 0]. A berry bush named berry_1 is at [3, 0, 4]. Act."
+    prompt = "You are at [0, 0, 0]. A berry bush named berry_1 is at [1, 0, 1]. Act."
     results: list[GenerationResult] = await asyncio.gather(*(
         backend.agenerate_with_tools(prompt, TOOLS, system_prompt=SETTINGS.scene.system_prompt,
                                      tool_choice=choices[i % len(choices)])

@@ -76,7 +76,7 @@ def test_the_page_shows_the_agents_and_their_decisions_in_chromium(
             assert len(chips[agent]) == len(TICKS) and all(chips[agent]), (agent, chips[agent])
         shown = open_decision(browser, HOSTILE)
         assert shown["title"] == f"{HOSTILE} · tick {TICKS[-1]}"  # the name as text, not as a script
-        assert f"You are agent {json.dumps(HOSTILE)}" in shown["prompt"] and shown["raw"]  # the prompt quotes names
+        assert f"You are {json.dumps(HOSTILE)}" in shown["prompt"] and shown["raw"]  # the prompt quotes names
         assert browser.execute_script("return typeof window.__pwned") == "undefined"
         shot = save_screenshot(browser, "debug-page-cpu-stack.png")
     with capsys.disabled():

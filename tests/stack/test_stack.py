@@ -1,11 +1,17 @@
-"""The CPU stack from the repo's own compose files and Dockerfiles: health, model, volumes."""
+"""The CPU stack from the repo's own compose files and Dockerfiles: health, model, volumes, the README's example."""
 
 from __future__ import annotations
 
+import json
+import re
 import time
 
 import requests
+from arena_vllm.agent.actions import game_problem
+from arena_vllm.agent.schemas import Observation
+from arena_vllm.config import load_settings
 
+from ops.compose import REPO
 from tests.support.stack import Stack
 
 
@@ -36,3 +42,16 @@ def test_hf_cache_volume_survives_down_and_up(stack: Stack) -> None:
     stack.log.append(f"warm restart to healthy in {time.monotonic() - started:.1f} s")
     read = stack.container("vllm").exec_run(["cat", marker])
     assert read.exit_code == 0 and read.output.strip() == b"kept", read.output
+
+
+def test_the_readmes_observe_example_gets_the_kind_of_decision_it_shows(stack: Stack) -> None:
+    """The curl under "Start the stack", sent as written: the model decides, and both the decision and the one the
+    README shows are ones the game can carry out for that body."""
+    readme = (REPO / "README.md").read_text()
+    body = json.loads(re.search(r"curl -s 127.0.0.1:5000/observe .*?-d '(.*?)'", readme, re.S).group(1))
+    shown = json.loads(re.search(r"    # (\{.*\})\n", readme).group(1))
+    decision = requests.post(f"{stack.agent_url}/observe", json=body, timeout=120).json()
+    assert set(decision) == set(shown) and decision["source"] == shown["source"] == "native", decision
+    observation, settings = Observation.model_validate(body), load_settings()
+    for made in (decision, shown):
+        assert game_problem(made["tool"], made["params"], observation, settings) is None, made

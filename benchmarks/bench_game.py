@@ -31,7 +31,6 @@ import sys
 from collections import Counter
 from typing import Any
 
-
 from arena_vllm.agent.actions import game_problem
 from arena_vllm.agent.policy import plan_call
 from arena_vllm.agent.schemas import Observation

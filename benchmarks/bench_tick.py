@@ -50,8 +50,8 @@ from openai import AsyncOpenAI, DefaultAsyncHttpxClient
 from arena_vllm.agent.policy import plan_call
 from arena_vllm.agent.schemas import Observation
 from arena_vllm.backends.chat import native_tools_request
-from arena_vllm.backends.vllm import CONNECTION_LIMITS
 from arena_vllm.backends.tools import normalize_tools
+from arena_vllm.backends.vllm import CONNECTION_LIMITS
 from arena_vllm.config import Settings, env_overrides, load_settings
 from tests.support.game_requests import foraging_ticks
 from tests.support.stack import Stack, start_stack

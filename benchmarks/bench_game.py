@@ -160,8 +160,6 @@ def main() -> None:
     add_target_arguments(parser)
     parser.add_argument("--agents", type=int, default=32, help="agents in the /tick vs direct measurement")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--start-stack", action="store_true", help="start the test CPU stack (Docker) and remove it")
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides the agent service runs with")
     args = parser.parse_args()
     settings = load_settings([*args.overrides, *env_overrides()])
     with contextlib.ExitStack() as stack:

@@ -135,9 +135,7 @@ async def measure(target: Target, settings: Settings, plans: dict[str, list[Call
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_target_arguments(parser)
-    parser.add_argument("--start-stack", action="store_true", help="start the test CPU stack (Docker) and remove it")
     parser.add_argument("--offline", action="store_true", help="request bytes only, no stack")
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides the agent service runs with")
     args = parser.parse_args()
     settings = load_settings([*args.overrides, *env_overrides()])
     plans = report_bytes(settings, {"baseline: foraging replay": replay_observations(),

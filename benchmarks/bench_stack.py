@@ -330,7 +330,6 @@ def main() -> None:
     parser.add_argument("--compose-project", default="arena-vllm", help="the running stack's compose project")
     parser.add_argument("--compose-file", action="append", help="default: docker-compose.yml + docker-compose.cpu.yml")
     parser.add_argument("--env-file", help="the compose --env-file the running stack was started with")
-    parser.add_argument("--start-stack", action="store_true", help="start the test CPU stack (Docker) and remove it")
     parser.add_argument("--agents", type=int, default=32, help="agents per /tick (and direct requests)")
     parser.add_argument("--repeats", type=int, default=3, help="timed ticks and direct batches (median kept)")
     parser.add_argument("--starts", type=int, default=1, help="warm starts of each kind (median kept)")
@@ -338,7 +337,6 @@ def main() -> None:
     parser.add_argument("--skip", action="append", default=[], choices=["dps", "start", "images", "validity"])
     parser.add_argument("--python-base", default=os.environ.get("PYTHON_BASE", "python:3.11-slim-bookworm"),
                         help="the PYTHON_BASE build arg the images were built from (default: $PYTHON_BASE)")
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides the agent service runs with")
     args = parser.parse_args()
     settings = load_settings([*args.overrides, *env_overrides()])
     prefix = os.environ.get("ARENA_IMAGE_PREFIX", "arena-vllm")

@@ -268,11 +268,14 @@ def open_target(args: argparse.Namespace, resources: contextlib.ExitStack) -> Ta
 
 
 def add_target_arguments(parser: argparse.ArgumentParser) -> None:
-    """Where a running stack is (shared with bench_stack.py)."""
+    """Where a running stack is, or ``--start-stack``, and the agent's Hydra overrides: what :func:`open_target`
+    reads (shared by bench_game, bench_hostile and bench_stack)."""
     parser.add_argument("--agent-url", default="http://127.0.0.1:5000")
     parser.add_argument("--vllm-api-base", default="http://127.0.0.1:8000/v1")
     parser.add_argument("--model", default="", help="served model name (default: the first the server lists)")
     parser.add_argument("--api-key", default=os.environ.get("VLLM_API_KEY", "EMPTY"), help="default: $VLLM_API_KEY")
+    parser.add_argument("--start-stack", action="store_true", help="start the test CPU stack (Docker) and remove it")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides the agent service runs with, e.g. backend.max_tokens=64")
 
 
 def main() -> None:
@@ -280,8 +283,6 @@ def main() -> None:
     add_target_arguments(parser)
     parser.add_argument("--agents", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--start-stack", action="store_true", help="start the test CPU stack (Docker) and remove it")
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides the agent service runs with, e.g. backend.max_tokens=64")
     args = parser.parse_args()
     settings = load_settings([*args.overrides, *env_overrides()])
 

@@ -139,8 +139,9 @@ def game_problem(tool: str, params: dict[str, Any], observation: Observation, se
         return f"{tool!r} is not a tool of scene {settings.scene.name!r} ({settings.scene.tools})"
     if tool == "collect":
         name = params.get("target_name")
-        if name not in resource_names(observation):
-            return f"collect of {name!r}, which is not among the visible resources {resource_names(observation)}"
+        visible = resource_names(observation)
+        if name not in visible:
+            return f"collect of {name!r}, which is not among the visible resources {visible}"
         if name not in collectable_names(observation, settings):
             return f"collect of {name!r}, beyond the scene's collect range {settings.scene.collect_radius:g} (move_to it first)"
     elif tool == "craft_item":

@@ -26,7 +26,7 @@ from arena_vllm.agent.schemas import Observation
 from arena_vllm.config import load_settings
 from tests.support.stack import Stack
 
-SETTINGS = load_settings(["scene.tools=[move_to,collect,idle]"])
+SETTINGS = load_settings(["scene.tools=[move_to,collect,idle]", "scene.move_targets=coordinates"])
 #: The agent's tools for an agent next to berry_1 (within collect range): bounded move_to, collect with enum
 #: ["berry_1"], idle.
 TOOLS = tools_for(Observation.model_validate({"agent_id": "a", "position": [0, 0, 0], "nearby_resources": [

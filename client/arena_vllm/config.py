@@ -277,6 +277,10 @@ class SceneSettings(_Model):
         gt=0.0, description="collect is offered for resources this close (the game's range); null: all in sight")
     craft_radius: float | None = Field(
         gt=0.0, description="craft_item is offered for recipes whose station is this close and whose inputs are held; null: all known")
+    move_targets: Literal["named", "coordinates"] = Field(
+        description="named: move_to takes the name of something in sight (the agent sends its position); "
+                    "coordinates: bounded integer coordinates from the model")
+    hazard_radius: float = Field(ge=0.0, description="hazards damage within this; named moves are routed around it")
 
 
 class Settings(_Model):

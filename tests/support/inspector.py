@@ -18,7 +18,7 @@ from arena_vllm.config import Settings
 
 from tests.support.fault_server import FaultServer
 from tests.support.observations import OBSERVATION
-from tests.support.service import cached_settings, serving
+from tests.support.service import COORDINATES, cached_settings, serving
 
 #: The vLLM API key the service is given; no /debug answer may show it.
 API_KEY = "sk-inspector-test-key-0123456789"
@@ -30,7 +30,7 @@ def inspector_settings(fault: FaultServer, *overrides: str) -> Settings:
     """Settings of a service deciding through ``fault``, the inspector on unless ``overrides`` say otherwise."""
     return cached_settings(
         f"backend.api_base={fault.api_base}", "backend.model=tiny", "backend.max_retries=0", "backend.timeout_s=10",
-        f"backend.api_key={API_KEY}", "agent.tick_deadline_s=5", "agent.debug.enabled=true", *overrides,
+        f"backend.api_key={API_KEY}", "agent.tick_deadline_s=5", "agent.debug.enabled=true", COORDINATES, *overrides,
     )
 
 

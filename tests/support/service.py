@@ -24,6 +24,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.support.fault_server import FaultServer
 
 MOVE = {"target_position": [3.0, 0.0, 4.0]}
+#: The stand-in answers fixed coordinates (``MOVE``), so the service it backs takes coordinates from the model;
+#: named move targets (the shipped scenes' default) are tested against observations in test_move_targets.py.
+COORDINATES = "scene.move_targets=coordinates"
 
 
 @contextmanager
@@ -57,7 +60,7 @@ def agent_client(fault: FaultServer, *overrides: str) -> Iterator[httpx.Client]:
     """An HTTP client of a fresh agent service whose backend is ``fault``."""
     settings = cached_settings(
         f"backend.api_base={fault.api_base}", "backend.model=tiny", "backend.max_retries=0", "backend.timeout_s=10",
-        "agent.tick_deadline_s=5", *overrides,
+        "agent.tick_deadline_s=5", COORDINATES, *overrides,
     )
     with serving(create_app(settings)) as url, httpx.Client(base_url=url, timeout=60) as client:
         yield client

@@ -83,7 +83,7 @@ def test_recipes_come_from_the_game_else_the_scene_and_no_recipes_means_no_craft
 
 
 def test_the_plain_scene_has_no_crafting_and_move_to_takes_the_scene_bounds() -> None:
-    plain = load_settings(["scene=plain", "scene.coordinate_limit=40"])
+    plain = load_settings(["scene=plain", "scene.coordinate_limit=40", "scene.move_targets=coordinates"])
     tools = {t["name"]: t for t in tools_for(AT_APPLE2, plain)}
     assert list(tools) == ["move_to", "idle", "collect"]
     items = tools["move_to"]["parameters"]["properties"]["target_position"]["items"]
@@ -158,12 +158,16 @@ def test_every_fallback_on_the_replay_is_game_executable() -> None:
         assert all(math.isfinite(v) for v in decision.params.get("target_position", []))
 
 
-def test_every_agent_shares_the_system_prompt_and_the_tools_before_the_narrowed_ones() -> None:
-    """The cacheable prefix: only craft_item and collect (last, their enums differ per agent) vary between agents."""
+@pytest.mark.parametrize(("mode", "narrowed"), [("named", ("move_to", "craft_item", "collect")),
+                                               ("coordinates", ("craft_item", "collect"))])
+def test_every_agent_shares_the_system_prompt_and_only_the_narrowed_tools_vary(mode: str, narrowed: tuple) -> None:
+    """The cacheable prefix: the system prompt, then tools whose schemas are the same for every agent."""
     from arena_vllm.agent.policy import plan_call
 
-    plans = [plan_call(observation, SETTINGS) for observation in [*REPLAY, AT_WORKBENCH, AT_APPLE2]]
-    assert {plan.system_prompt for plan in plans} == {SETTINGS.scene.system_prompt}
-    shared = [[tool for tool in plan.tools if tool["name"] not in ("craft_item", "collect")] for plan in plans]
-    assert all(tools == shared[0] for tools in shared) and [t["name"] for t in shared[0]] == ["move_to", "idle"]
-    assert all(plan.tools[: len(shared[0])] == shared[0] for plan in plans)
+    settings = load_settings([f"scene.move_targets={mode}"])
+    plans = [plan_call(observation, settings) for observation in [*REPLAY, AT_WORKBENCH, AT_APPLE2]]
+    assert {plan.system_prompt for plan in plans} == {settings.scene.system_prompt}
+    shared = [[tool for tool in plan.tools if tool["name"] not in narrowed] for plan in plans]
+    assert all(tools == shared[0] for tools in shared) and "idle" in [t["name"] for t in shared[0]]
+    if mode == "coordinates":
+        assert all(plan.tools[: len(shared[0])] == shared[0] for plan in plans)

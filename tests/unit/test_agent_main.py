@@ -14,6 +14,7 @@ import time
 import httpx
 
 from tests.support.fault_server import FaultServer
+from tests.support.service import COORDINATES
 
 
 def free_port() -> int:
@@ -28,7 +29,7 @@ def test_serves_with_settings_from_the_environment_and_prints_no_secret() -> Non
         env = {
             **os.environ, "VLLM_API_BASE": fault.api_base, "VLLM_SERVED_MODEL_NAME": "tiny",
             "VLLM_API_KEY": "sk-do-not-print", "AGENT_PORT": str(port),
-            "ARENA_OVERRIDES": "agent.host=127.0.0.1 agent.tick_deadline_s=3",
+            "ARENA_OVERRIDES": f"agent.host=127.0.0.1 agent.tick_deadline_s=3 {COORDINATES}",
         }
         process = subprocess.Popen(
             [sys.executable, "-m", "arena_vllm.agent", "scene=plain"],

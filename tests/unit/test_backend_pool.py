@@ -19,7 +19,7 @@ from arena_vllm.backends.pool import ReplicaPool, backend_from_settings
 from arena_vllm.config import ConfigError, load_settings
 
 from tests.support.fault_server import FaultServer
-from tests.support.service import serving, tick_body
+from tests.support.service import COORDINATES, serving, tick_body
 
 TOOLS = load_settings().tools.tools
 MOVE = {"target_position": [1.0, 2.0, 3.0]}
@@ -156,7 +156,7 @@ def test_agent_ready_says_which_replicas_are_up_and_ticks_survive_a_dead_one(ser
     dead = dead_api_base()
     settings = load_settings([
         f"backend.api_bases=[{servers[0].api_base},{dead}]", "backend.model=tiny", "backend.max_retries=0",
-        "agent.tick_deadline_s=5",
+        "agent.tick_deadline_s=5", COORDINATES,
     ])
     with serving(create_app(settings)) as url, httpx.Client(base_url=url, timeout=30) as client:
         ready = client.get("/ready")

@@ -30,7 +30,7 @@ from tests.support.fault_server import TEXT_ANSWER, FaultServer
 TOOLS = tools_for(
     Observation.model_validate({"agent_id": "a", "position": [0, 0, 0],
                                 "nearby_resources": [{"name": "berry_1", "position": [1, 0, 1]}]}),
-    load_settings(["scene.tools=[move_to,collect,idle]"]),
+    load_settings(["scene.tools=[move_to,collect,idle]", "scene.move_targets=coordinates"]),
 )
 MOVE = {"target_position": [1.0, 2.0, 3.0]}
 FLAT_MOVE_TO = {"name": "move_to", "description": "Move.", "parameters": TOOLS[0]["parameters"]}

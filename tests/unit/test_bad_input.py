@@ -26,7 +26,7 @@ from arena_vllm.agent.__main__ import main
 from arena_vllm.agent.app import create_app
 from arena_vllm.config import load_settings
 from tests.support.fault_server import FaultServer
-from tests.support.service import serving
+from tests.support.service import COORDINATES, serving
 
 pytestmark = pytest.mark.usefixtures("clean_environment")  # no VLLM_* or ARENA_* from the shell
 
@@ -184,7 +184,7 @@ def agent(fault: FaultServer) -> Iterator[httpx.Client]:
     """One agent service for the whole corpus, so a case that broke it would fail the next ones."""
     settings = load_settings([
         f"backend.api_base={fault.api_base}", "backend.model=tiny", "backend.max_retries=0", "agent.tick_deadline_s=5",
-        f"agent.max_agents_per_tick={MAX_AGENTS}", f"agent.max_body_bytes={MAX_BODY}",
+        f"agent.max_agents_per_tick={MAX_AGENTS}", f"agent.max_body_bytes={MAX_BODY}", COORDINATES,
     ])
     with serving(create_app(settings)) as url, httpx.Client(base_url=url, timeout=30) as client:
         yield client

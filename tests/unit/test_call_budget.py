@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from arena_vllm.agent.actions import game_problem
+from arena_vllm.agent.actions import game_problem, resolve_call
 from arena_vllm.agent.fallback import fallback_decision
 from arena_vllm.agent.metrics import AgentMetrics
 from arena_vllm.agent.policy import DecisionPolicy, plan_call
@@ -23,6 +23,7 @@ from arena_vllm.config import load_settings
 from tests.support.game_requests import foraging_at_work, foraging_ticks
 
 SETTINGS = load_settings(["backend.max_tokens_from_tools=true"])
+COORDINATES = load_settings(["backend.max_tokens_from_tools=true", "scene.move_targets=coordinates"])
 REPLAY = [Observation.model_validate(body) for bodies in foraging_ticks(ticks=3, agents=16) for body in bodies]
 REPLAY += [Observation.model_validate(body) for body in foraging_at_work()]  # where craft_item and collect are offered
 
@@ -37,7 +38,9 @@ def longest_calls(tools: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     calls: dict[str, dict[str, Any]] = {}
     for tool in tools:
         properties = tool["parameters"].get("properties", {})
-        if tool["name"] == "move_to":
+        if tool["name"] == "move_to" and "target" in properties:
+            calls["move_to"] = {"target": max(properties["target"]["enum"], key=lambda n: len(json.dumps(n)))}
+        elif tool["name"] == "move_to":
             low = properties["target_position"]["items"]["minimum"]
             calls["move_to"] = {"target_position": [low, low, low]}
         elif tool["name"] == "collect":
@@ -65,13 +68,17 @@ def test_the_longest_valid_call_of_the_foraging_tools_fits_max_tokens() -> None:
         for name, arguments in longest_calls(plan.tools).items():
             offered.add(name)
             assert validate_tool_call(name, arguments, plan.tools) is None
-            assert game_problem(name, arguments, observation, SETTINGS) is None
+            params = resolve_call(name, arguments, observation, SETTINGS)
+            assert params is not None and game_problem(name, params, observation, SETTINGS) is None
             assert len(written(name, arguments)) + CALL_TOKEN_MARGIN <= plan.max_tokens
     assert offered == set(SETTINGS.scene.tools)  # the replay offers every tool of the scene somewhere
 
 
-def test_move_to_takes_bounded_integers_only() -> None:
-    plan = plan_call(REPLAY[0], SETTINGS)
+def test_move_to_takes_a_name_in_sight_or_bounded_integers() -> None:
+    named = plan_call(REPLAY[0], SETTINGS).tools[0]["parameters"]["properties"]["target"]["enum"]
+    assert named and validate_tool_call("move_to", {"target": named[0]}, plan_call(REPLAY[0], SETTINGS).tools) is None
+    assert validate_tool_call("move_to", {"target": "Atlantis"}, plan_call(REPLAY[0], SETTINGS).tools) is not None
+    plan = plan_call(REPLAY[0], COORDINATES)
     assert validate_tool_call("move_to", {"target_position": [1, -2, 3]}, plan.tools) is None
     assert validate_tool_call("move_to", {"target_position": [1.5, 0, 0]}, plan.tools) is not None
     assert validate_tool_call("move_to", {"target_position": [101, 0, 0]}, plan.tools) is not None
@@ -85,11 +92,11 @@ def test_max_tokens_stays_configured_unforced_or_by_default(overrides: list[str]
 
 
 @pytest.mark.parametrize("observation", REPLAY[:16], ids=lambda o: o.agent_id)
-def test_fallback_moves_are_in_the_form_the_schema_gives_the_model(observation: Observation) -> None:
+def test_fallback_moves_go_where_a_named_target_of_the_model_would(observation: Observation) -> None:
     decision = fallback_decision(observation, SETTINGS, "test")
     if decision.tool == "move_to":
-        tools = plan_call(observation, SETTINGS).tools
-        assert validate_tool_call("move_to", decision.params, tools) is None
+        named = plan_call(observation, SETTINGS).tools[0]["parameters"]["properties"]["target"]["enum"]
+        assert decision.params in [resolve_call("move_to", {"target": label}, observation, SETTINGS) for label in named]
     assert game_problem(decision.tool, decision.params, observation, SETTINGS) is None
 
 

@@ -137,7 +137,7 @@ def test_validate_checks_bounds_and_enums_of_an_agents_tools() -> None:
     assert validate_tool_call("collect", {"target_name": "Apple2"}, tools) is None
     assert "is not one of ['Apple2']" in validate_tool_call("collect", {"target_name": "apple2"}, tools)
     assert "is not one of ['meal']" in validate_tool_call("craft_item", {"recipe": "sword"}, tools)
-    assert "greater than the maximum" in validate_tool_call("move_to", {"target_position": [0, 0, 500]}, tools)
+    assert "is not one of ['Apple2', 'Workbench']" in validate_tool_call("move_to", {"target": "Atlantis"}, tools)
 
 
 # -- one tool_choice rule, one tool-set check: the settings, the config class and each request agree --------

@@ -35,15 +35,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from arena_vllm.agent.actions import game_problem, recipes_in_sight, tools_for
+from arena_vllm.agent.actions import tools_for
 from arena_vllm.agent.experiences import ExperienceStore
-from arena_vllm.agent.fallback import MAX_REASONING_CHARS, fallback_decision
+from arena_vllm.agent.fallback import bounded, fallback_decision
+from arena_vllm.agent.game_tools import game_tool
+from arena_vllm.agent.game_tools.situation import Situation
 from arena_vllm.agent.metrics import AgentMetrics
 from arena_vllm.agent.prompt import PRIORITY, fit_lines, prompt_lines
 from arena_vllm.agent.recorder import TraceRecorder
@@ -112,8 +113,8 @@ def plan_call(observation: Observation, settings: Settings, experiences: Experie
     budget = settings.agent.prompt_budget_bytes
     for cap in range(settings.agent.max_entities_in_prompt, -1, -1):
         tools = tools_for(observation, settings, cap)
-        recipes = recipes_in_sight(observation, settings, cap)
-        lines = prompt_lines(observation, cap, recent, recipes)
+        recipes = Situation(observation, settings, cap).recipes_in_sight()
+        lines = prompt_lines(observation, cap, recent, recipes, positions=settings.scene.move_targets == "coordinates")
         room = budget - request_bytes(settings.scene.system_prompt, tools, "")
         # Hazards and resources are worth more than every list's length: keep them, else shorten every list.
         prompt = fit_lines(lines, room, keep=PRIORITY["Resources"]) if cap else fit_lines(lines, room)
@@ -230,13 +231,18 @@ class DecisionPolicy:
             json.dumps(call["arguments"], allow_nan=False)
         except ValueError:
             return self._failed(observation, "no_valid_call", f"the {call['name']!r} call has NaN or Infinity in its arguments")
-        problem = game_problem(call["name"], call["arguments"], observation, self._settings)
+        here = Situation(observation, self._settings)
+        tool = game_tool(call["name"])
+        params = tool.resolve(call["arguments"], here)
+        if params is None:
+            return self._failed(observation, "not_executable", f"the {call['name']!r} call names nothing in sight: {call['arguments']}")
+        problem = tool.problem(params, here)
         if problem:
             return self._failed(observation, "not_executable", f"not executable in the game: {problem}")
         source = MODEL_SOURCES.get(result.metadata.get("tool_call_source", "native"), "native")
         said = result.text.strip() if source == "native" else ""  # a text call's text is the call itself
-        reasoning = f"model: {describe(call['name'], call['arguments'], observation)}" + (f"; {said}" if said else "")
-        return Decision(tool=call["name"], params=call["arguments"], reasoning=_bounded(reasoning), source=source), None
+        reasoning = f"model: {tool.describe(call['arguments'], here)}" + (f"; {said}" if said else "")
+        return Decision(tool=call["name"], params=params, reasoning=bounded(reasoning), source=source), None
 
     def _failed(self, observation: Observation, kind: str, detail: str) -> tuple[Decision, str]:
         """The fallback (or idle) with a generic reason for the game; ``detail`` is returned for the log only."""
@@ -246,30 +252,5 @@ class DecisionPolicy:
             decision = fallback_decision(observation, self._settings, reason)
         else:
             decision = Decision.idle(reason)
-        return decision, f"agent {json.dumps(observation.agent_id)}: {_bounded(detail)}"
+        return decision, f"agent {json.dumps(observation.agent_id)}: {bounded(detail)}"
 
-
-def describe(tool: str, params: dict[str, Any], observation: Observation) -> str:
-    """What the call does for this agent, in a few words (the reasoning the policy can vouch for)."""
-    if tool == "collect":
-        name = params.get("target_name", "")
-        found = next((r for r in observation.nearby_resources if r.name == name), None)
-        where = f", {_distance(observation, found.position, found.distance):.1f} away" if found else ""
-        return f"collect {json.dumps(name)}{where}"
-    if tool == "move_to":
-        target = params.get("target_position") or [0.0, 0.0, 0.0]
-        named = [*observation.nearby_resources, *observation.nearby_stations, *observation.nearby_hazards]
-        near = min(named, key=lambda e: math.dist(e.position, target), default=None)
-        toward = f" toward {json.dumps(near.name)}" if near is not None and math.dist(near.position, target) <= 2.0 else ""
-        return f"move_to ({', '.join(f'{v:.1f}' for v in target)}), {math.dist(observation.position, target):.1f} away{toward}"
-    if tool == "craft_item":
-        return f"craft_item {json.dumps(params.get('recipe', ''))}"
-    return tool
-
-
-def _distance(observation: Observation, position: list[float], given: float | None) -> float:
-    return given if given is not None else math.dist(observation.position, position)
-
-
-def _bounded(text: str) -> str:
-    return text if len(text) <= MAX_REASONING_CHARS else text[: MAX_REASONING_CHARS - 3] + "..."

@@ -31,10 +31,10 @@ Example::
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Mapping, Sequence
 
+from arena_vllm.agent.game_tools.situation import distance_from
 from arena_vllm.agent.schemas import Experience, Hazard, Observation, Resource
 from arena_vllm.config import RecipeSpec
 
@@ -57,9 +57,10 @@ def render_observation(
     max_entities: int,
     experiences: Sequence[Experience] = (),
     recipes: Mapping[str, RecipeSpec] | None = None,
+    positions: bool = True,
 ) -> str:
     """The user prompt for one agent; ``max_entities`` caps each list, ``recipes`` are shown when given."""
-    return "\n".join(line for _, line in prompt_lines(observation, max_entities, experiences, recipes))
+    return "\n".join(line for _, line in prompt_lines(observation, max_entities, experiences, recipes, positions))
 
 
 def fit_lines(lines: Sequence[tuple[int, str]], budget_bytes: int, keep: int = 0) -> str | None:
@@ -82,12 +83,16 @@ def prompt_lines(
     max_entities: int,
     experiences: Sequence[Experience] = (),
     recipes: Mapping[str, RecipeSpec] | None = None,
+    positions: bool = True,
 ) -> list[tuple[int, str]]:
-    """The user prompt's lines with their :data:`PRIORITY`, in prompt order; every list capped at ``max_entities``."""
+    """The user prompt's lines with their :data:`PRIORITY`, in prompt order; every list capped at ``max_entities``.
+
+    ``positions=False`` leaves coordinates out (``move_to`` takes names then: the model needs none).
+    """
     obs = observation
     cap = max_entities
     lines = [(PRIORITY["header"], (
-        f"Tick {obs.tick}. You are {_q(obs.agent_id)} at {_vec(obs.position)}, "
+        f"Tick {obs.tick}. You are {_q(obs.agent_id)}" + (f" at {_vec(obs.position)}" if positions else "") + ", "
         f"health {_num(obs.health)}/{_num(obs.max_health)}"
         + (f", energy {_num(obs.energy)}." if "energy" in obs.model_fields_set else ".")  # the game may not send it
     ))]
@@ -97,16 +102,16 @@ def prompt_lines(
     if obs.current_progress:
         progress = [f"{_word(k)}={_num(v)}" for k, v in obs.current_progress.items()]
         lines.append((PRIORITY["Progress"], "Progress: " + _capped(progress, cap) + "."))
-    lines.append((PRIORITY["Resources"], _entities("Resources", obs.nearby_resources, obs.position, cap)))
-    lines.append((PRIORITY["Hazards"], _entities("Hazards", obs.nearby_hazards, obs.position, cap)))
+    lines.append((PRIORITY["Resources"], _entities("Resources", obs.nearby_resources, obs.position, cap, positions)))
+    lines.append((PRIORITY["Hazards"], _entities("Hazards", obs.nearby_hazards, obs.position, cap, positions)))
     if obs.nearby_stations:
-        lines.append((PRIORITY["Stations"], _entities("Stations", obs.nearby_stations, obs.position, cap)))
+        lines.append((PRIORITY["Stations"], _entities("Stations", obs.nearby_stations, obs.position, cap, positions)))
     lines.append((PRIORITY["Inventory"], f"Inventory: {_inventory(obs.inventory_counts(), cap)}."))
     if recipes:
         shown = [_recipe(name, r, cap) for name, r in recipes.items()]
         lines.append((PRIORITY["Recipes"], "Recipes: " + _capped(shown, cap, "; ") + "."))
     if obs.exploration is not None:
-        lines.append((PRIORITY["Explore"], _exploration(obs, cap)))
+        lines.append((PRIORITY["Explore"], _exploration(obs, cap, positions)))
     if obs.tool_result is not None:
         result = obs.tool_result
         outcome = "succeeded" if result.success else f"failed: {_q(_cut(result.error))}" if result.error else "failed"
@@ -127,25 +132,23 @@ def _capped(items: Sequence[str], cap: int, sep: str = ", ") -> str:
     return sep.join(shown)
 
 
-def _entities(title: str, entities: Sequence[Resource], origin: Sequence[float], cap: int) -> str:
+def _entities(title: str, entities: Sequence[Resource], origin: Sequence[float], cap: int, positions: bool) -> str:
     """One line of the ``cap`` nearest entities, distance computed from positions when not given."""
     if not entities:
         return f"{title}: none in sight."
-    by_distance = sorted(
-        ((e.distance if e.distance is not None else math.dist(origin, e.position), e) for e in entities),
-        key=lambda pair: pair[0],
-    )
-    shown = [_entity(entity, distance) for distance, entity in by_distance[:cap]]
+    by_distance = sorted(((distance_from(origin, e), e) for e in entities), key=lambda pair: pair[0])
+    shown = [_entity(entity, distance, positions) for distance, entity in by_distance[:cap]]
     hidden = len(by_distance) - len(shown)
     if hidden:
         shown.append(f"{hidden} more not listed")
     return f"{title}: " + "; ".join(shown) + "."
 
 
-def _entity(entity: Resource, distance: float) -> str:
+def _entity(entity: Resource, distance: float, positions: bool) -> str:
     kind = f" {_word(entity.type)}" if entity.type else ""
     damage = f", damage {_num(entity.damage)}" if isinstance(entity, Hazard) and entity.damage else ""
-    return f"{_q(entity.name)}{kind} {_vec(entity.position)} {_num(distance)} away{damage}"
+    where = f" {_vec(entity.position)}" if positions else ""
+    return f"{_q(entity.name)}{kind}{where} {_num(distance)} away{damage}"
 
 
 def _inventory(counts: Mapping[str, float], cap: int) -> str:
@@ -159,14 +162,15 @@ def _recipe(name: str, recipe: RecipeSpec, cap: int) -> str:
     return f"{_q(name)}: {inputs}{station}"
 
 
-def _exploration(obs: Observation, cap: int) -> str:
+def _exploration(obs: Observation, cap: int, positions: bool) -> str:
     """How much is explored and the nearest frontier, which ``move_to`` reaches."""
     assert obs.exploration is not None
     line = f"Explored {_num(obs.exploration.exploration_percentage)}%."
     targets = sorted(obs.exploration.explore_targets, key=lambda t: t.distance)
     if targets and cap:
         nearest = targets[0]
-        line += f" Nearest frontier: {_word(nearest.direction)} {_vec(nearest.position)} {_num(nearest.distance)} away."
+        where = f" {_vec(nearest.position)}" if positions else ""
+        line += f" Nearest frontier: {_word(nearest.direction)}{where} {_num(nearest.distance)} away."
     return line
 
 

@@ -40,6 +40,8 @@ class BackendStatus:
     models: list[str] = field(default_factory=list)
     #: One row per server behind a ReplicaPool (api_base, up, in_flight, reason); empty for one server.
     replicas: list[dict[str, Any]] = field(default_factory=list)
+    #: Where offered tools reach the model: "template", "system_prompt" (its template drops them) or "unknown".
+    tools_seen_in: str = "unknown"
 
 
 @runtime_checkable

@@ -46,13 +46,17 @@ def native_tools_request(
     }
 
 
+def with_tools_text(system_prompt: str | None, text: str) -> str:
+    """The system prompt with the tools written after it (for a chat template that drops ``tools``)."""
+    return "\n\n".join(part for part in (system_prompt, text) if part)
+
+
 def prompt_tools_request(
     model: str, prompt: str, system_prompt: str | None, tools: Sequence[Mapping[str, Any]],
     sampling: Mapping[str, Any],
 ) -> Request:
     """A text request whose system prompt describes ``tools`` and asks for one call in ``<tool_call>`` tags."""
-    system = "\n\n".join(part for part in (system_prompt, tool_prompt(tools)) if part)
-    return text_request(model, prompt, system, sampling)
+    return text_request(model, prompt, with_tools_text(system_prompt, tool_prompt(tools)), sampling)
 
 
 def tools_for_choice(tools: Sequence[Mapping[str, Any]], tool_choice: str) -> list[Mapping[str, Any]]:

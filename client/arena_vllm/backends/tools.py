@@ -141,6 +141,32 @@ def tool_prompt(tools: Sequence[Mapping[str, Any]]) -> str:
     )
 
 
+def tools_text(tools: Sequence[Mapping[str, Any]]) -> str:
+    """Normalized tools as a few short lines for a system prompt, for a model whose chat template drops ``tools``.
+
+    One line a tool, ``name(arg: "a" | "b", other: integer[3])``; constrained decoding still
+    forces the call's form, so the text only has to say what each tool and choice is.
+    """
+    lines = []
+    for tool in tools:
+        function = tool["function"]
+        properties = function.get("parameters", {}).get("properties", {})
+        arguments = ", ".join(f"{name}: {_schema_words(schema)}" for name, schema in properties.items())
+        described = f" - {function['description']}" if function.get("description") else ""
+        lines.append(f"{function['name']}({arguments}){described}")
+    return "Tools (call exactly one):\n" + "\n".join(lines)
+
+
+def _schema_words(schema: Mapping[str, Any]) -> str:
+    """A parameter's schema in a few words: its choices, else its type (arrays with their length)."""
+    if "enum" in schema:
+        return " | ".join(json.dumps(value) for value in schema["enum"])
+    if schema.get("type") == "array":
+        count = schema.get("minItems") if schema.get("minItems") == schema.get("maxItems") else None
+        return f"{_schema_words(schema.get('items', {}))}[{count or ''}]"
+    return str(schema.get("type", "any"))
+
+
 @functools.lru_cache(maxsize=256)
 def _schema_problem(encoded_schema: str) -> str | None:
     """Why a JSON schema is invalid, or None; cached because checking costs ~2 ms and every call sends tools."""

@@ -22,6 +22,7 @@ Example (a vLLM server on localhost:8000, see ops/run_vllm_server.py)::
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any, AsyncIterator, Generator, Iterator, Sequence
 
 import httpx
@@ -30,8 +31,8 @@ from openai.types.chat import ChatCompletion
 
 from arena_vllm.backends import chat
 from arena_vllm.backends.base import BackendStatus, GenerationResult
-from arena_vllm.backends.errors import ModelNotServedError, RequestRejectedError, map_openai_error
-from arena_vllm.backends.tools import ToolLike, normalize_tools
+from arena_vllm.backends.errors import BackendConnectionError, BackendError, ModelNotServedError, RequestRejectedError, map_openai_error
+from arena_vllm.backends.tools import ToolLike, normalize_tools, tools_text
 from arena_vllm.backends.vllm_config import VLLMBackendConfig
 
 __all__ = ["CONNECTION_LIMITS", "VLLMBackend", "VLLMBackendConfig"]
@@ -54,6 +55,17 @@ CHAT_PATH = "/chat/completions"
 CONNECTION_LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=100, keepalive_expiry=4.0)
 
 Exchange = Generator[chat.Request, ChatCompletion, GenerationResult]
+
+#: Where the tools a request offers reach the model: its chat template renders them (``template``),
+#: or it drops them and the backend writes them into the system prompt (``system_prompt``, e.g.
+#: SmolLM2's ChatML template); ``unknown`` until the server has answered the probe.
+TOOLS_IN_TEMPLATE, TOOLS_IN_SYSTEM_PROMPT, TOOLS_UNKNOWN = "template", "system_prompt", "unknown"
+#: The probe: the same one-message chat tokenized with and without this tool (vLLM's ``/tokenize``).
+_PROBE_TOOLS = (None, [{"type": "function", "function": {"name": "probe_tool", "parameters": {"type": "object"}}}])
+
+
+def _tokenize_body(model: str, tools: list[dict[str, Any]] | None) -> dict[str, Any]:
+    return {"model": model, "messages": [{"role": "user", "content": "hi"}], **({"tools": tools} if tools else {})}
 
 
 class VLLMBackend:
@@ -94,6 +106,8 @@ class VLLMBackend:
         _ = (self._client.chat.completions, self._aclient.chat.completions)
         self._served_model = config.model_path
         self._tools_rejected = ""  # the server's 400 message once it refused native tools
+        self._tools_seen_in = TOOLS_UNKNOWN  # where tools reach the model: asked once, on first use
+        self._tools_probe_failed = False  # the server answered the probe without an answer to it
 
     # -- availability ---------------------------------------------------------------------------
 
@@ -108,7 +122,8 @@ class VLLMBackend:
             served = [model.id for model in self._probe.models.list()]
         except openai.OpenAIError as exc:
             return BackendStatus(False, str(map_openai_error(exc, self.config.api_base)))
-        return self._judge_served(served)
+        status = self._judge_served(served)
+        return replace(status, tools_seen_in=self.tools_seen_in()) if status.available else status
 
     async def astatus(self) -> BackendStatus:
         """:meth:`status` without blocking the event loop."""
@@ -117,7 +132,38 @@ class VLLMBackend:
             served = [model.id async for model in self._aprobe.models.list()]
         except openai.OpenAIError as exc:
             return BackendStatus(False, str(map_openai_error(exc, self.config.api_base)))
-        return self._judge_served(served)
+        status = self._judge_served(served)
+        return replace(status, tools_seen_in=await self.atools_seen_in()) if status.available else status
+
+    def tools_seen_in(self) -> str:
+        """Where offered tools reach the model (:data:`TOOLS_IN_TEMPLATE` or :data:`TOOLS_IN_SYSTEM_PROMPT`), asked
+        of the server once: vLLM's ``/tokenize`` of one chat with and without a tool. A template that renders
+        tools makes the second longer; one that drops them (SmolLM2's) does not, and the model would never
+        see them. :data:`TOOLS_UNKNOWN` where the server cannot say (no ``/tokenize``): tools then go only
+        where the template puts them; an unreachable server is asked again on the next call."""
+        if self._tools_seen_in == TOOLS_UNKNOWN and not self._tools_probe_failed:
+            try:
+                model = self._model()
+                counts = [self._probe.post(self._tokenize_url, body=_tokenize_body(model, tools), cast_to=httpx.Response)
+                          .json()["count"] for tools in _PROBE_TOOLS]
+            except (openai.OpenAIError, BackendError, KeyError, ValueError) as exc:
+                self._probe_failed(exc)
+            else:
+                self._tools_seen_in = self._judge_template(*counts)
+        return self._tools_seen_in
+
+    async def atools_seen_in(self) -> str:
+        """:meth:`tools_seen_in` for asyncio."""
+        if self._tools_seen_in == TOOLS_UNKNOWN and not self._tools_probe_failed:
+            try:
+                model = await self._amodel()
+                counts = [(await self._aprobe.post(self._tokenize_url, body=_tokenize_body(model, tools),
+                                                   cast_to=httpx.Response)).json()["count"] for tools in _PROBE_TOOLS]
+            except (openai.OpenAIError, BackendError, KeyError, ValueError) as exc:
+                self._probe_failed(exc)
+            else:
+                self._tools_seen_in = self._judge_template(*counts)
+        return self._tools_seen_in
 
     # -- generation -----------------------------------------------------------------------------
 
@@ -149,6 +195,7 @@ class VLLMBackend:
         ``tool_call_source`` ("native" or "fallback") and, for the fallback, ``fallback_reason``.
         Raises ``ValueError`` for a bad tool set or tool_choice, ``BackendError`` when the server fails.
         """
+        self.tools_seen_in()
         exchange = self._tool_exchange(
             self._model(), prompt, tools, system_prompt, tool_choice, self._sampling(temperature, max_tokens)
         )
@@ -159,6 +206,7 @@ class VLLMBackend:
         tool_choice: str | None = None, temperature: float | None = None, max_tokens: int | None = None,
     ) -> GenerationResult:
         """:meth:`generate_with_tools` for asyncio."""
+        await self.atools_seen_in()
         exchange = self._tool_exchange(
             await self._amodel(), prompt, tools, system_prompt, tool_choice, self._sampling(temperature, max_tokens)
         )
@@ -234,8 +282,11 @@ class VLLMBackend:
         tally = chat.Tally(model)
         fallback_reason = self._fallback_reason()
         if not fallback_reason:
+            # A template that drops tools: the model sees them only if they are written into the system prompt.
+            system = chat.with_tools_text(system_prompt, tools_text(allowed)) \
+                if self._tools_seen_in == TOOLS_IN_SYSTEM_PROMPT else system_prompt
             try:
-                response = yield chat.native_tools_request(model, prompt, system_prompt, specs, choice, sampling)
+                response = yield chat.native_tools_request(model, prompt, system, specs, choice, sampling)
             except RequestRejectedError as exc:
                 if exc.status_code != 400 or "tool" not in str(exc).lower():
                     raise  # e.g. a prompt too long: the fallback would fail the same way, and tools stay on
@@ -318,6 +369,26 @@ class VLLMBackend:
     @property
     def _health_url(self) -> str:
         return f"{self.config.server_root}/health"
+
+    @property
+    def _tokenize_url(self) -> str:
+        """vLLM's tokenizer endpoint, at the server's root (not under /v1); it applies the chat template."""
+        return f"{self.config.server_root}/tokenize"
+
+    def _probe_failed(self, exc: Exception) -> None:
+        """A server that answered but cannot say is not asked again; an unreachable one is, on the next call."""
+        if isinstance(exc, (openai.APIConnectionError, BackendConnectionError)):
+            return
+        self._tools_probe_failed = True
+        logger.warning("cannot tell whether the chat template of %s renders tools (%s): tools go where it puts them",
+                       self._served_model or self.config.api_base, exc)
+
+    def _judge_template(self, without_tools: int, with_tools: int) -> str:
+        seen_in = TOOLS_IN_TEMPLATE if with_tools > without_tools else TOOLS_IN_SYSTEM_PROMPT
+        if seen_in == TOOLS_IN_SYSTEM_PROMPT:
+            logger.info("the chat template of %s drops tools (%d tokens with and without one): they go into the "
+                        "system prompt", self._served_model, with_tools)
+        return seen_in
 
     def _first_served(self, served: list[str]) -> str:
         if not served:

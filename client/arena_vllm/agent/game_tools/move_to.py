@@ -30,9 +30,14 @@ from arena_vllm.agent.game_tools.situation import Situation
 
 #: The SDK's last-resort explore step (+X, 10 units).
 BLIND_EXPLORE_STEP = (10.0, 0.0, 0.0)
-#: A waypoint around a hazard keeps this much more than ``scene.hazard_radius`` from its centre:
-#: the game moves in straight lines between re-plans, and ends a tick where it ends it.
-DETOUR_MARGIN = 1.0
+#: A routed way keeps this much more than ``scene.hazard_radius`` from a hazard's centre.
+DETOUR_MARGIN = 0.5
+#: How far ahead a detour point lies, and the turns tried to find one (each side, smallest first).
+LOOKAHEAD = 3.0
+TURN_STEP_DEGREES = 15
+#: Where the agent stands to take a thing next to a hazard: this close to it, within MockArena's pickup
+#: radius (1.5, python/sdk/agent_arena_sdk/testing.py) and foraging.gd's COLLECTION_RADIUS (2.0).
+REACH = 1.4
 #: The target names that are not the game's own.
 EXPLORE = "explore"
 AWAY_FROM = "away from "
@@ -70,7 +75,7 @@ def _targets(here: Situation) -> dict[str, MoveTarget]:
                            flee_goal(obs.position, hazard.position, rules.flee_step), distance))
     for kind, entities in (("resource", obs.nearby_resources), ("station", obs.nearby_stations)):
         for distance, entity in here.nearest_first(entities)[: here.cap]:
-            add(MoveTarget(entity.name, kind, entity.name, (entity.position[0], py, entity.position[2]), distance))
+            add(MoveTarget(entity.name, kind, entity.name, approach(here, entity.position), distance))
     frontiers = obs.exploration.explore_targets if obs.exploration is not None else []
     if frontiers and here.cap:
         nearest = min(frontiers, key=lambda t: t.distance)
@@ -91,33 +96,61 @@ def flee_goal(position: list[float], hazard: list[float], step: float) -> tuple[
     return (px + dx / norm * step, py, pz + dz / norm * step)
 
 
-def route(here: Situation, goal: tuple[float, float, float]) -> tuple[float, float, float]:
-    """``goal``, or a waypoint beside the first hazard whose damage radius the straight line to it would cross.
+def approach(here: Situation, position: list[float]) -> tuple[float, float, float]:
+    """Where to stand to take a thing at ``position``: on it, or, when a hazard is near it, :data:`REACH` from it
+    on the side away from that hazard (every thing lies 1.5 or more from a hazard, so that spot is outside
+    its damage radius wherever the thing itself is more than ``hazard_radius - REACH`` from it)."""
+    x, _, z = position
+    near = [h for h in here.observation.nearby_hazards
+            if math.hypot(x - h.position[0], z - h.position[2]) < here.settings.scene.hazard_radius + REACH]
+    if near:
+        hazard = min(near, key=lambda h: math.hypot(x - h.position[0], z - h.position[2]))
+        dx, dz = x - hazard.position[0], z - hazard.position[2]
+        norm = math.hypot(dx, dz) or 1.0
+        x, z = x + dx / norm * REACH, z + dz / norm * REACH
+    return (x, here.observation.position[1], z)
 
-    A hazard with the goal itself inside its radius is not avoided: getting there means going in.
+
+def route(here: Situation, goal: tuple[float, float, float]) -> tuple[float, float, float]:
+    """``goal``, or a point up to :data:`LOOKAHEAD` along the smallest turn whose straight way stays out of every
+    hazard's damage radius (+ :data:`DETOUR_MARGIN`); each tick re-plans from where the agent then stands.
+
+    A hazard with the goal itself within that radius is kept as far off as the goal is: getting there means
+    going in that far. From inside a hazard's radius, a way counts as clear of it when it ends farther from it.
     """
     px, py, pz = here.observation.position
-    keep = here.settings.scene.hazard_radius + DETOUR_MARGIN
     gx, gz = goal[0], goal[2]
-    dx, dz = gx - px, gz - pz
-    length2 = dx * dx + dz * dz
-    first: tuple[float, float, float, float, float] | None = None  # (t, hazard x, z, closest x, z)
-    for hazard in here.observation.nearby_hazards:
-        hx, hz = hazard.position[0], hazard.position[2]
-        if math.hypot(gx - hx, gz - hz) < keep:
-            continue
-        t = 0.0 if length2 == 0 else min(1.0, max(0.0, ((hx - px) * dx + (hz - pz) * dz) / length2))
-        cx, cz = px + t * dx, pz + t * dz
-        if math.hypot(cx - hx, cz - hz) < keep and (first is None or t < first[0]):
-            first = (t, hx, hz, cx, cz)
-    if first is None:
+    radius = here.settings.scene.hazard_radius + DETOUR_MARGIN
+    hazards = [(hx, hz, min(radius, 0.95 * math.hypot(gx - hx, gz - hz)))
+               for hx, _, hz in (h.position for h in here.observation.nearby_hazards)]
+
+    def clear(ex: float, ez: float) -> bool:
+        for hx, hz, keep in hazards:
+            inside = math.hypot(px - hx, pz - hz) < keep
+            if (math.hypot(ex - hx, ez - hz) <= math.hypot(px - hx, pz - hz)) if inside else \
+                    _gap(px, pz, ex, ez, hx, hz) < keep:
+                return False
+        return True
+
+    if clear(gx, gz):
         return goal
-    _, hx, hz, cx, cz = first
-    ax, az = cx - hx, cz - hz
-    gap = math.hypot(ax, az)
-    if gap < 1e-6:  # straight through its centre: sidestep to the left of the way
-        ax, az, gap = -dz, dx, math.sqrt(length2) or 1.0
-    return (hx + ax / gap * keep, py, hz + az / gap * keep)
+    length = min(math.hypot(gx - px, gz - pz), LOOKAHEAD)
+    heading = math.atan2(gz - pz, gx - px)
+    for turn in range(TURN_STEP_DEGREES, 181, TURN_STEP_DEGREES):
+        for side in (1, -1):
+            angle = heading + side * math.radians(turn)
+            ex, ez = px + length * math.cos(angle), pz + length * math.sin(angle)
+            if clear(ex, ez):
+                return (ex, py, ez)
+    return goal
+
+
+def _gap(px: float, pz: float, ex: float, ez: float, hx: float, hz: float) -> float:
+    """The closest the straight way from P to E comes to H (ground plane)."""
+    dx, dz = ex - px, ez - pz
+    length2 = dx * dx + dz * dz
+    t = 0.0 if length2 == 0 else min(1.0, max(0.0, ((hx - px) * dx + (hz - pz) * dz) / length2))
+    return math.hypot(px + t * dx - hx, pz + t * dz - hz)
 
 
 def wire(here: Situation, target: MoveTarget) -> dict[str, Any]:

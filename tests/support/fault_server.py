@@ -55,6 +55,9 @@ class FaultServer:
         self.tool_args = tool_args
         self.hang_s = hang_s
         self.text = TEXT_ANSWER  # the plain-text answer; set it to a written call to test prompt-based parsing
+        #: vLLM's /tokenize: None = not served (404, as a server without it); True = the chat template counts the
+        #: tools (Qwen, Hermes); False = it drops them (SmolLM2's ChatML)
+        self.template_renders_tools: bool | None = None
         self.requests: list[dict] = []
         self.authorizations: list[str | None] = []  # each chat request's Authorization header
         self.client_ports: list[int] = []  # each chat request's client port: a new port, a new connection
@@ -91,6 +94,14 @@ class FaultServer:
         @app.get("/v1/models")
         async def models() -> dict:
             return {"object": "list", "data": [{"id": self.model, "object": "model", "owned_by": "vllm"}]}
+
+        @app.post("/tokenize")
+        async def tokenize(request: Request) -> Response:
+            if self.template_renders_tools is None:
+                return _error(404, "Not Found", "NotFoundError")
+            body = await request.json()
+            count = 20 + (15 * len(body.get("tools") or []) if self.template_renders_tools else 0)
+            return JSONResponse({"count": count, "max_model_len": 2048, "tokens": list(range(count))})
 
         @app.post("/v1/chat/completions")
         async def chat(request: Request) -> Response:

@@ -144,7 +144,7 @@ def test_a_hang_past_the_deadline_returns_idle_for_every_agent(fault: FaultServe
 
 
 def test_ready_reports_the_backend_and_health_does_not_depend_on_it(agent: httpx.Client, fault: FaultServer) -> None:
-    assert agent.get("/ready").json() == {"ready": True, "models": ["tiny"]}
+    assert agent.get("/ready").json() == {"ready": True, "models": ["tiny"], "tools_seen_in": "unknown"}  # no /tokenize
     fault.mode = "health_down"
     ready = agent.get("/ready")
     assert ready.status_code == 503

@@ -162,11 +162,13 @@ def create_app(settings: Settings, backend: LLMBackend | None = None) -> FastAPI
     async def ready() -> JSONResponse:
         """The backend is reachable and serves the model; 503 with the reason otherwise.
 
+        ``tools_seen_in`` says where the offered tools reach the model: ``template`` (its chat
+        template renders them) or ``system_prompt`` (it drops them, so the agent writes them there).
         With several replicas: ready while any is up, and ``replicas`` says which are."""
         status = await backend.astatus()
         replicas = {"replicas": status.replicas} if status.replicas else {}
         if status.available:
-            return JSONResponse({"ready": True, "models": status.models, **replicas})
+            return JSONResponse({"ready": True, "models": status.models, "tools_seen_in": status.tools_seen_in, **replicas})
         return JSONResponse({"ready": False, "reason": status.reason, **replicas}, status_code=503)
 
     @app.get("/metrics", include_in_schema=False)

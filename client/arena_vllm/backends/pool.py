@@ -255,7 +255,8 @@ class ReplicaPool:
             reason = f"{len(up)} of {len(statuses)} replicas up"
         else:
             reason = "no replica is up: " + "; ".join(status.reason for status in statuses)
-        return BackendStatus(bool(up), reason, models, replicas=rows)
+        seen_in = sorted({status.tools_seen_in for status in up}) or ["unknown"]  # replicas serve one model
+        return BackendStatus(bool(up), reason, models, replicas=rows, tools_seen_in=seen_in[0] if len(seen_in) == 1 else "mixed")
 
 
 def backend_from_settings(backend: BackendSettings) -> VLLMBackend | ReplicaPool:

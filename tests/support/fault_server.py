@@ -133,6 +133,9 @@ class FaultServer:
     def _answer(self, body: dict) -> tuple[str | None, list[dict] | None]:
         """The content and tool_calls for this mode: text unless the request has tools and the mode makes a call."""
         tools = [tool["function"] for tool in body.get("tools") or []]
+        schema = (body.get("response_format") or {}).get("json_schema", {}).get("schema", {})
+        if schema.get("anyOf") and self.mode == "tool_call":  # a call asked as one JSON object: the first tool's
+            return json.dumps({schema["anyOf"][0]["required"][0]: self.tool_args or {}}), None
         if not tools or self.mode in ("text", "hang", "health_down", "reject_tools"):
             return self.text, None
         choice = body.get("tool_choice")

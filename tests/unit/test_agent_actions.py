@@ -168,6 +168,9 @@ def test_every_agent_shares_the_system_prompt_and_only_the_narrowed_tools_vary(m
     plans = [plan_call(observation, settings) for observation in [*REPLAY, AT_WORKBENCH, AT_APPLE2]]
     assert {plan.system_prompt for plan in plans} == {settings.scene.system_prompt}
     shared = [[tool for tool in plan.tools if tool["name"] not in narrowed] for plan in plans]
-    assert all(tools == shared[0] for tools in shared) and "idle" in [t["name"] for t in shared[0]]
-    if mode == "coordinates":
+    assert all(tools == shared[0] for tools in shared)
+    if mode == "coordinates":  # named: idle only where move_to has no target (never in the replay)
+        assert [t["name"] for t in shared[0]] == ["move_to", "idle"]
         assert all(plan.tools[: len(shared[0])] == shared[0] for plan in plans)
+    else:
+        assert shared[0] == [] and all(plan.tools[0]["name"] == "move_to" for plan in plans)

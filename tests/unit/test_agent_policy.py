@@ -13,6 +13,7 @@ from arena_vllm.backends import GenerationResult
 from arena_vllm.config import load_settings
 
 SETTINGS = load_settings()
+COORDINATES = load_settings(["scene.move_targets=coordinates"])  # idle is offered beside move_to there
 OBS = Observation.model_validate({"agent_id": "a", "position": [0, 0, 0]})
 
 
@@ -57,5 +58,5 @@ async def test_unusable_answers_become_the_fallback_with_a_generic_reason_and_th
 
 async def test_the_models_own_words_are_kept_as_reasoning() -> None:
     backend = Answering(called("idle", {}, text="  Nothing in reach.  "))
-    [decision] = await DecisionPolicy(backend, SETTINGS, AgentMetrics()).decide_tick([OBS])  # type: ignore[arg-type]
+    [decision] = await DecisionPolicy(backend, COORDINATES, AgentMetrics()).decide_tick([OBS])  # type: ignore[arg-type]
     assert (decision.tool, decision.reasoning, decision.source) == ("idle", "model: idle; Nothing in reach.", "native")

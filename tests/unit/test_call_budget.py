@@ -71,7 +71,8 @@ def test_the_longest_valid_call_of_the_foraging_tools_fits_max_tokens() -> None:
             params = resolve_call(name, arguments, observation, SETTINGS)
             assert params is not None and game_problem(name, params, observation, SETTINGS) is None
             assert len(written(name, arguments)) + CALL_TOKEN_MARGIN <= plan.max_tokens
-    assert offered == set(SETTINGS.scene.tools)  # the replay offers every tool of the scene somewhere
+    # the replay offers every tool of the scene somewhere but idle (offered only where move_to has no target)
+    assert offered == set(SETTINGS.scene.tools) - {"idle"}
 
 
 def test_move_to_takes_a_name_in_sight_or_bounded_integers() -> None:
@@ -108,7 +109,8 @@ class Recording:
 
     async def agenerate_with_tools(self, prompt: str, tools: Any, **options: Any) -> GenerationResult:
         self.options.append(options)
-        metadata = {"tool_call": {"name": "idle", "arguments": {}}, "tool_call_source": "native"}
+        first_target = tools[0]["parameters"]["properties"]["target"]["enum"][0]  # move_to, by name
+        metadata = {"tool_call": {"name": "move_to", "arguments": {"target": first_target}}, "tool_call_source": "native"}
         return GenerationResult(text="", tokens_used=1, finish_reason="tool_calls", metadata=metadata)
 
 

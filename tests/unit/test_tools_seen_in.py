@@ -29,13 +29,16 @@ def _call(server: FaultServer, backend: VLLMBackend | None = None) -> tuple[VLLM
     return backend, server.requests[-1]
 
 
-def test_a_template_that_drops_tools_gets_them_in_the_system_prompt(server: FaultServer) -> None:
+def test_a_template_that_drops_tools_gets_them_in_the_system_prompt_and_a_json_call(server: FaultServer) -> None:
     server.template_renders_tools = False
     backend, request = _call(server)
     system = request["messages"][0]["content"]
     assert system.startswith("Foraging game.\n\nTools (call exactly one):")
     assert 'move_to(target: "Apple2" | "away from Fire")' in system and "idle()" in system
-    assert request["tools"] and request["tool_choice"] == "required"  # still forced and constrained
+    assert system.endswith('for example {"move_to":{"target":"Apple2"}}')
+    shapes = request["response_format"]["json_schema"]["schema"]["anyOf"]  # constrained from the first token
+    assert [shape["required"] for shape in shapes] == [["move_to"], ["idle"]]
+    assert shapes[0]["properties"]["move_to"] == MOVE_TO["parameters"] and "tools" not in request
     assert backend.status().tools_seen_in == "system_prompt"
 
 

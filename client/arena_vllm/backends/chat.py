@@ -20,6 +20,7 @@ from arena_vllm.backends.tools import (
     parse_tool_call_from_text,
     tool_names,
     tool_prompt,
+    tools_text,
     validate_tool_call,
 )
 
@@ -44,6 +45,43 @@ def native_tools_request(
         **text_request(model, prompt, system_prompt, sampling),
         "tools": list(tools), "tool_choice": choice, "parallel_tool_calls": False,
     }
+
+
+def json_call_request(
+    model: str, prompt: str, system_prompt: str | None, tools: Sequence[Mapping[str, Any]], sampling: Mapping[str, Any],
+) -> Request:
+    """One call as one JSON object, ``{"<tool>": {<arguments>}}``, constrained by a JSON schema from the first token.
+
+    For a model whose chat template drops tools: it was never taught an envelope like Hermes'
+    ``<tool_call>...</tool_call>`` (33 tokens of SmolLM2's for a one-word call), but writes a short
+    JSON object (10-14 tokens) when the system prompt shows one.
+    """
+    shapes = [{"type": "object", "properties": {tool["function"]["name"]: tool["function"].get("parameters", {"type": "object"})},
+               "required": [tool["function"]["name"]], "additionalProperties": False} for tool in tools]
+    first = tools[0]["function"]
+    example = json.dumps({first["name"]: _example_arguments(first.get("parameters", {}))}, separators=(",", ":"))
+    system = with_tools_text(system_prompt, f"{tools_text(tools)}\nAnswer with one JSON object, for example {example}")
+    return {**text_request(model, prompt, system, sampling),
+            "response_format": {"type": "json_schema", "json_schema": {"name": "call", "schema": {"anyOf": shapes}, "strict": True}}}
+
+
+def json_call(message: ChatCompletionMessage) -> tuple[dict[str, Any] | None, str | None]:
+    """``(call, None)`` from a :func:`json_call_request` answer, ``(None, why)`` when it is not one."""
+    text = message.content or ""
+    try:
+        answer = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return None, f"the JSON call is not JSON ({exc.msg}): {text[:200]!r}"
+    if not (isinstance(answer, dict) and len(answer) == 1):
+        return None, f"the JSON call is not one {{tool: arguments}} object: {text[:200]!r}"
+    ((name, arguments),) = answer.items()
+    return {"name": name, "arguments": arguments}, None
+
+
+def _example_arguments(parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """A call's arguments for the system prompt's example: each parameter's first choice (its type's name otherwise)."""
+    return {name: schema["enum"][0] if "enum" in schema else schema.get("type", "value")
+            for name, schema in parameters.get("properties", {}).items()}
 
 
 def with_tools_text(system_prompt: str | None, text: str) -> str:

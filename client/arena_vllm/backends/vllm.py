@@ -32,7 +32,7 @@ from openai.types.chat import ChatCompletion
 from arena_vllm.backends import chat
 from arena_vllm.backends.base import BackendStatus, GenerationResult
 from arena_vllm.backends.errors import BackendConnectionError, BackendError, ModelNotServedError, RequestRejectedError, map_openai_error
-from arena_vllm.backends.tools import ToolLike, normalize_tools, tools_text
+from arena_vllm.backends.tools import ToolLike, normalize_tools
 from arena_vllm.backends.vllm_config import VLLMBackendConfig
 
 __all__ = ["CONNECTION_LIMITS", "VLLMBackend", "VLLMBackendConfig"]
@@ -281,12 +281,15 @@ class VLLMBackend:
         allowed = chat.tools_for_choice(specs, choice)
         tally = chat.Tally(model)
         fallback_reason = self._fallback_reason()
+        if not fallback_reason and self._tools_seen_in == TOOLS_IN_SYSTEM_PROMPT:
+            # A template that drops tools never taught the model a call envelope: the tools go into the system
+            # prompt and the call is one short JSON object, constrained from its first token.
+            response = yield chat.json_call_request(model, prompt, system_prompt, allowed, sampling)
+            message = tally.add(response)
+            return tally.result(response, **chat.judge_call(*chat.json_call(message), allowed, "native"), call_format="json")
         if not fallback_reason:
-            # A template that drops tools: the model sees them only if they are written into the system prompt.
-            system = chat.with_tools_text(system_prompt, tools_text(allowed)) \
-                if self._tools_seen_in == TOOLS_IN_SYSTEM_PROMPT else system_prompt
             try:
-                response = yield chat.native_tools_request(model, prompt, system, specs, choice, sampling)
+                response = yield chat.native_tools_request(model, prompt, system_prompt, specs, choice, sampling)
             except RequestRejectedError as exc:
                 if exc.status_code != 400 or "tool" not in str(exc).lower():
                     raise  # e.g. a prompt too long: the fallback would fail the same way, and tools stay on

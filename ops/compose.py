@@ -18,7 +18,7 @@ import json
 import os
 import shlex
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,11 @@ import docker
 from docker.errors import DockerException
 
 from arena_vllm.config import ConfigError, Device, load_settings
-from ops.run_vllm_server import gpu_vram_gib, model_folder, pick_profile, resolve_model
+from ops.engine.gpus import GpuMemory, gpu_vram_gib
+from ops.engine.fit import choose_profile
+from ops.engine.model_config import model_folder, resolve_model
+from ops.engine.server import memory_decider
+from ops.errors import OpsError
 
 #: The repository root: compose files and build contexts are relative to it.
 REPO = Path(__file__).resolve().parents[1]
@@ -45,10 +49,6 @@ SERVER_UID = 1000
 ENGINE_TIMEOUT_S = 10
 COMPOSE_TIMEOUT_S = 60
 
-
-
-class OpsError(RuntimeError):
-    """A failure of an ops command; the message says what failed and what to do next."""
 
 
 def compose_files(device: Device, with_replicas: bool = True) -> list[str]:
@@ -131,19 +131,19 @@ def local_model_dir(config: Mapping[str, Any]) -> Path | None:
     return None
 
 
-def select_model(config: Mapping[str, Any], vram_gib: float | None) -> Selection:
-    """The entrypoint's own choice, from the host: VLLM_PROFILE (auto -> by VRAM), then its resolve_model."""
+def select_model(config: Mapping[str, Any], gpus: Sequence[GpuMemory]) -> Selection:
+    """The entrypoint's own choice, from the host (its engine package, the host's GPUs, no hub): VLLM_PROFILE
+    (auto -> the largest GPU profile whose model fits the free VRAM), then the model. Raises what it would."""
     env = vllm_service(config).get("environment") or {}
     requested = env.get("VLLM_PROFILE") or "auto"
     overrides = shlex.split(env.get("ARENA_OVERRIDES") or "")
-    name = pick_profile(requested, overrides, vram_gib)
-    profile = load_settings([f"profile={name}", *overrides]).profile
-    device = profile.device
     folder = local_model_dir(config)
+    decide, listed = memory_decider(gpus, env, folder, token=None, online=False)
+    profile, _ = choose_profile(requested, overrides, gpus, decide, listed)
     model = resolve_model(profile, env, folder)
     if folder is not None and model == str(folder):
-        return Selection(requested, name, device, f"local folder {folder}", local_dir=folder)
-    return Selection(requested, name, device, model)
+        return Selection(requested, profile.name, profile.device, f"local folder {folder}", local_dir=folder)
+    return Selection(requested, profile.name, profile.device, model)
 
 
 def profile_device(name: str) -> Device:

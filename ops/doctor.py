@@ -31,7 +31,7 @@ from docker.errors import DockerException
 from arena_vllm.config import ConfigError
 from ops import compose
 from ops.compose import REPO, SERVER_UID, Device, OpsError
-from ops.run_vllm_server import gpu_vram_gib, nvidia_smi_query
+from ops.engine.gpus import gpu_driver, gpu_memory, gpu_vram_gib
 
 Status = Literal["OK", "WARN", "FAIL"]
 #: Compose 2.24 added the ``!reset`` tag the CPU override uses to drop the GPU reservation.
@@ -71,8 +71,7 @@ def probe_compose_version() -> str:
 
 def probe_gpu_driver() -> str | None:
     """Driver version and name of the first GPU from nvidia-smi, or None without one."""
-    lines = nvidia_smi_query("driver_version,name")
-    return lines[0] if lines else None
+    return gpu_driver()
 
 
 def probe_proc_version() -> str:
@@ -371,7 +370,8 @@ def run_checks() -> list[Check]:
     checks.append(check_engine(info, engine_error))
 
     runtimes = set((info or {}).get("Runtimes") or {})
-    vram = gpu_vram_gib()
+    gpus = gpu_memory()
+    vram = gpu_vram_gib(gpus)
     device = compose.choose_device(None, runtimes, vram)
 
     config: dict[str, Any] | None = None
@@ -392,8 +392,8 @@ def run_checks() -> list[Check]:
     selection, selection_error = None, "needs a valid compose config"
     if config is not None:
         try:
-            selection = compose.select_model(config, vram if device == "gpu" else None)
-        except ConfigError as exc:
+            selection = compose.select_model(config, gpus if device == "gpu" else [])
+        except (ConfigError, OpsError) as exc:
             selection_error = str(exc)
     checks.append(check_profile(device, selection, selection_error))
 

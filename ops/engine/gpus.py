@@ -35,7 +35,7 @@ class GpuMemory:
 
     total_mib: float
     free_mib: float
-    note: str = ""  # how the reading was made when a field was missing
+    note: str = ""  # how the reading was made when a field was missing (the entrypoint logs it)
 
 
 def run_smi(*args: str) -> tuple[int, str]:
@@ -74,8 +74,7 @@ def parse_memory_line(line: str, fields: tuple[str, ...]) -> GpuMemory | None:
         return GpuMemory(total, free, "this driver does not answer memory.reserved: counted as 0")
     reserved = values.get("memory.reserved")
     if reserved is None:
-        return GpuMemory(total, free, "nvidia-smi answered memory.reserved with "
-                         f"{line.split(',')[1].strip()!r}: counted as 0")
+        return GpuMemory(total, free, f"memory.reserved answered {line.split(',')[1].strip()!r}: counted as 0")
     return GpuMemory(total - reserved, free)
 
 
@@ -94,10 +93,7 @@ def gpu_memory() -> list[GpuMemory]:
     if code != 0:
         return []
     cards = [parse_memory_line(line, fields) for line in out.splitlines() if line.strip()]
-    for card in cards:
-        if card is not None and card.note:
-            logger.info("nvidia-smi: %s", card.note)
-    return [card for card in cards if card is not None]
+    return [card for card in cards if card is not None]  # a card's note is logged with the memory fit
 
 
 def gpu_vram_gib(cards: list[GpuMemory] | None = None) -> float | None:

@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from arena_vllm.config import ProfileSettings, load_settings
+from arena_vllm.config import ProfileSettings
 from ops.engine.fit import MemoryDecision, choose_profile, fit_memory
 from ops.engine.gpus import GpuMemory, gpu_memory, gpu_processes
 from ops.engine.model_config import find_model_config, model_folder, resolve_model

@@ -96,7 +96,7 @@ def test_row_1_16gb_reserve_n_a_auto_picks_gpu_16gb_fitted(gpu, monkeypatch, cap
     monkeypatch.setenv("VLLM_PROFILE", "auto")
     code, out = dry_run(capsys)
     assert code == 0 and "profile gpu-16gb (VLLM_PROFILE=auto), device gpu" in out, out
-    assert "memory.reserved with '[N/A]': counted as 0" in out and "lowered to 0.8437" in out
+    assert "memory: nvidia-smi: memory.reserved answered '[N/A]': counted as 0" in out and "lowered to 0.8437" in out
     assert "plan (shipped Qwen--Qwen2.5-7B-Instruct-AWQ.json" in out  # planned before any download
 
 

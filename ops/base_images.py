@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
+
+from ops.errors import OpsError
 
 #: Tag of the local stand-in for ``python:3.11-slim-bookworm``.
 LOCAL_PYTHON_BASE = "arena-local/python:3.11-bookworm"
@@ -24,7 +25,11 @@ PACKAGES = ["python3", "python3-venv", "ca-certificates"]
 
 def image_exists(tag: str) -> bool:
     """True when the local engine already has ``tag`` (no registry is asked)."""
-    return subprocess.run(["docker", "image", "inspect", tag], capture_output=True).returncode == 0
+    try:
+        return subprocess.run(["docker", "image", "inspect", tag], capture_output=True).returncode == 0
+    except FileNotFoundError:
+        raise OpsError("docker is not installed (no `docker` on PATH): install Docker Engine, then run this "
+                       "again") from None
 
 
 def build_python_base(tag: str = LOCAL_PYTHON_BASE, mirror: str = DEBIAN_MIRROR, force: bool = False) -> str:
@@ -33,29 +38,32 @@ def build_python_base(tag: str = LOCAL_PYTHON_BASE, mirror: str = DEBIAN_MIRROR,
         print(f"base-images: {tag} already present (use --force to rebuild)")
         return tag
     if shutil.which("debootstrap") is None:
-        sys.exit("base-images: debootstrap is missing; install it with `apt-get install debootstrap`")
+        raise OpsError("debootstrap is missing; install it with `apt-get install debootstrap`")
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="arena-rootfs-") as tmp:
         rootfs = Path(tmp) / "rootfs"
         print(f"base-images: debootstrap {DEBIAN_SUITE} from {mirror} (a few minutes) ...", flush=True)
-        subprocess.run(
+        done = subprocess.run(
             ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", DEBIAN_SUITE, str(rootfs), mirror],
-            check=True,
             stdout=subprocess.DEVNULL,
         )
+        if done.returncode != 0:
+            raise OpsError(f"debootstrap exited {done.returncode} (its errors are above); check the mirror "
+                           f"({mirror}, --mirror URL) and that this runs as root")
         # The official image has `python` on PATH; scripts and HEALTHCHECKs rely on it.
         (rootfs / "usr/local/bin/python").symlink_to("/usr/bin/python3")
         shutil.rmtree(rootfs / "var/cache/apt/archives", ignore_errors=True)
         (rootfs / "var/cache/apt/archives/partial").mkdir(parents=True)
         print(f"base-images: importing as {tag} ...", flush=True)
         tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
-        subprocess.run(
+        imported = subprocess.run(
             ["docker", "import", "--change", 'CMD ["python3"]', "--change", "ENV LANG=C.UTF-8", "-", tag],
             stdin=tar.stdout,
-            check=True,
             stdout=subprocess.DEVNULL,
         )
         if tar.wait() != 0:
-            sys.exit("base-images: tar of the root filesystem failed")
+            raise OpsError("tar of the root filesystem failed (its error is above); check free space in /tmp")
+        if imported.returncode != 0:
+            raise OpsError(f"docker import exited {imported.returncode} (its error is above); check `docker info`")
     print(f"base-images: {tag} built in {time.monotonic() - started:.0f} s")
     return tag

@@ -30,8 +30,8 @@ from docker.errors import DockerException
 
 from arena_vllm.config import ConfigError
 from ops import compose
-from ops.compose import REPO, SERVER_UID, Device, OpsError
-from ops.run_vllm_server import gpu_vram_gib, nvidia_smi_query
+from ops.compose import REPO, SERVER_UID, Device, OpsError, readable_by, unreadable_by
+from ops.engine.gpus import GpuMemory, gpu_driver, gpu_memory, gpu_vram_gib
 
 Status = Literal["OK", "WARN", "FAIL"]
 #: Compose 2.24 added the ``!reset`` tag the CPU override uses to drop the GPU reservation.
@@ -69,10 +69,14 @@ def probe_compose_version() -> str:
     ).stdout.strip()
 
 
+def probe_gpus() -> list[GpuMemory]:
+    """Each GPU's memory as the entrypoint reads it (nvidia-smi, field by field); empty without one."""
+    return gpu_memory()
+
+
 def probe_gpu_driver() -> str | None:
     """Driver version and name of the first GPU from nvidia-smi, or None without one."""
-    lines = nvidia_smi_query("driver_version,name")
-    return lines[0] if lines else None
+    return gpu_driver()
 
 
 def probe_proc_version() -> str:
@@ -247,17 +251,6 @@ def check_port(service: str, host: str, port: int, free: bool, owner: tuple[str,
                  f"stop it (`ss -ltnp 'sport = :{port}'` shows who) or set {variable}=<free port> in .env")
 
 
-def readable_by(st: os.stat_result, uid: int) -> bool:
-    """Whether a file's mode lets uid read it (the server's own group shares its uid number)."""
-    if uid == 0:
-        return True
-    if st.st_uid == uid:
-        return bool(st.st_mode & stat.S_IRUSR)
-    if st.st_gid == uid:
-        return bool(st.st_mode & stat.S_IRGRP)
-    return bool(st.st_mode & stat.S_IROTH)
-
-
 def check_hf_token(path: Path, default: Path = DEFAULT_TOKEN_FILE, host_token: Path = HOST_HF_TOKEN,
                    uid: int = SERVER_UID) -> Check:
     """The token file compose mounts: set or not, and readable by the server; never its content."""
@@ -279,6 +272,16 @@ def check_hf_token(path: Path, default: Path = DEFAULT_TOKEN_FILE, host_token: P
                      f"(owner uid {st.st_uid}, mode {stat.filemode(st.st_mode)})",
                      f"`sudo chown {uid} {path}` (keeps it private), or `chmod 644 {path}` on a single-user machine")
     return Check("hf token", "OK", f"set in {path}, readable by uid {uid}")
+
+
+def check_model_folder(folder: Path | None, unreadable: list[str], uid: int = SERVER_UID) -> Check:
+    """A local model folder must be readable by the server's user, or vLLM dies at load (PermissionError)."""
+    if folder is None:
+        return Check("model folder", "OK", "none mounted (the model comes from the HF cache volume)")
+    if unreadable:
+        return Check("model folder", "FAIL", f"uid {uid} (the server's user) cannot read {', '.join(unreadable)}",
+                     f"`chmod -R a+rX {folder}` (or `sudo chown -R {uid} {folder}`)")
+    return Check("model folder", "OK", f"{folder} is readable by uid {uid}")
 
 
 def check_disk(root: str, free_gib: float | None, selection: compose.Selection | None,
@@ -371,7 +374,8 @@ def run_checks() -> list[Check]:
     checks.append(check_engine(info, engine_error))
 
     runtimes = set((info or {}).get("Runtimes") or {})
-    vram = gpu_vram_gib()
+    gpus = probe_gpus()
+    vram = gpu_vram_gib(gpus)
     device = compose.choose_device(None, runtimes, vram)
 
     config: dict[str, Any] | None = None
@@ -392,8 +396,8 @@ def run_checks() -> list[Check]:
     selection, selection_error = None, "needs a valid compose config"
     if config is not None:
         try:
-            selection = compose.select_model(config, vram if device == "gpu" else None)
-        except ConfigError as exc:
+            selection = compose.select_model(config, gpus if device == "gpu" else [])
+        except (ConfigError, OpsError) as exc:
             selection_error = str(exc)
     checks.append(check_profile(device, selection, selection_error))
 
@@ -405,12 +409,15 @@ def run_checks() -> list[Check]:
     if config is None:
         checks.append(Check("ports", "WARN", "skipped: needs a valid compose config", "fix compose first"))
         checks.append(Check("hf token", "WARN", "skipped: needs a valid compose config", "fix compose first"))
+        checks.append(Check("model folder", "WARN", "skipped: needs a valid compose config", "fix compose first"))
         checks.append(Check("exposure", "WARN", "skipped: needs a valid compose config", "fix compose first"))
     else:
         for service, host, port in published_ports(config):
             checks.append(check_port(service, host, port, probe_port_free(host, port), probe_port_owner(port),
                                      config["name"], PORT_VARIABLES.get(service, "the port variable")))
         checks.append(check_hf_token(Path(config["secrets"]["hf_token"]["file"])))
+        folder = compose.local_model_dir(config)
+        checks.append(check_model_folder(folder, unreadable_by(folder, SERVER_UID) if folder else []))
         secret_files = {name: Path(spec["file"]) for name, spec in config.get("secrets", {}).items() if spec.get("file")}
         checks.append(check_exposure(published_ports(config), {
             "vllm": secret_files.get("vllm_api_key"), "agent": secret_files.get("agent_api_key"),

@@ -26,8 +26,9 @@ from docker.errors import DockerException
 
 from arena_vllm.config import ConfigError
 from ops import compose, doctor
-from ops.compose import REPO, Device, OpsError
-from ops.run_vllm_server import gpu_vram_gib
+from ops.compose import REPO, Device
+from ops.engine.gpus import gpu_memory
+from ops.errors import EngineError, OpsError
 
 #: Where compose mounts the hf_token secret in the vLLM container.
 SECRET_PATH = "/run/secrets/hf_token"
@@ -52,7 +53,7 @@ def download_command(device: Device, model: str, revision: str | None, name: str
 
 def default_model(device: Device, config: Mapping[str, Any]) -> str:
     """The model ``up`` would serve here: VLLM_MODEL, else the selected profile's."""
-    selection = compose.select_model(config, gpu_vram_gib() if device == "gpu" else None)
+    selection = compose.select_model(config, gpu_memory() if device == "gpu" else [])
     if selection.local_dir is not None:
         raise OpsError(f"the stack serves the local folder {selection.local_dir}; nothing to download "
                        "(name a MODEL to download one anyway)")
@@ -93,7 +94,7 @@ def run_download(model: str | None, revision: str | None, forced: Device | None)
         raise OpsError(f"{token.detail}; {token.next_step}")
     try:
         model = model or default_model(device, config)
-    except ConfigError as exc:
+    except (ConfigError, EngineError) as exc:
         raise OpsError(f"cannot tell which model `up` would serve: {exc}; name a MODEL") from None
     volume = f"{config['name']}_{compose.HF_CACHE_VOLUME}"
     name = f"{config['name']}-download-{secrets.token_hex(3)}"

@@ -24,14 +24,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from ops.compose import COMPOSE_TIMEOUT_S, REPLICAS_FILE, REPO, Device, OpsError, compose_files
+from ops.compose import REPLICAS_FILE, REPO, Device, OpsError, compose_cmd, compose_files, run_captured
 
 OUTPUT = REPLICAS_FILE
 #: Prometheus' file_sd targets for the extra replicas (monitoring/prometheus.yml reads targets/vllm*.yml).
@@ -72,15 +71,9 @@ def gpu_groups(gpus: Sequence[str], per_replica: int) -> list[list[str]]:
 
 def merged_vllm_service(device: Device, env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The ``vllm`` service as compose merges the device's files, variables left as ``${...}``."""
-    files = [arg for name in compose_files(device, with_replicas=False) for arg in ("-f", name)]
-    cmd = ["docker", "compose", *files, "config", "--no-interpolate", "--no-path-resolution", "--format", "json"]
-    try:
-        result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=COMPOSE_TIMEOUT_S)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise OpsError(f"docker compose config failed to run: {exc}") from None
-    if result.returncode != 0:
-        raise OpsError(f"docker compose config ({device} stack) failed: {result.stderr.strip()}")
-    return json.loads(result.stdout)["services"]["vllm"]
+    cmd = compose_cmd(device, "config", "--no-interpolate", "--no-path-resolution", "--format", "json",
+                      with_replicas=False)
+    return json.loads(run_captured(cmd, f"docker compose config ({device} stack)", env))["services"]["vllm"]
 
 
 def _short_volume(volume: Mapping[str, Any]) -> str:

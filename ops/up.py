@@ -81,6 +81,13 @@ def model_env(model: str) -> dict[str, str]:
     return {"VLLM_MODEL": model}
 
 
+def require_readable_model(folder: Path | None) -> None:
+    """The container's user (non-root, Dockerfile.vllm) must read a mounted model folder, or vLLM dies loading it."""
+    if folder is not None and (unreadable := compose.unreadable_by(folder, compose.SERVER_UID)):
+        raise OpsError(f"the server runs as uid {compose.SERVER_UID} and cannot read {', '.join(unreadable)}; "
+                       f"`chmod -R a+rX {folder}` (or `sudo chown -R {compose.SERVER_UID} {folder}`)")
+
+
 def child_env(options: UpOptions, base: Mapping[str, str]) -> dict[str, str]:
     """The environment compose runs with: the caller's, plus the chosen profile and model."""
     env = dict(base)
@@ -248,7 +255,9 @@ def run_up(options: UpOptions) -> int:
     device = compose.detect_device(options.device)
     validate_profile(device, options.profile)
     env = child_env(options, os.environ)
-    project = compose.resolved_config(device, env)["name"]
+    config = compose.resolved_config(device, env)
+    project = config["name"]
+    require_readable_model(compose.local_model_dir(config))
     build = build_command(device)
     print(f"up: {device.upper()} stack, project {project}: {shlex.join(build)}", flush=True)
     try:
@@ -284,6 +293,7 @@ def run_up(options: UpOptions) -> int:
 
 def run_down(volumes: bool) -> int:
     """Stop and remove the containers; the HF cache volume survives unless asked."""
+    compose.require_compose()
     if volumes:
         print("down: -v also deletes the HF cache and compile cache volumes (weights download again)")
     return subprocess.run(down_command(volumes), cwd=REPO).returncode

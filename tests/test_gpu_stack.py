@@ -14,8 +14,9 @@ import pytest
 import requests
 
 from arena_vllm.config import load_settings
-from arena_vllm.memory_plan import Card, ModelShape, parse_size, plan_memory
-from ops import run_vllm_server as entry
+from ops.engine.fit import choose_profile, fit_memory
+from ops.engine.gpus import gpu_memory
+from ops.engine.planner import Card, ModelShape, parse_size, plan_memory
 from tests.support.gpu_cases import TINY_CONFIG
 from tests.support.stack import ENGINE_OVERRIDES, start_stack
 
@@ -35,17 +36,15 @@ def gpu_missing_reason() -> str | None:
 def test_gpu_stack_picks_by_free_memory_fits_and_decides(tmp_path: Path) -> None:
     overrides = ENGINE_OVERRIDES.split()
     # What the entrypoint should decide, from this card's memory before the stack takes any.
-    gpus = entry.gpu_memory()
+    gpus = gpu_memory()
     tiny = TINY_CONFIG
-    expected = entry.pick_profile("auto", overrides, min(g.total_mib for g in gpus) / 1024,
-                                  lambda profile: entry.fit_memory(profile, gpus, tiny).refusal)
-    profile = load_settings([f"profile={expected}", *overrides]).profile
-    decision = entry.fit_memory(profile, gpus, tiny)
+    profile, decision = choose_profile("auto", overrides, gpus, lambda candidate: fit_memory(candidate, gpus, tiny))
+    expected = profile.name
 
     with start_stack(tmp_path, "gpu") as stack:
         logs = stack.compose_cmd("logs", "--no-color", "vllm").stdout
         assert f"profile {expected} (VLLM_PROFILE=auto), device gpu" in logs, logs[-3000:]
-        assert "run_vllm_server: memory: plan:" in logs, logs[-3000:]
+        assert "run_vllm_server: memory: plan (" in logs, logs[-3000:]
         passed = float(re.search(r"--gpu-memory-utilization (\S+)", logs).group(1))
         assert passed == pytest.approx(decision.utilization, abs=0.01)  # free memory moves a little between reads
 

@@ -189,3 +189,25 @@ def test_too_many_agents_is_413_naming_the_field(fault: FaultServer) -> None:
         assert error["loc"] == ["body", "agents"] and "at most 2" in error["msg"]
         assert fault.requests == []
         assert client.post("/tick", json=tick_body(["a", "b"])).status_code == 200
+
+
+def test_root_answers_as_the_sdks_server_with_its_counters(agent: httpx.Client) -> None:
+    """Agent Arena's SDK answers GET / with {status, debug, metrics: {total_ticks, total_observations}}."""
+    assert agent.post("/observe", json=OBSERVATION).status_code == 200
+    assert agent.post("/tick", json=tick_body(["a", "b", "c"])).status_code == 200
+    root = agent.get("/").json()
+    assert set(root) == {"status", "debug", "metrics"} and root["status"] == "running"
+    assert isinstance(root["debug"], bool)
+    assert root["metrics"] == {"total_ticks": 2, "total_observations": 4}
+
+
+@pytest.mark.parametrize("event_type", ["damage", "trapped", "collision"])
+def test_the_games_event_types_are_counted_by_name(agent: httpx.Client, event_type: str) -> None:
+    """What the game POSTs (bf2cafb): damage (base_hazard.gd), trapped (pit.gd), collision (simple_agent.gd)."""
+    before = metric(agent, "arena_agent_experiences_total", event_type=event_type)
+    body = {"agent_id": "a1", "tick": 3, "event_type": event_type, "description": "Fell into pit and trapped",
+            "position": [1.0, 0.0, 2.0], "object_name": "pit_1", "damage_taken": 5.0,
+            "metadata": {"trap_duration": 3, "hazard_type": "pit"}}
+    assert agent.post("/experience", json=body).json() == {"success": True}
+    assert metric(agent, "arena_agent_experiences_total", event_type=event_type) == before + 1
+    assert metric(agent, "arena_agent_experiences_total", event_type="other") == 0

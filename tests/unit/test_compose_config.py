@@ -15,6 +15,10 @@ from ops.compose import REPO, compose_files
 
 #: scripts/base_scene_controller.gd ``http_request.timeout = 30.0`` (and godot/src/agent_arena.cpp): the game's wait.
 GAME_HTTP_TIMEOUT_S = 30.0
+#: The game's shortest caller: scripts/tests/test_observation_loop.gd sets `http_request.timeout = 10.0`.
+GAME_TEST_LOOP_TIMEOUT_S = 10.0
+#: Time to answer once the deadline passed (fallbacks are computed in microseconds; HTTP and JSON in ms).
+ANSWER_MARGIN_S = 1.0
 GPU_FILES = compose_files("gpu")
 CPU_FILES = compose_files("cpu")
 
@@ -81,6 +85,10 @@ def test_cpu_switch_gives_the_agent_its_cpu_settings_and_the_users_overrides_win
     deadline = load_settings(["agent=cpu"]).agent.tick_deadline_s
     assert load_settings().agent.tick_deadline_s < deadline < GAME_HTTP_TIMEOUT_S  # the game stops waiting at 30 s
     assert compose_config(GPU_FILES)["services"]["agent"]["environment"]["ARENA_OVERRIDES"] == ""
+
+
+def test_the_default_deadline_leaves_time_to_answer_before_the_game_stops_waiting() -> None:
+    assert load_settings().agent.tick_deadline_s + ANSWER_MARGIN_S < GAME_TEST_LOOP_TIMEOUT_S
 
 
 @pytest.mark.parametrize("files", [GPU_FILES, CPU_FILES], ids=["gpu", "cpu"])

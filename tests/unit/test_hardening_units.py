@@ -19,7 +19,8 @@ from arena_vllm.agent.app import create_app
 from arena_vllm.backends import VLLMBackendConfig
 from arena_vllm.config import ConfigError, load_settings
 from ops import doctor
-from ops import run_vllm_server as server
+from ops.engine import server
+from ops.errors import EngineError
 
 OBSERVATION = {"agent_id": "a1", "tick": 1, "position": [0.0, 0.0, 0.0]}
 
@@ -141,7 +142,7 @@ def test_an_open_secret_folder_of_ours_is_closed_before_the_key_goes_in(secret_e
 def test_a_secret_folder_of_another_user_is_refused(secret_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     Path(secret_env["dir"]).mkdir(mode=0o700)
     monkeypatch.setattr(server.os, "getuid", lambda: os.stat(secret_env["dir"]).st_uid + 1)
-    with pytest.raises(SystemExit, match="must be owned by uid"):
+    with pytest.raises(EngineError, match="must be owned by uid"):
         server.write_secret_config(server.build_plan([], "127.0.0.1", 8000))
 
 

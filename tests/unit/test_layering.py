@@ -68,3 +68,17 @@ def test_tests_import_neither_benchmarks_nor_other_test_modules() -> None:
         if bad:
             wrong[str(path.relative_to(REPO))] = sorted(bad)
     assert wrong == {}, "move what they share into tests/support/"
+
+
+def test_nothing_imports_the_entrypoint_but_its_own_tests() -> None:
+    """ops/run_vllm_server.py is a thin main over ops/engine: ops imports the package, never the entrypoint."""
+    allowed = {"tests/unit/test_entrypoint_memory.py", "tests/unit/test_ops_one_line_errors.py"}
+    importers = set()
+    for path in python_files():
+        tree = ast.parse(path.read_text(), str(path))
+        names = {f"{node.module}.{alias.name}" for node in ast.walk(tree)
+                 if isinstance(node, ast.ImportFrom) and node.module for alias in node.names}
+        if "ops.run_vllm_server" in imported_modules(path) | names:
+            importers.add(str(path.relative_to(REPO)))
+    assert importers <= allowed, sorted(importers - allowed)
+    assert not (REPO / "client" / "arena_vllm" / "memory_plan.py").exists()  # the planner lives in ops/engine

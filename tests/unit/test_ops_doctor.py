@@ -200,6 +200,7 @@ def machine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Any]:
     monkeypatch.setattr(doctor, "probe_proc_version", lambda: "Linux version 6.8.0-generic")
     monkeypatch.setattr(doctor, "probe_port_free", lambda host, port: port not in facts["busy_ports"])
     monkeypatch.setattr(doctor, "probe_port_owner", lambda port: None)
+    monkeypatch.setattr(doctor, "probe_agent_ready", lambda host, port: facts.get("ready"))
     monkeypatch.setattr(doctor, "probe_free_gib", lambda path: 120.0)
     monkeypatch.setattr(doctor, "probe_volume_dir", lambda name: None)
     monkeypatch.setattr(doctor, "probe_cached_gib", lambda cache, repo: None)
@@ -257,3 +258,16 @@ def test_wsl2_older_kernels_and_the_driver_folder(tmp_path) -> None:
     assert missing.status == "WARN" and "/usr/lib/wsl/lib" in missing.detail and "Windows" in missing.next_step
     empty = doctor.check_wsl(old_wsl2, home, [])
     assert empty.status == "WARN" and "libcuda" in empty.detail
+
+
+@pytest.mark.parametrize(("ready", "status", "says"), [
+    (None, "OK", "not running"),
+    ({"ready": True, "tools_seen_in": "template"}, "OK", "renders the tools"),
+    ({"ready": True, "tools_seen_in": "system_prompt"}, "OK", "drops tools"),
+    ({"ready": True, "tools_seen_in": "unknown"}, "WARN", "cannot say"),
+    ({"detail": "missing bearer token"}, "WARN", "missing bearer token"),
+], ids=["down", "template", "system-prompt", "unknown", "needs-key"])
+def test_doctor_says_where_tools_reach_the_model(machine: dict[str, Any], ready: Any, status: str, says: str) -> None:
+    machine["ready"] = ready
+    [tools] = [check for check in doctor.run_checks() if check.name == "tools"]
+    assert tools.status == status and says in tools.detail

@@ -286,7 +286,8 @@ class VLLMBackend:
             # prompt and the call is one short JSON object, constrained from its first token.
             response = yield chat.json_call_request(model, prompt, system_prompt, allowed, sampling)
             message = tally.add(response)
-            return tally.result(response, **chat.judge_call(*chat.json_call(message), allowed, "native"), call_format="json")
+            return tally.result(response, **chat.judge_call(*chat.json_call(message), allowed, "native"), tools_seen_in=TOOLS_IN_SYSTEM_PROMPT,
+                                call_format="json")
         if not fallback_reason:
             try:
                 response = yield chat.native_tools_request(model, prompt, system_prompt, specs, choice, sampling)

@@ -1,10 +1,10 @@
 """A short closed-loop episode through the real stack: every decision executable, play no worse than idle.
 
 The world is tests/support/arena_world.py (Agent Arena's rules, the game's ``/observe`` bodies),
-the agents of every layout go in one ``POST /tick`` per tick. With the tests' tiny model (random
-weights) "no worse than idle" holds for resources only (idle collects nothing; random moves may
-walk into a fire), so damage is compared only when a trained model plays: switch ``player`` to
-its fixture and the damage check comes with it.
+the agents of every layout go in one ``POST /tick`` per tick, and a trained model plays
+(SmolLM2-135M-Instruct): it must collect at least what idle does with no more damage. (With the
+tests' tiny random-weight model only the resources check would hold: random moves may walk into
+a fire; ``player`` is the one line to change.)
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ LAYOUTS, TICKS = 4, 5
 
 
 @pytest.fixture(scope="module")
-def player(stack: Stack) -> Iterator[Stack]:
-    """The stack that plays: the one line to change for the trained model's stack."""
-    yield stack
+def player(real_stack: Stack) -> Iterator[Stack]:
+    """The stack that plays: SmolLM2-135M-Instruct, a trained model (built offline from its PyPI wheel)."""
+    yield real_stack
 
 
 def episode(player: Stack, rules: Rules) -> tuple[RunResult, RunResult]:

@@ -37,6 +37,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+try:  # imported as ops.run_vllm_server (tests, python -m ops)
+    from ops import engine_threads, warmup
+except ImportError:  # run as a script (the images' entrypoint): its own folder is on sys.path
+    import engine_threads
+    import warmup
 # The image sets PYTHONPATH=/app/client; on a host, `pip install -e client` makes this importable.
 from arena_vllm.config import ConfigError, ProfileSettings, available_options, env_overrides, load_settings
 from arena_vllm.memory_plan import (
@@ -336,6 +341,7 @@ def build_plan(overrides: list[str], bind: str, port: int) -> ServerPlan:
     api_key = read_secret(os.environ.get(*API_KEY_FILE)) or os.environ.get("VLLM_API_KEY") or None
     if api_key:
         argv += ["--config", str(secret_config_path())]
+    env = engine_threads.thread_env(profile.device, env)
     if profile.device == "cpu" and (preloads := cpu_preloads()):
         env["LD_PRELOAD"] = ":".join(filter(None, [env.get("LD_PRELOAD"), *preloads]))
     return ServerPlan(profile=profile, model=model, served_name=served_name, argv=argv, env=env,
@@ -407,6 +413,9 @@ def main(argv: list[str] | None = None) -> None:
     print(describe(plan, os.environ.get("VLLM_PROFILE", "auto")), flush=True)
     if not args.dry_run:
         write_secret_config(plan)
+        backend = load_settings(overrides).backend
+        warmup.start(f"http://127.0.0.1:{args.port}", plan.served_name, plan.profile.max_num_seqs, plan.api_key,
+                     {"temperature": backend.temperature, "top_p": backend.top_p})
         os.execvpe(plan.argv[0], plan.argv, plan.env)
 
 

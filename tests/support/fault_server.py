@@ -39,6 +39,7 @@ MODES = (
     "malformed_args",  # tool_calls whose arguments are not JSON
     "invalid_args",  # JSON arguments that violate the tool's schema
     "text_call",  # no tool_calls; the content holds the call in <tool_call> tags
+    # (a JSON-schema request, backend format "schema", gets the call as JSON content in every call mode)
     "health_down",  # /health answers 503
 )
 TEXT_ANSWER = "I would walk north and look for berries."
@@ -122,6 +123,8 @@ class FaultServer:
     def _answer(self, body: dict) -> tuple[str | None, list[dict] | None]:
         """The content and tool_calls for this mode: text unless the request has tools and the mode makes a call."""
         tools = [tool["function"] for tool in body.get("tools") or []]
+        if not tools and (schema_tools := _tools_of_schema(body)):
+            return self._schema_answer(schema_tools), None
         if not tools or self.mode in ("text", "hang", "health_down", "reject_tools"):
             return self.text, None
         choice = body.get("tool_choice")
@@ -137,6 +140,20 @@ class FaultServer:
         call = {"id": f"chatcmpl-tool-{uuid.uuid4().hex[:8]}", "type": "function",
                 "function": {"name": tool["name"], "arguments": encoded}}
         return None, [call]
+
+    def _schema_answer(self, tools: list[dict]) -> str:
+        """The answer to a JSON-schema request (format schema): the call as JSON, as vLLM constrains it."""
+        if self.mode in ("text", "hang", "health_down", "reject_tools"):
+            return self.text
+        tool = tools[0]
+        arguments: Any = self.tool_args or {}
+        if self.mode == "invalid_args":
+            properties = tool.get("parameters", {}).get("properties") or {"unexpected_argument": None}
+            arguments = {name: None for name in properties}
+        if self.mode == "malformed_args":
+            return '{"name": "%s", "arguments": {"target_position": [1, 2,' % tool["name"]
+        call = json.dumps({"name": tool["name"], "arguments": arguments}, separators=(",", ":"))
+        return f"<tool_call>\n{call}\n</tool_call>" if self.mode == "text_call" else call
 
     def _completion(self, body: dict, content: str | None, tool_calls: list[dict] | None) -> dict:
         completion_tokens = len((content or json.dumps(tool_calls)).split())
@@ -161,6 +178,15 @@ class FaultServer:
             choice = {"index": 0, "delta": {"role": "assistant", "content": piece}, "finish_reason": finish}
             yield f"data: {json.dumps({**base, 'choices': [choice]})}\n\n"
         yield "data: [DONE]\n\n"
+
+
+def _tools_of_schema(body: dict) -> list[dict]:
+    """The tools a ``response_format`` one-call schema offers (``backends.tools.one_call_schema``), else []."""
+    response_format = body.get("response_format") or {}
+    schema = (response_format.get("json_schema") or {}).get("schema") or {}
+    branches = schema.get("anyOf") or []
+    return [{"name": branch["properties"]["name"]["enum"][0], "parameters": branch["properties"]["arguments"]}
+            for branch in branches if "name" in branch.get("properties", {})]
 
 
 def _error(status: int, message: str, kind: str) -> JSONResponse:

@@ -77,11 +77,19 @@ def test_move_to_takes_bounded_integers_only() -> None:
     assert validate_tool_call("move_to", {"target_position": [101, 0, 0]}, plan.tools) is not None
 
 
-@pytest.mark.parametrize("overrides", [["backend.function_calling.tool_choice=auto"], []], ids=["auto", "default"])
-def test_max_tokens_stays_configured_unforced_or_by_default(overrides: list[str]) -> None:
-    """With tool_choice auto the model may write text before its call; by default the cap is off."""
-    settings = load_settings([*overrides, *(["backend.max_tokens_from_tools=true"] if overrides else [])])
+@pytest.mark.parametrize("overrides", [["backend.function_calling.tool_choice=auto"], ["backend.max_tokens_from_tools=false"]],
+                         ids=["auto", "off"])
+def test_max_tokens_stays_configured_unforced_or_when_off(overrides: list[str]) -> None:
+    """With tool_choice auto the model may write text before its call; with the setting off there is no cap."""
+    settings = load_settings(overrides)
     assert plan_call(REPLAY[0], settings).max_tokens == settings.backend.max_tokens == 256
+
+
+def test_by_default_a_call_asks_for_its_longest_call_only() -> None:
+    """The default (format schema, max_tokens_from_tools on): the engine-constrained call fits its bound."""
+    settings = load_settings([])
+    assert settings.backend.function_calling.format == "schema"
+    assert plan_call(REPLAY[0], settings).max_tokens == max_call_tokens(plan_call(REPLAY[0], settings).tools) < 256
 
 
 @pytest.mark.parametrize("observation", REPLAY[:16], ids=lambda o: o.agent_id)

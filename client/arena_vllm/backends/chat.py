@@ -18,6 +18,7 @@ from arena_vllm.backends.tools import (
     CHOICES_WITHOUT_A_NAME,
     check_tool_choice,
     parse_tool_call_from_text,
+    one_call_schema,
     tool_names,
     tool_prompt,
     validate_tool_call,
@@ -53,6 +54,26 @@ def prompt_tools_request(
     """A text request whose system prompt describes ``tools`` and asks for one call in ``<tool_call>`` tags."""
     system = "\n\n".join(part for part in (system_prompt, tool_prompt(tools)) if part)
     return text_request(model, prompt, system, sampling)
+
+
+def schema_tools_request(
+    model: str, prompt: str, system_prompt: str | None, tools: Sequence[Mapping[str, Any]],
+    sampling: Mapping[str, Any],
+) -> Request:
+    """A request whose answer is exactly one call of ``tools``, as JSON constrained by the engine.
+
+    ``response_format`` asks vLLM for :func:`~arena_vllm.backends.tools.one_call_schema`: one
+    object, from its first token to its last, so a call cannot run on (more calls, text around
+    it) and, with the engine's ``disable_any_whitespace``, has no free whitespace either. vLLM's
+    own schema for ``tool_choice=required`` is an array of any length (0.26; 0.32 caps it at one
+    but still allows free whitespace in the arguments). The tools are described in the system prompt.
+    """
+    system = "\n\n".join(part for part in (system_prompt, tool_prompt(tools, tagged=False)) if part)
+    return {
+        **text_request(model, prompt, system, sampling),
+        "response_format": {"type": "json_schema",
+                            "json_schema": {"name": "tool_call", "schema": one_call_schema(tools), "strict": True}},
+    }
 
 
 def tools_for_choice(tools: Sequence[Mapping[str, Any]], tool_choice: str) -> list[Mapping[str, Any]]:
@@ -115,11 +136,12 @@ class Tally:
             self.completion_tokens += response.usage.completion_tokens
         return response.choices[0].message
 
-    def result(self, response: ChatCompletion, **metadata: Any) -> GenerationResult:
-        """The result for the last ``response``, with token counts, latency and the given metadata."""
+    def result(self, response: ChatCompletion, text: str | None = None, **metadata: Any) -> GenerationResult:
+        """The result for the last ``response``, with token counts, latency and the given metadata;
+        ``text`` replaces the message's content (a JSON-constrained answer is the call, not text)."""
         choice = response.choices[0]
         return GenerationResult(
-            text=choice.message.content or "",
+            text=(choice.message.content or "") if text is None else text,
             tokens_used=self.prompt_tokens + self.completion_tokens,
             finish_reason=choice.finish_reason or "",
             metadata={

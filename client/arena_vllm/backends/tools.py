@@ -127,18 +127,32 @@ def parse_tool_call_from_text(text: str) -> dict[str, Any] | None:
     return None
 
 
-def tool_prompt(tools: Sequence[Mapping[str, Any]]) -> str:
-    """System-prompt text for the prompt-based fallback: the tools, and the Hermes-style answer format."""
+def tool_prompt(tools: Sequence[Mapping[str, Any]], tagged: bool = True) -> str:
+    """System-prompt text describing the tools and the answer's form: Hermes-style ``<tool_call>`` tags
+    (the prompt-based fallback), or bare JSON (``tagged=False``: the engine constrains the answer)."""
     described = "\n".join(
         json.dumps({key: tool["function"][key] for key in ("name", "description", "parameters") if key in tool["function"]})
         for tool in tools
     )
+    call = '{"name": "<tool name>", "arguments": {<arguments matching its schema>}}'
+    form = f"<tool_call>\n{call}\n</tool_call>" if tagged else call
     return (
         "You can call these tools (JSON schemas):\n"
         f"{described}\n"
-        "Call exactly one of them. Answer with the call only, in this form:\n"
-        '<tool_call>\n{"name": "<tool name>", "arguments": {<arguments matching its schema>}}\n</tool_call>'
+        f"Call exactly one of them. Answer with the call only, in this form:\n{form}"
     )
+
+
+def one_call_schema(tools: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """A JSON schema whose instances are exactly the valid calls of (normalized) ``tools``: one object
+    ``{"name", "arguments"}``, name first, one branch per tool (the shape vLLM's own tool schemas use)."""
+    return {"anyOf": [{
+        "type": "object",
+        "properties": {"name": {"type": "string", "enum": [tool["function"]["name"]]},
+                       "arguments": tool["function"].get("parameters") or _EMPTY_PARAMETERS},
+        "required": ["name", "arguments"],
+        "additionalProperties": False,
+    } for tool in tools]}
 
 
 @functools.lru_cache(maxsize=256)

@@ -53,6 +53,10 @@ CHAT_PATH = "/chat/completions"
 #: second earlier means the client never reuses one the server may be closing.
 CONNECTION_LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=100, keepalive_expiry=4.0)
 
+#: Words of a 400 that refuses a ``response_format`` JSON schema (a server without structured output):
+#: the call falls back to the prompt-based form, as for a server that refuses tools.
+SCHEMA_REFUSALS = ("response_format", "json_schema", "structured", "guided")
+
 Exchange = Generator[chat.Request, ChatCompletion, GenerationResult]
 
 
@@ -227,12 +231,31 @@ class VLLMBackend:
         self, model: str, prompt: str, tools: Sequence[ToolLike], system_prompt: str | None,
         tool_choice: str | None, sampling: dict[str, Any],
     ) -> Exchange:
-        """Native call; on a tools 400, or text without a call, the prompt-based call. Arguments checked on both."""
+        """Native call; on a tools 400, or text without a call, the prompt-based call. Arguments checked on both.
+
+        With ``function_calling_format="schema"`` the native call is one JSON-constrained answer
+        (:func:`chat.schema_tools_request`): the engine bounds it, so a failed one is not retried as text.
+        """
         specs = normalize_tools(tools)
         choice = tool_choice or self.config.tool_choice
         allowed = chat.tools_for_choice(specs, choice)
         tally = chat.Tally(model)
         fallback_reason = self._fallback_reason()
+        if not fallback_reason and self.config.function_calling_format == "schema":
+            try:
+                response = yield chat.schema_tools_request(model, prompt, system_prompt, allowed, sampling)
+            except RequestRejectedError as exc:
+                if exc.status_code != 400 or not any(word in str(exc).lower() for word in SCHEMA_REFUSALS):
+                    raise
+                self._tools_rejected = str(exc)
+                logger.warning("JSON-schema answers rejected; using the prompt-based fallback from now on: %s", exc)
+                fallback_reason = f"server rejected response_format: {exc}"
+            else:
+                message = tally.add(response)
+                content = message.content or ""
+                call = chat.written_call(message)
+                error = None if call else f"no complete call (finish_reason {response.choices[0].finish_reason!r}): {content[:200]!r}"
+                return tally.result(response, text="", **chat.judge_call(call, error, allowed, "native"))
         if not fallback_reason:
             try:
                 response = yield chat.native_tools_request(model, prompt, system_prompt, specs, choice, sampling)

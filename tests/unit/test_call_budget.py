@@ -20,7 +20,7 @@ from arena_vllm.agent.schemas import Observation
 from arena_vllm.backends import GenerationResult
 from arena_vllm.backends.tools import CALL_TOKEN_MARGIN, max_call_tokens, validate_tool_call
 from arena_vllm.config import load_settings
-from tests.support.game_requests import foraging_at_work, foraging_ticks
+from tests.support.game_requests import foraging_at_work, foraging_ticks, longest_calls
 
 SETTINGS = load_settings(["backend.max_tokens_from_tools=true"])
 REPLAY = [Observation.model_validate(body) for bodies in foraging_ticks(ticks=3, agents=16) for body in bodies]
@@ -30,23 +30,6 @@ REPLAY += [Observation.model_validate(body) for body in foraging_at_work()]  # w
 def written(name: str, arguments: dict[str, Any]) -> bytes:
     """The call as a Hermes-style model writes it: the longest form (a forced call is shorter); tokens <= bytes."""
     return f"<tool_call>\n{json.dumps({'name': name, 'arguments': arguments})}\n</tool_call>".encode()
-
-
-def longest_calls(tools: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Each offered tool's longest valid arguments, made by hand (a random-weight model fills every bound like this)."""
-    calls: dict[str, dict[str, Any]] = {}
-    for tool in tools:
-        properties = tool["parameters"].get("properties", {})
-        if tool["name"] == "move_to":
-            low = properties["target_position"]["items"]["minimum"]
-            calls["move_to"] = {"target_position": [low, low, low]}
-        elif tool["name"] == "collect":
-            calls["collect"] = {"target_name": max(properties["target_name"]["enum"], key=lambda n: len(json.dumps(n)))}
-        elif tool["name"] == "craft_item":
-            calls["craft_item"] = {"recipe": max(properties["recipe"]["enum"], key=lambda r: len(json.dumps(r)))}
-        else:
-            calls[tool["name"]] = {}
-    return calls
 
 
 def test_every_replay_tool_set_is_bounded_and_caps_max_tokens() -> None:

@@ -14,14 +14,17 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from arena_vllm.agent.policy import plan_call
+from arena_vllm.agent.schemas import Observation
 from arena_vllm.backends import VLLMBackend, VLLMBackendConfig
 from arena_vllm.backends.tools import normalize_tools, one_call_schema, parse_tool_call_from_text
 from arena_vllm.config import load_settings
 from ops.engine_threads import thread_env
 from tests.support.fault_server import FaultServer
-from tests.unit.test_call_budget import REPLAY, SETTINGS, longest_calls
+from tests.support.game_requests import foraging_ticks, longest_calls
 
 MOVE = {"target_position": [1, 2, 3]}
+SETTINGS = load_settings(["backend.max_tokens_from_tools=true"])
+REPLAY = [Observation.model_validate(body) for bodies in foraging_ticks(ticks=2, agents=16) for body in bodies]
 
 
 def test_the_one_call_schema_admits_each_offered_tools_longest_call_and_nothing_else() -> None:

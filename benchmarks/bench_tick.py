@@ -49,7 +49,7 @@ from openai import AsyncOpenAI, DefaultAsyncHttpxClient
 
 from arena_vllm.agent.policy import plan_call
 from arena_vllm.agent.schemas import Observation
-from arena_vllm.backends.chat import native_tools_request
+from arena_vllm.backends.chat import native_tools_request, schema_tools_request, tools_for_choice
 from arena_vllm.backends.tools import normalize_tools
 from arena_vllm.backends.vllm import CONNECTION_LIMITS
 from arena_vllm.config import Settings, env_overrides, load_settings
@@ -89,8 +89,11 @@ def direct_request(model: str, observation: dict[str, Any], settings: Settings) 
     plan = plan_call(Observation.model_validate(observation), settings)
     backend = settings.backend
     sampling = {"temperature": backend.temperature, "top_p": backend.top_p, "max_tokens": plan.max_tokens}
-    return native_tools_request(model, plan.prompt, plan.system_prompt, normalize_tools(plan.tools), plan.tool_choice,
-                                sampling)
+    tools = normalize_tools(plan.tools)
+    if backend.function_calling.format == "schema":  # the backend's shape for this format (VLLMBackend._tool_exchange)
+        return schema_tools_request(model, plan.prompt, plan.system_prompt, tools_for_choice(tools, plan.tool_choice),
+                                    sampling)
+    return native_tools_request(model, plan.prompt, plan.system_prompt, tools, plan.tool_choice, sampling)
 
 
 async def vllm_counters(http: httpx.AsyncClient, metrics_url: str, auth: dict[str, str]) -> dict[str, float]:
@@ -174,9 +177,13 @@ async def timed(step: Callable[[], Awaitable[None]]) -> float:
     return time.perf_counter() - started
 
 
-async def run(target: Target, settings: Settings, agents: int, repeats: int) -> None:
+async def run(target: Target, settings: Settings, agents: int, repeats: int, sequential: bool = True) -> dict[str, Any]:
+    """The four steps (three without ``sequential``: N in a row takes N single decisions' time), printed
+    per repeat; returns the medians, tokens and per-repeat times for callers (bench_gpu)."""
     bench = Bench(target, settings, agents)
     steps = {"single": bench.single, "tick": bench.tick, "direct": bench.direct, "sequential": bench.sequential}
+    if not sequential:
+        del steps["sequential"]
     try:
         print(f"warming up ({agents} agents, model {target.model!r})", file=sys.stderr)
         for name in ("single", "direct", "tick"):
@@ -194,14 +201,16 @@ async def run(target: Target, settings: Settings, agents: int, repeats: int) -> 
                 for key in ("hits", "queries"):
                     cache[name][key] += after[key] - before[key]
             print(f"repeat {repeat + 1}/{repeats}: "
-                  + ", ".join(f"{k} {v[-1]:.2f} s ({tokens[k][-1]:.0f} tokens)" for k, v in times.items()),
-                  file=sys.stderr)
+                  + ", ".join(f"{k} {v[-1]:.2f} s ({tokens[k][-1]:.0f} tokens)" for k, v in times.items())
+                  + f"; tick/direct {times['tick'][-1] / times['direct'][-1]:.3f}", file=sys.stderr)
     finally:
         await bench.close()
     hit_rate = {name: (c["hits"] / c["queries"] if c["queries"] else float("nan")) for name, c in cache.items()}
-    report({name: statistics.median(values) for name, values in times.items()},
-           {name: statistics.median(values) for name, values in tokens.items()}, agents, repeats, bench.model_decisions,
-           hit_rate)
+    median = {name: statistics.median(values) for name, values in times.items()}
+    median_tokens = {name: statistics.median(values) for name, values in tokens.items()}
+    report(median, median_tokens, agents, repeats, bench.model_decisions, hit_rate)
+    return {"median": median, "tokens": median_tokens, "times": times, "model_decisions": bench.model_decisions,
+            "hit_rate": hit_rate}
 
 
 def report(
@@ -217,9 +226,9 @@ def report(
                                + f"model decisions per tick: {model_decisions})"),
         (f"{agents} requests straight to vLLM, at once",
          f"{median['direct']:.3f} s  ({tokens['direct']:.0f} tokens generated)"),
-        (f"{agents} /observe one after another", f"{median['sequential']:.3f} s"),
+        (f"{agents} /observe one after another", f"{median['sequential']:.3f} s" if "sequential" in median else "skipped"),
         ("tick / direct concurrent", f"{tick_ratio:.3f}  (target <= {TICK_TARGET}: {verdict})"),
-        ("sequential / tick", f"{median['sequential'] / median['tick']:.2f}x"),
+        ("sequential / tick", f"{median['sequential'] / median['tick']:.2f}x" if "sequential" in median else "skipped"),
         ("vLLM prefix-cache hit rate", f"tick {hit_rate['tick']:.1%}, direct {hit_rate['direct']:.1%} "
                                        "(prompt tokens served from the cache)"),
     ]
@@ -286,12 +295,13 @@ def main() -> None:
     add_target_arguments(parser)
     parser.add_argument("--agents", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-sequential", action="store_true", help="skip the N-in-a-row step (N x one decision)")
     args = parser.parse_args()
     settings = load_settings([*args.overrides, *env_overrides()])
 
     with contextlib.ExitStack() as stack:
         target = open_target(args, stack)
-        asyncio.run(run(target, settings, args.agents, args.repeats))
+        asyncio.run(run(target, settings, args.agents, args.repeats, not args.no_sequential))
 
 
 def first_model(args: argparse.Namespace) -> str:

@@ -20,7 +20,8 @@ import logging
 import os
 import sys
 
-from arena_vllm.config import ConfigError, env_overrides
+from arena_vllm.config import ConfigError, env_overrides, load_settings
+from ops.engine import warmup
 from ops.engine.server import ServerPlan, build_plan, describe, write_secret_config
 from ops.errors import OpsError
 
@@ -52,8 +53,12 @@ def main(argv: list[str] | None = None) -> None:
         if args.dry_run:
             return
         write_secret_config(plan)
+        backend = load_settings([*args.overrides, *env_overrides()]).backend
     except (OpsError, ConfigError) as exc:
         sys.exit(f"{PREFIX}: {exc}")
+    # Two rounds of requests at the profile's seat count once /health answers, before compose calls it healthy.
+    warmup.start(f"http://127.0.0.1:{args.port}", plan.served_name, plan.profile.max_num_seqs, plan.api_key,
+                 {"temperature": backend.temperature, "top_p": backend.top_p})
     os.execvpe(plan.argv[0], plan.argv, plan.env)
 
 

@@ -92,8 +92,9 @@ class FunctionCallingSettings(_Model):
     """How the client asks for tool calls."""
 
     enabled: bool
-    format: Literal["openai", "prompt"] = Field(
-        description="openai: native tool calls first, prompt fallback; prompt: prompt-based only"
+    format: Literal["openai", "schema", "prompt"] = Field(
+        description="openai: native tool calls first, prompt fallback; schema: one call as engine-constrained JSON "
+                    "(response_format); prompt: prompt-based only"
     )
     tool_choice: ToolChoice = Field(description="required, auto, or the name of one tool (never none)")
 

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from arena_vllm.config import ProfileSettings
+from ops.engine import threads
 from ops.engine.fit import MemoryDecision, choose_profile, fit_memory
 from ops.engine.gpus import GpuMemory, gpu_memory, gpu_processes
 from ops.engine.model_config import find_model_config, model_folder, resolve_model
@@ -190,6 +191,7 @@ def build_plan(overrides: list[str], bind: str, port: int, launcher: Sequence[st
     api_key = read_secret(os.environ.get(*API_KEY_FILE)) or os.environ.get("VLLM_API_KEY") or None
     if api_key:
         flags += ["--config", str(secret_config_path())]
+    env = threads.thread_env(profile.device, env)
     if profile.device == "cpu" and (preloads := cpu_preloads()):
         env["LD_PRELOAD"] = ":".join(filter(None, [env.get("LD_PRELOAD"), *preloads]))
     argv = server_argv(server_launcher() if launcher is None else launcher, model, flags)

@@ -39,6 +39,7 @@ MODES = (
     "malformed_args",  # tool_calls whose arguments are not JSON
     "invalid_args",  # JSON arguments that violate the tool's schema
     "text_call",  # no tool_calls; the content holds the call in <tool_call> tags
+    # (a JSON-schema request, backend format "schema", gets the call as JSON content in every call mode)
     "health_down",  # /health answers 503
 )
 TEXT_ANSWER = "I would walk north and look for berries."
@@ -133,9 +134,8 @@ class FaultServer:
     def _answer(self, body: dict) -> tuple[str | None, list[dict] | None]:
         """The content and tool_calls for this mode: text unless the request has tools and the mode makes a call."""
         tools = [tool["function"] for tool in body.get("tools") or []]
-        schema = (body.get("response_format") or {}).get("json_schema", {}).get("schema", {})
-        if schema.get("anyOf") and self.mode == "tool_call":  # a call asked as one JSON object: the first tool's
-            return json.dumps({schema["anyOf"][0]["required"][0]: self.tool_args or {}}), None
+        if not tools and (schema_tools := _tools_of_schema(body)):
+            return self._schema_answer(schema_tools), None
         if not tools or self.mode in ("text", "hang", "health_down", "reject_tools"):
             return self.text, None
         choice = body.get("tool_choice")
@@ -151,6 +151,21 @@ class FaultServer:
         call = {"id": f"chatcmpl-tool-{uuid.uuid4().hex[:8]}", "type": "function",
                 "function": {"name": tool["name"], "arguments": encoded}}
         return None, [call]
+
+    def _schema_answer(self, tools: list[dict]) -> str:
+        """The answer to a JSON-schema request (format schema): the call as JSON, as vLLM constrains it."""
+        if self.mode in ("text", "hang", "health_down", "reject_tools"):
+            return self.text
+        tool = tools[0]
+        arguments: Any = self.tool_args or {}
+        if self.mode == "invalid_args":
+            properties = tool.get("parameters", {}).get("properties") or {"unexpected_argument": None}
+            arguments = {name: None for name in properties}
+        if self.mode == "malformed_args":
+            return '{"%s": {"target_position": [1, 2,' % tool["name"]
+        if self.mode == "text_call":
+            return f'<tool_call>\n{json.dumps({"name": tool["name"], "arguments": arguments})}\n</tool_call>'
+        return json.dumps({tool["name"]: arguments}, separators=(",", ":"))
 
     def _completion(self, body: dict, content: str | None, tool_calls: list[dict] | None) -> dict:
         completion_tokens = len((content or json.dumps(tool_calls)).split())
@@ -175,6 +190,14 @@ class FaultServer:
             choice = {"index": 0, "delta": {"role": "assistant", "content": piece}, "finish_reason": finish}
             yield f"data: {json.dumps({**base, 'choices': [choice]})}\n\n"
         yield "data: [DONE]\n\n"
+
+
+def _tools_of_schema(body: dict) -> list[dict]:
+    """The tools a ``response_format`` one-call schema offers (``backends.tools.one_call_schema``), else []."""
+    response_format = body.get("response_format") or {}
+    schema = (response_format.get("json_schema") or {}).get("schema") or {}
+    return [{"name": name, "parameters": parameters}
+            for branch in schema.get("anyOf") or [] for name, parameters in branch.get("properties", {}).items()]
 
 
 def _error(status: int, message: str, kind: str) -> JSONResponse:

@@ -18,6 +18,7 @@ Example::
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -238,3 +239,22 @@ def cpp_tool_execute(tool: str, params: dict[str, Any], agent_id: str = "", tick
     if tick > 0:
         body["tick"] = tick
     return body
+
+
+def longest_calls(tools: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each offered tool's longest valid arguments, made by hand (a random-weight model fills every bound like this)."""
+    calls: dict[str, dict[str, Any]] = {}
+    for tool in tools:
+        properties = tool["parameters"].get("properties", {})
+        if tool["name"] == "move_to" and "target" in properties:
+            calls["move_to"] = {"target": max(properties["target"]["enum"], key=lambda n: len(json.dumps(n)))}
+        elif tool["name"] == "move_to":
+            low = properties["target_position"]["items"]["minimum"]
+            calls["move_to"] = {"target_position": [low, low, low]}
+        elif tool["name"] == "collect":
+            calls["collect"] = {"target_name": max(properties["target_name"]["enum"], key=lambda n: len(json.dumps(n)))}
+        elif tool["name"] == "craft_item":
+            calls["craft_item"] = {"recipe": max(properties["recipe"]["enum"], key=lambda r: len(json.dumps(r)))}
+        else:
+            calls[tool["name"]] = {}
+    return calls

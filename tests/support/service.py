@@ -57,10 +57,11 @@ def cached_settings(*overrides: str) -> Settings:
 
 @contextmanager
 def agent_client(fault: FaultServer, *overrides: str) -> Iterator[httpx.Client]:
-    """An HTTP client of a fresh agent service whose backend is ``fault``."""
+    """An HTTP client of a fresh agent service whose backend is ``fault``; its requests have the native
+    tool shape (``format=openai``) unless ``overrides`` say otherwise, since most tests read what was sent."""
     settings = cached_settings(
         f"backend.api_base={fault.api_base}", "backend.model=tiny", "backend.max_retries=0", "backend.timeout_s=10",
-        "agent.tick_deadline_s=5", COORDINATES, *overrides,
+        "agent.tick_deadline_s=5", COORDINATES, "backend.function_calling.format=openai", *overrides,
     )
     with serving(create_app(settings)) as url, httpx.Client(base_url=url, timeout=60) as client:
         yield client

@@ -47,7 +47,7 @@ def test_given_values_win_over_the_yaml(monkeypatch: pytest.MonkeyPatch) -> None
         ("api_base", "localhost:8000/v1", "must be an http:// or https:// URL"),
         ("api_base", "ftp://example.com/v1", "must be an http:// or https:// URL"),
         ("api_base", "http://", "must be an http:// or https:// URL"),
-        ("function_calling_format", "xml", "'openai' or 'prompt'"),
+        ("function_calling_format", "xml", "'openai', 'schema' or 'prompt'"),
         ("tool_choice", "none", "asks for no tool call"),
         ("tool_choice", "", "not empty"),
         ("temprature", 0.2, "Extra inputs are not permitted"),
@@ -89,16 +89,16 @@ def test_from_settings_maps_every_field() -> None:
     assert config.model_dump(exclude={"api_key"}) == {
         "model_path": "tiny", "api_base": "http://localhost:8000/v1", "temperature": 0.2, "top_p": 0.5,
         "max_tokens": 64, "timeout_s": 3.0, "max_retries": 0, "tool_choice": "required",
-        "function_calling_format": "openai",
+        "function_calling_format": "schema",
     }
     assert config.api_key.get_secret_value() == "k"
 
 
 @pytest.mark.parametrize(
     ("overrides", "expected"),
-    [([], "openai"), (["backend.function_calling.format=prompt"], "prompt"),
+    [([], "schema"), (["backend.function_calling.format=openai"], "openai"), (["backend.function_calling.format=prompt"], "prompt"),
      (["backend.function_calling.enabled=false"], "prompt")],
-    ids=["default", "format-prompt", "disabled"],
+    ids=["default", "format-openai", "format-prompt", "disabled"],
 )
 def test_disabled_function_calling_means_prompt_based(overrides: list[str], expected: str) -> None:
     config = VLLMBackendConfig.from_settings(load_settings(overrides).backend)

@@ -58,7 +58,7 @@ def fresh_server(server: FaultServer) -> None:
 
 def make_backend(server: FaultServer, **options: Any) -> VLLMBackend:
     return VLLMBackend(VLLMBackendConfig(**{"model_path": "tiny", "api_base": server.api_base, "timeout_s": 5,
-                                            "max_retries": 0, **options}))
+                                            "max_retries": 0, "function_calling_format": "openai", **options}))
 
 
 @pytest.fixture

@@ -258,7 +258,7 @@ SETTINGS = [
                "backend.function_calling.tool_choice = 'none': Value error, tool_choice 'none' asks for no tool call"),
     BadSetting("scene-without-tools", ("scene.tools=[]",), "scene.tools = []: List should have at least 1 item"),
     BadSetting("function-calling-format", ("backend.function_calling.format=xml",),
-               "backend.function_calling.format = 'xml': Input should be 'openai' or 'prompt'"),
+               "backend.function_calling.format = 'xml': Input should be 'openai', 'schema' or 'prompt'"),
     BadSetting("backend-temperature-5", ("backend.temperature=5",),
                "backend.temperature = 5: Input should be less than or equal to 2"),
     BadSetting("fallback-flee-distance-negative", ("agent.fallback.flee_distance=-1",),

@@ -20,7 +20,7 @@ from arena_vllm.agent.schemas import Observation
 from arena_vllm.backends import GenerationResult
 from arena_vllm.backends.tools import CALL_TOKEN_MARGIN, max_call_tokens, validate_tool_call
 from arena_vllm.config import load_settings
-from tests.support.game_requests import foraging_at_work, foraging_ticks
+from tests.support.game_requests import foraging_at_work, foraging_ticks, longest_calls
 
 SETTINGS = load_settings(["backend.max_tokens_from_tools=true"])
 COORDINATES = load_settings(["backend.max_tokens_from_tools=true", "scene.move_targets=coordinates"])
@@ -31,25 +31,6 @@ REPLAY += [Observation.model_validate(body) for body in foraging_at_work()]  # w
 def written(name: str, arguments: dict[str, Any]) -> bytes:
     """The call as a Hermes-style model writes it: the longest form (a forced call is shorter); tokens <= bytes."""
     return f"<tool_call>\n{json.dumps({'name': name, 'arguments': arguments})}\n</tool_call>".encode()
-
-
-def longest_calls(tools: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Each offered tool's longest valid arguments, made by hand (a random-weight model fills every bound like this)."""
-    calls: dict[str, dict[str, Any]] = {}
-    for tool in tools:
-        properties = tool["parameters"].get("properties", {})
-        if tool["name"] == "move_to" and "target" in properties:
-            calls["move_to"] = {"target": max(properties["target"]["enum"], key=lambda n: len(json.dumps(n)))}
-        elif tool["name"] == "move_to":
-            low = properties["target_position"]["items"]["minimum"]
-            calls["move_to"] = {"target_position": [low, low, low]}
-        elif tool["name"] == "collect":
-            calls["collect"] = {"target_name": max(properties["target_name"]["enum"], key=lambda n: len(json.dumps(n)))}
-        elif tool["name"] == "craft_item":
-            calls["craft_item"] = {"recipe": max(properties["recipe"]["enum"], key=lambda r: len(json.dumps(r)))}
-        else:
-            calls[tool["name"]] = {}
-    return calls
 
 
 def test_every_replay_tool_set_is_bounded_and_caps_max_tokens() -> None:
@@ -85,11 +66,19 @@ def test_move_to_takes_a_name_in_sight_or_bounded_integers() -> None:
     assert validate_tool_call("move_to", {"target_position": [101, 0, 0]}, plan.tools) is not None
 
 
-@pytest.mark.parametrize("overrides", [["backend.function_calling.tool_choice=auto"], []], ids=["auto", "default"])
-def test_max_tokens_stays_configured_unforced_or_by_default(overrides: list[str]) -> None:
-    """With tool_choice auto the model may write text before its call; by default the cap is off."""
-    settings = load_settings([*overrides, *(["backend.max_tokens_from_tools=true"] if overrides else [])])
+@pytest.mark.parametrize("overrides", [["backend.function_calling.tool_choice=auto"], ["backend.max_tokens_from_tools=false"]],
+                         ids=["auto", "off"])
+def test_max_tokens_stays_configured_unforced_or_when_off(overrides: list[str]) -> None:
+    """With tool_choice auto the model may write text before its call; with the setting off there is no cap."""
+    settings = load_settings(overrides)
     assert plan_call(REPLAY[0], settings).max_tokens == settings.backend.max_tokens == 256
+
+
+def test_by_default_a_call_asks_for_its_longest_call_only() -> None:
+    """The default (format schema, max_tokens_from_tools on): the engine-constrained call fits its bound."""
+    settings = load_settings([])
+    assert settings.backend.function_calling.format == "schema"
+    assert plan_call(REPLAY[0], settings).max_tokens == max_call_tokens(plan_call(REPLAY[0], settings).tools) < 256
 
 
 @pytest.mark.parametrize("observation", REPLAY[:16], ids=lambda o: o.agent_id)

@@ -40,7 +40,7 @@ def test_every_endpoint_answers_in_the_sdks_shape(fault: FaultServer) -> None:
 
 
 def test_prompts_hold_what_the_model_was_sent_and_answered(fault: FaultServer) -> None:
-    with inspector(fault) as client:
+    with inspector(fault, "backend.function_calling.format=openai") as client:  # the request lists its tools
         play(client)
         captures = client.get("/debug/prompts", params={"agent_id": "a1"}).json()
         assert captures["count"] == 3 and [c["tick"] for c in captures["captures"]] == [1, 2, 3]

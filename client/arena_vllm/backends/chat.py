@@ -18,6 +18,7 @@ from arena_vllm.backends.tools import (
     CHOICES_WITHOUT_A_NAME,
     check_tool_choice,
     parse_tool_call_from_text,
+    one_call_schema,
     tool_names,
     tool_prompt,
     tools_text,
@@ -47,33 +48,36 @@ def native_tools_request(
     }
 
 
-def json_call_request(
+def schema_tools_request(
     model: str, prompt: str, system_prompt: str | None, tools: Sequence[Mapping[str, Any]], sampling: Mapping[str, Any],
 ) -> Request:
-    """One call as one JSON object, ``{"<tool>": {<arguments>}}``, constrained by a JSON schema from the first token.
+    """A request whose answer is exactly one call of ``tools``, ``{"<tool>": {<arguments>}}``, as JSON the engine
+    constrains from its first token to its last (:func:`~arena_vllm.backends.tools.one_call_schema`).
 
-    For a model whose chat template drops tools: it was never taught an envelope like Hermes'
-    ``<tool_call>...</tool_call>`` (33 tokens of SmolLM2's for a one-word call), but writes a short
-    JSON object (10-14 tokens) when the system prompt shows one.
+    No call can run on (more calls, text around it) and, with the engine's
+    ``disable_any_whitespace``, none has free whitespace; vLLM's own schema for
+    ``tool_choice=required`` is an array of any length (0.26) and 0.32's still allows free
+    whitespace in the arguments. The request carries no ``tools``, so they are written into the
+    system prompt, one short line each, with an example call: a template that drops tools
+    (SmolLM2's) never taught the model any call envelope either.
     """
-    shapes = [{"type": "object", "properties": {tool["function"]["name"]: tool["function"].get("parameters", {"type": "object"})},
-               "required": [tool["function"]["name"]], "additionalProperties": False} for tool in tools]
     first = tools[0]["function"]
     example = json.dumps({first["name"]: _example_arguments(first.get("parameters", {}))}, separators=(",", ":"))
     system = with_tools_text(system_prompt, f"{tools_text(tools)}\nAnswer with one JSON object, for example {example}")
     return {**text_request(model, prompt, system, sampling),
-            "response_format": {"type": "json_schema", "json_schema": {"name": "call", "schema": {"anyOf": shapes}, "strict": True}}}
+            "response_format": {"type": "json_schema",
+                                "json_schema": {"name": "tool_call", "schema": one_call_schema(tools), "strict": True}}}
 
 
-def json_call(message: ChatCompletionMessage) -> tuple[dict[str, Any] | None, str | None]:
-    """``(call, None)`` from a :func:`json_call_request` answer, ``(None, why)`` when it is not one."""
+def schema_call(message: ChatCompletionMessage) -> tuple[dict[str, Any] | None, str | None]:
+    """``(call, None)`` from a :func:`schema_tools_request` answer, ``(None, why)`` when it is not one (cut short)."""
     text = message.content or ""
     try:
         answer = json.loads(text)
     except json.JSONDecodeError as exc:
-        return None, f"the JSON call is not JSON ({exc.msg}): {text[:200]!r}"
+        return None, f"no complete call ({exc.msg}): {text[:200]!r}"
     if not (isinstance(answer, dict) and len(answer) == 1):
-        return None, f"the JSON call is not one {{tool: arguments}} object: {text[:200]!r}"
+        return None, f"the answer is not one {{tool: arguments}} object: {text[:200]!r}"
     ((name, arguments),) = answer.items()
     return {"name": name, "arguments": arguments}, None
 
@@ -157,11 +161,12 @@ class Tally:
             self.completion_tokens += response.usage.completion_tokens
         return response.choices[0].message
 
-    def result(self, response: ChatCompletion, **metadata: Any) -> GenerationResult:
-        """The result for the last ``response``, with token counts, latency and the given metadata."""
+    def result(self, response: ChatCompletion, text: str | None = None, **metadata: Any) -> GenerationResult:
+        """The result for the last ``response``, with token counts, latency and the given metadata;
+        ``text`` replaces the message's content (a JSON-constrained answer is the call, not text)."""
         choice = response.choices[0]
         return GenerationResult(
-            text=choice.message.content or "",
+            text=(choice.message.content or "") if text is None else text,
             tokens_used=self.prompt_tokens + self.completion_tokens,
             finish_reason=choice.finish_reason or "",
             metadata={

@@ -32,7 +32,7 @@ from openai.types.chat import ChatCompletion
 from arena_vllm.backends import chat
 from arena_vllm.backends.base import BackendStatus, GenerationResult
 from arena_vllm.backends.errors import BackendConnectionError, BackendError, ModelNotServedError, RequestRejectedError, map_openai_error
-from arena_vllm.backends.tools import ToolLike, normalize_tools
+from arena_vllm.backends.tools import ToolLike, normalize_tools, tools_text
 from arena_vllm.backends.vllm_config import VLLMBackendConfig
 
 __all__ = ["CONNECTION_LIMITS", "VLLMBackend", "VLLMBackendConfig"]
@@ -53,6 +53,10 @@ CHAT_PATH = "/chat/completions"
 #: disconnected without sending a response" (seen mid-benchmark). Dropping idle connections a
 #: second earlier means the client never reuses one the server may be closing.
 CONNECTION_LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=100, keepalive_expiry=4.0)
+
+#: Words of a 400 that refuses a ``response_format`` JSON schema (a server without structured output):
+#: the call falls back to the prompt-based form, as for a server that refuses tools.
+SCHEMA_REFUSALS = ("response_format", "json_schema", "structured", "guided")
 
 Exchange = Generator[chat.Request, ChatCompletion, GenerationResult]
 
@@ -140,7 +144,10 @@ class VLLMBackend:
         of the server once: vLLM's ``/tokenize`` of one chat with and without a tool. A template that renders
         tools makes the second longer; one that drops them (SmolLM2's) does not, and the model would never
         see them. :data:`TOOLS_UNKNOWN` where the server cannot say (no ``/tokenize``): tools then go only
-        where the template puts them; an unreachable server is asked again on the next call."""
+        where the template puts them; an unreachable server is asked again on the next call. Only the
+        ``openai`` format sends a ``tools`` field: ``schema`` and ``prompt`` write them into the system prompt."""
+        if self.config.function_calling_format != "openai":  # schema and prompt calls carry no tools field
+            return TOOLS_IN_SYSTEM_PROMPT
         if self._tools_seen_in == TOOLS_UNKNOWN and not self._tools_probe_failed:
             try:
                 model = self._model()
@@ -154,6 +161,8 @@ class VLLMBackend:
 
     async def atools_seen_in(self) -> str:
         """:meth:`tools_seen_in` for asyncio."""
+        if self.config.function_calling_format != "openai":  # schema and prompt calls carry no tools field
+            return TOOLS_IN_SYSTEM_PROMPT
         if self._tools_seen_in == TOOLS_UNKNOWN and not self._tools_probe_failed:
             try:
                 model = await self._amodel()
@@ -275,19 +284,32 @@ class VLLMBackend:
         self, model: str, prompt: str, tools: Sequence[ToolLike], system_prompt: str | None,
         tool_choice: str | None, sampling: dict[str, Any],
     ) -> Exchange:
-        """Native call; on a tools 400, or text without a call, the prompt-based call. Arguments checked on both."""
+        """Native call; on a tools 400, or text without a call, the prompt-based call. Arguments checked on both.
+
+        With ``function_calling_format="schema"`` the native call is one JSON-constrained answer
+        (:func:`chat.schema_tools_request`): the engine bounds it, so a failed one is not retried as text.
+        """
         specs = normalize_tools(tools)
         choice = tool_choice or self.config.tool_choice
         allowed = chat.tools_for_choice(specs, choice)
         tally = chat.Tally(model)
         fallback_reason = self._fallback_reason()
+        if not fallback_reason and self.config.function_calling_format == "schema":
+            try:
+                response = yield chat.schema_tools_request(model, prompt, system_prompt, allowed, sampling)
+            except RequestRejectedError as exc:
+                if exc.status_code != 400 or not any(word in str(exc).lower() for word in SCHEMA_REFUSALS):
+                    raise
+                self._tools_rejected = str(exc)
+                logger.warning("JSON-schema answers rejected; using the prompt-based fallback from now on: %s", exc)
+                fallback_reason = f"server rejected response_format: {exc}"
+            else:
+                message = tally.add(response)
+                return tally.result(response, text="", **chat.judge_call(*chat.schema_call(message), allowed, "native"),
+                                    tools_seen_in=TOOLS_IN_SYSTEM_PROMPT)
         if not fallback_reason and self._tools_seen_in == TOOLS_IN_SYSTEM_PROMPT:
-            # A template that drops tools never taught the model a call envelope: the tools go into the system
-            # prompt and the call is one short JSON object, constrained from its first token.
-            response = yield chat.json_call_request(model, prompt, system_prompt, allowed, sampling)
-            message = tally.add(response)
-            return tally.result(response, **chat.judge_call(*chat.json_call(message), allowed, "native"), tools_seen_in=TOOLS_IN_SYSTEM_PROMPT,
-                                call_format="json")
+            # A template that drops tools: the model sees them only where they are written into the system prompt.
+            system_prompt = chat.with_tools_text(system_prompt, tools_text(allowed))
         if not fallback_reason:
             try:
                 response = yield chat.native_tools_request(model, prompt, system_prompt, specs, choice, sampling)

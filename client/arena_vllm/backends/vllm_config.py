@@ -40,7 +40,8 @@ class VLLMBackendConfig(BaseModel):
 
     ``model_path`` is the served model name; empty means "the model the server serves"
     (the first of ``/v1/models``). ``function_calling_format="prompt"`` skips native tool
-    calls and always describes the tools in the prompt. Without ``api_key`` the key comes from
+    calls and always describes the tools in the prompt; ``"schema"`` asks for exactly one call as
+    engine-constrained JSON (``response_format``), the shortest call vLLM can bound. Without ``api_key`` the key comes from
     configs/backend/vllm.yaml: $VLLM_API_KEY, then $OPENAI_API_KEY (as the OpenAI SDK reads it),
     so code written for an open server runs unchanged against one started with a key.
 
@@ -61,7 +62,7 @@ class VLLMBackendConfig(BaseModel):
     timeout_s: TimeoutS
     max_retries: Retries
     tool_choice: ToolChoice
-    function_calling_format: Literal["openai", "prompt"]
+    function_calling_format: Literal["openai", "schema", "prompt"]
 
     @model_validator(mode="before")
     @classmethod

@@ -2,7 +2,8 @@
 
 vLLM's schema for ``tool_choice=required`` allows any number of calls and free whitespace, so
 random weights wrote ~145 tokens a decision and a third of the calls ran to ``max_tokens``.
-The one-call schema admits exactly the valid calls of the offered tools, one object each.
+The one-call schema admits exactly the valid calls of the offered tools, one object each:
+``{"<tool>": {<arguments>}}``.
 """
 
 from __future__ import annotations
@@ -12,17 +13,19 @@ from typing import Any, Iterator
 
 import pytest
 from jsonschema import Draft202012Validator
+from openai.types.chat import ChatCompletionMessage
 
 from arena_vllm.agent.policy import plan_call
 from arena_vllm.agent.schemas import Observation
 from arena_vllm.backends import VLLMBackend, VLLMBackendConfig
-from arena_vllm.backends.tools import normalize_tools, one_call_schema, parse_tool_call_from_text
+from arena_vllm.backends.chat import schema_call
+from arena_vllm.backends.tools import normalize_tools, one_call_schema
 from arena_vllm.config import load_settings
 from ops.engine.threads import thread_env
 from tests.support.fault_server import FaultServer
 from tests.support.game_requests import foraging_ticks, longest_calls
 
-MOVE = {"target_position": [1, 2, 3]}
+MOVE = {"target": "Stone"}
 SETTINGS = load_settings(["backend.max_tokens_from_tools=true"])
 REPLAY = [Observation.model_validate(body) for bodies in foraging_ticks(ticks=2, agents=16) for body in bodies]
 
@@ -31,14 +34,15 @@ def test_the_one_call_schema_admits_each_offered_tools_longest_call_and_nothing_
     for observation in REPLAY[:24]:
         tools = plan_call(observation, SETTINGS).tools
         validator = Draft202012Validator(one_call_schema(normalize_tools(tools)))
-        for name, arguments in longest_calls(tools).items():
-            call = {"name": name, "arguments": arguments}
+        calls = longest_calls(tools)
+        for name, arguments in calls.items():
+            call = {name: arguments}
             assert validator.is_valid(call), call
             assert not validator.is_valid([call, call])  # more than one call
-            assert not validator.is_valid({**call, "extra": 1})
-            assert not validator.is_valid({"name": "fly", "arguments": arguments})
-        if "idle" in longest_calls(tools) and "move_to" in longest_calls(tools):
-            assert not validator.is_valid({"name": "idle", "arguments": MOVE})  # arguments of another tool
+            assert not validator.is_valid({**call, "idle": {}})  # two tools in one answer
+            assert not validator.is_valid({"fly": arguments})
+        if "collect" in calls:
+            assert not validator.is_valid({"collect": calls["move_to"]})  # arguments of another tool
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +67,8 @@ def test_a_schema_call_is_one_json_answer_read_as_a_native_call(server: FaultSer
     [sent] = server.requests
     assert "tools" not in sent and sent["response_format"]["type"] == "json_schema"
     assert sent["response_format"]["json_schema"]["schema"] == one_call_schema(normalize_tools(tools()))
-    assert sent["messages"][0]["content"].startswith("play") and '"name": "move_to"' in sent["messages"][0]["content"]
+    system = sent["messages"][0]["content"]
+    assert system.startswith("play\n\nTools (call exactly one):\nmove_to(target: ") and "for example {\"move_to\":" in system
     assert result.metadata["tool_call"] == {"name": "move_to", "arguments": MOVE}
     assert result.metadata["tool_call_source"] == "native" and result.text == ""
 
@@ -89,5 +94,7 @@ def test_gpu_servers_get_one_openmp_thread_unless_the_user_set_one_and_cpu_serve
 
 
 def test_the_written_call_is_compact_json_the_parser_reads() -> None:
-    call = json.dumps({"name": "move_to", "arguments": MOVE}, separators=(",", ":"))
-    assert parse_tool_call_from_text(call) == {"name": "move_to", "arguments": MOVE}
+    message = ChatCompletionMessage(role="assistant", content=json.dumps({"move_to": MOVE}, separators=(",", ":")))
+    assert schema_call(message) == ({"name": "move_to", "arguments": MOVE}, None)
+    cut = ChatCompletionMessage(role="assistant", content='{"move_to":{"target":"St')
+    assert schema_call(cut)[0] is None and "no complete call" in schema_call(cut)[1]

@@ -34,7 +34,7 @@ def native_decisions(client: httpx.Client) -> float:
 def test_ready_names_the_served_model(client: httpx.Client, stack: Stack) -> None:
     ready = client.get("/ready")
     assert ready.status_code == 200, ready.text
-    assert ready.json() == {"ready": True, "models": [stack.served_model], "tools_seen_in": "template"}  # Hermes-style
+    assert ready.json() == {"ready": True, "models": [stack.served_model], "tools_seen_in": "system_prompt"}  # format schema
 
 
 def test_an_agent_arena_observation_gets_a_schema_valid_tool_decision(client: httpx.Client) -> None:

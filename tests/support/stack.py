@@ -127,6 +127,7 @@ class StackModel:
     make: Callable[[str], Path]
     served_name: str
     overrides: str
+    agent_overrides: str = ""
 
 
 #: ``start_stack(model=...)``: the tiny random model (the default everywhere) or the real one, served as ``up --cpu``
@@ -134,12 +135,14 @@ class StackModel:
 #: 22.5 KiB each in bfloat16, 23k in float32) in the dtype it was built in.
 MODELS = {
     "tiny": StackModel(ensure_tiny_model, SERVED_MODEL, ENGINE_OVERRIDES),
-    "smollm2": StackModel(ensure_smollm2, real_model.SERVED_NAME, real_model.SERVE_OVERRIDES),
+    # the agent waits for ticks of several real-model calls on 2 shared cores (agent=cpu's 25 s is the game's bound)
+    "smollm2": StackModel(ensure_smollm2, real_model.SERVED_NAME, real_model.SERVE_OVERRIDES,
+                          "agent.tick_deadline_s=120 backend.timeout_s=115"),
 }
 
 
 def write_env_file(workdir: Path, project: str, model_dir: Path, hf_token: str, api_key: str,
-                   served_name: str = SERVED_MODEL, overrides: str = ENGINE_OVERRIDES) -> Path:
+                   served_name: str = SERVED_MODEL, overrides: str = ENGINE_OVERRIDES, agent_overrides: str = "") -> Path:
     """The compose variables for one isolated test stack (own project name, ports and secrets)."""
     values = {
         "COMPOSE_PROJECT_NAME": project,
@@ -151,7 +154,9 @@ def write_env_file(workdir: Path, project: str, model_dir: Path, hf_token: str, 
         "HF_HUB_OFFLINE": 1,
         "HF_TOKEN_FILE": write_secret(workdir / "hf_token", hf_token),
         "VLLM_API_KEY_FILE": write_secret(workdir / "vllm_api_key", api_key),
-        "VLLM_START_PERIOD": "300s",
+        # a ceiling, not a wait: vLLM's CPU start took 35-60 s alone, over 300 s with other engines on the 2 cores
+        "VLLM_START_PERIOD": "900s",
+        "AGENT_OVERRIDES": agent_overrides,
     }
     env_file = workdir / "stack.env"
     env_file.write_text("".join(f"{key}={value}\n" for key, value in values.items()))
@@ -184,7 +189,8 @@ def start_stack(workdir: Path, device: Device, extra_files: Sequence[str] = (), 
         raise RuntimeError(f"docker compose build failed:\n{build.stdout[-5000:]}\n{build.stderr[-5000:]}")
     image = f"{os.environ.get('ARENA_IMAGE_PREFIX', 'arena-vllm')}/vllm:{device}"
     model_dir = served.make(image)
-    env_file = write_env_file(workdir, project, model_dir, hf_token, api_key, served.served_name, served.overrides)
+    env_file = write_env_file(workdir, project, model_dir, hf_token, api_key, served.served_name, served.overrides,
+                              served.agent_overrides)
     compose = DockerCompose(context=REPO, compose_file_name=files, env_file=str(env_file), wait=True)
     env = read_env_file(env_file)
     stack = Stack(

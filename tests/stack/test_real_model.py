@@ -12,6 +12,7 @@ from typing import Any
 import openai
 import pytest
 import requests
+from arena_vllm.backends import VLLMBackend, VLLMBackendConfig
 
 from tests.support.stack import Stack
 
@@ -62,3 +63,12 @@ def test_chat_template_drops_the_tools(real_stack: Stack) -> None:
     without = tokenize(real_stack, messages=messages, add_generation_prompt=True)
     with_tools = tokenize(real_stack, messages=messages, add_generation_prompt=True, tools=[MOVE_TO])
     assert with_tools["count"] == without["count"], (with_tools["count"], without["count"])
+
+
+def test_the_backend_finds_where_tools_reach_each_model(stack: Stack, real_stack: Stack) -> None:
+    """Format openai: the tiny model's Hermes template renders tools; SmolLM2's drops them (then the system prompt)."""
+    for served, expected in ((stack, "template"), (real_stack, "system_prompt")):
+        config = VLLMBackendConfig(model_path=served.served_model, api_base=served.vllm_api_base,
+                                   api_key=served.api_key, function_calling_format="openai")
+        with VLLMBackend(config) as backend:
+            assert backend.status().tools_seen_in == expected, served.served_model

@@ -39,8 +39,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield running
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def real_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """The CPU stack serving SmolLM2-135M-Instruct (built from its PyPI wheel, cached); ``down -v`` at session end."""
+    """The CPU stack serving SmolLM2-135M-Instruct (built from its PyPI wheel, cached); ``down -v`` after the module,
+    so a second engine does not share the 2 cores with every later test (the fault tests' timings among them)."""
     with start_stack(tmp_path_factory.mktemp("real-stack"), "cpu", model="smollm2") as running:
         yield running

@@ -24,6 +24,8 @@ import json, os
 out = {}
 for pid in filter(str.isdigit, os.listdir("/proc")):
     try:
+        if "\nState:\tZ" in open(f"/proc/{pid}/status").read():
+            continue  # a zombie (the entrypoint's finished warm-up, never reaped by the exec'd vLLM) holds no environment
         out[pid] = {name: open(f"/proc/{pid}/{name}", "rb").read().decode(errors="replace").replace("\0", " ")
                     for name in ("cmdline", "environ")}
     except OSError as exc:

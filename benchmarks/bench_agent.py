@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import socket
 import statistics
@@ -38,7 +39,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-import json
 import psutil
 
 from benchmarks.bench_tick import by_model, observations
@@ -84,11 +84,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.sched_setaffinity(0, {other_core})  # the load generator shares the stand-in's core, not the agent's
         agents: list[Agent] = []
         if args.baseline_ref != "none":
-            checkout = stack.enter_context(_archive(args.baseline_ref, [m for m in args.baseline_without.split(",") if m]))
+            checkout = stack.enter_context(
+                _archive(args.baseline_ref, [m for m in args.baseline_without.split(",") if m])
+            )
             agents.append(stack.enter_context(_agent("baseline", checkout, api_base, agent_core, args.overrides)))
         agents.append(stack.enter_context(_agent("current", REPO, api_base, agent_core, args.overrides)))
-        print(f"agent on core {agent_core}; stand-in and load generator on core {other_core} "
-              f"({len(cores)} cores available, shared: other load makes decisions/s vary, CPU ms less)", flush=True)
+        print(
+            f"agent on core {agent_core}; stand-in and load generator on core {other_core} "
+            f"({len(cores)} cores available, shared: other load makes decisions/s vary, CPU ms less)",
+            flush=True,
+        )
         with httpx.Client(timeout=120.0) as http:
             for count in args.agents:
                 agents_body = [{"agent_id": obs["agent_id"], "observations": obs} for obs in observations(count)]
@@ -122,8 +127,11 @@ def _measure(http: httpx.Client, agent: Agent, body: bytes, count: int, warmup: 
     elapsed, cpu = time.perf_counter() - started, agent.cpu_s - cpu_before
     decisions = ticks * count
     agent.samples.setdefault(count, []).append((decisions / elapsed, cpu / decisions * 1000))
-    print(f"  {agent.label:8} N={count:<3} {decisions / elapsed:7.0f} decisions/s  "
-          f"{cpu / decisions * 1000:5.2f} ms CPU/decision  ({ticks} ticks in {elapsed:.1f} s)", flush=True)
+    print(
+        f"  {agent.label:8} N={count:<3} {decisions / elapsed:7.0f} decisions/s  "
+        f"{cpu / decisions * 1000:5.2f} ms CPU/decision  ({ticks} ticks in {elapsed:.1f} s)",
+        flush=True,
+    )
 
 
 def _model_made(decision: dict) -> bool:
@@ -136,9 +144,12 @@ def _model_made(decision: dict) -> bool:
 def _report(agents: list[Agent], counts: Sequence[int]) -> None:
     """The table: each agent's medians next to the issue's numbers, and the ratios and targets."""
     by_label = {agent.label: {n: _medians(agent.samples[n]) for n in counts} for agent in agents}
-    print("\n| N | issue: decisions/s | issue: CPU ms | " + " | ".join(
-        f"{label}: decisions/s | {label}: CPU ms" for label in by_label) + " |"
-          + (" current/baseline CPU |" if "baseline" in by_label else ""))
+    print(
+        "\n| N | issue: decisions/s | issue: CPU ms | "
+        + " | ".join(f"{label}: decisions/s | {label}: CPU ms" for label in by_label)
+        + " |"
+        + (" current/baseline CPU |" if "baseline" in by_label else "")
+    )
     print("|---" * (3 + 2 * len(by_label) + ("baseline" in by_label)) + "|")
     for n in counts:
         issue = ISSUE_TABLE.get(n)
@@ -197,13 +208,16 @@ def _archive(ref: str, without: Sequence[str]) -> Iterator[Path]:
     """``client/`` and ``configs/`` of ``ref`` in a temporary folder (the repository's files stay as they are),
     with the modules ``without`` names hidden from it."""
     with tempfile.TemporaryDirectory(prefix="bench-agent-baseline-") as folder:
-        archive = subprocess.run(["git", "archive", ref, "client", "configs"], cwd=REPO, capture_output=True,
-                                 check=True).stdout
+        archive = subprocess.run(
+            ["git", "archive", ref, "client", "configs"], cwd=REPO, capture_output=True, check=True
+        ).stdout
         subprocess.run(["tar", "-x", "-C", folder], input=archive, check=True)
         # The baseline's dependencies had no uvloop/httptools; uvicorn would pick them up from this
         # environment, so modules of those names that fail to import stand in front of them.
         for module in without:
-            (Path(folder) / "client" / f"{module}.py").write_text(f"raise ImportError('{module}: not in the baseline')\n")
+            (Path(folder) / "client" / f"{module}.py").write_text(
+                f"raise ImportError('{module}: not in the baseline')\n"
+            )
         yield Path(folder)
 
 
@@ -211,10 +225,26 @@ def _archive(ref: str, without: Sequence[str]) -> Iterator[Path]:
 def _agent(label: str, checkout: Path, api_base: str, core: int, overrides: Sequence[str]) -> Iterator[Agent]:
     """``python -m arena_vllm.agent`` from ``checkout`` (its client/ first on the path, its configs/), on ``core``."""
     port = _free_port()
-    env = {**os.environ, "PYTHONPATH": str(checkout / "client"), "ARENA_CONFIG_DIR": str(checkout / "configs"),
-           "VLLM_API_BASE": api_base, "VLLM_SERVED_MODEL_NAME": "tiny", "ARENA_OVERRIDES": ""}
-    command = ["taskset", "-c", str(core), sys.executable, "-m", "arena_vllm.agent",
-               "agent.host=127.0.0.1", f"agent.port={port}", "agent.tick_deadline_s=60", *overrides]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(checkout / "client"),
+        "ARENA_CONFIG_DIR": str(checkout / "configs"),
+        "VLLM_API_BASE": api_base,
+        "VLLM_SERVED_MODEL_NAME": "tiny",
+        "ARENA_OVERRIDES": "",
+    }
+    command = [
+        "taskset",
+        "-c",
+        str(core),
+        sys.executable,
+        "-m",
+        "arena_vllm.agent",
+        "agent.host=127.0.0.1",
+        f"agent.port={port}",
+        "agent.tick_deadline_s=60",
+        *overrides,
+    ]
     log = tempfile.TemporaryFile()
     process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tempfile.gettempdir())
     url = f"http://127.0.0.1:{port}"
@@ -248,8 +278,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds of ticks before each sample")
     parser.add_argument("--repeats", type=int, default=1, help="samples per N and agent (median kept)")
     parser.add_argument("--baseline-ref", default=BASELINE_REF, help="git ref run as the baseline; 'none' to skip")
-    parser.add_argument("--baseline-without", default=",".join(UNAVAILABLE_TO_BASELINE),
-                        help="modules hidden from the baseline (comma-separated; '' to hide none)")
+    parser.add_argument(
+        "--baseline-without",
+        default=",".join(UNAVAILABLE_TO_BASELINE),
+        help="modules hidden from the baseline (comma-separated; '' to hide none)",
+    )
     parser.add_argument("--stand-in", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for both agents, e.g. agent.max_concurrency=128")
     return parser

@@ -31,8 +31,17 @@ from arena_vllm.config import Settings, env_overrides, load_settings
 from benchmarks.bench_tick import Target, add_target_arguments, agent_client, open_target, vllm_counters
 from tests.support.arena_world import RULES, make_layouts
 from tests.support.episodes import (
-    SCENARIOS, BeginnerPolicy, FallbackPolicy, IdlePolicy, Policy, RunResult, ScenarioResult, StackPolicy,
-    eval_scenarios, play, summary,
+    SCENARIOS,
+    BeginnerPolicy,
+    FallbackPolicy,
+    IdlePolicy,
+    Policy,
+    RunResult,
+    ScenarioResult,
+    StackPolicy,
+    eval_scenarios,
+    play,
+    summary,
 )
 
 
@@ -60,8 +69,15 @@ async def bench(args: argparse.Namespace, settings: Settings, target: Target | N
             for run in range(1, args.runs + 1):
                 for policy in policies:
                     stack = policy.name == "stack"
-                    result = await play(policy, rule_set, layouts, args.ticks, run, counters if stack else None,
-                                        progress(rule_set, args.ticks) if stack else None)
+                    result = await play(
+                        policy,
+                        rule_set,
+                        layouts,
+                        args.ticks,
+                        run,
+                        counters if stack else None,
+                        progress(rule_set, args.ticks) if stack else None,
+                    )
                     results.append(result)
                     print(result.line(), flush=True)
                     for example in result.problem_examples[:2]:
@@ -83,26 +99,43 @@ async def bench(args: argparse.Namespace, settings: Settings, target: Target | N
     for line in verdicts(results):
         print(line)
     return {
-        "layouts": args.layouts, "ticks": args.ticks, "runs": args.runs, "seed": args.seed,
+        "layouts": args.layouts,
+        "ticks": args.ticks,
+        "runs": args.runs,
+        "seed": args.seed,
         "runs_detail": [r.as_dict() for r in results],
-        "scenarios": {name: [{"scenario": s.scenario, "rubric": s.rubric, "good": s.good, "passed": s.passed,
-                              "decisions": s.decisions} for s in found] for name, found in scenario_results.items()},
+        "scenarios": {
+            name: [
+                {
+                    "scenario": s.scenario,
+                    "rubric": s.rubric,
+                    "good": s.good,
+                    "passed": s.passed,
+                    "decisions": s.decisions,
+                }
+                for s in found
+            ]
+            for name, found in scenario_results.items()
+        },
     }
 
 
 def progress(rules: str, ticks: int):
     """A stderr line per stack tick: a CPU run takes minutes."""
-    return lambda tick, seconds: print(f"  {rules} stack tick {tick + 1}/{ticks}: {seconds:.1f} s", file=sys.stderr,
-                                       flush=True)
+    return lambda tick, seconds: print(
+        f"  {rules} stack tick {tick + 1}/{ticks}: {seconds:.1f} s", file=sys.stderr, flush=True
+    )
 
 
 def verdicts(results: list[RunResult]) -> list[str]:
     """The stack against the beginner rules and against idle, per rule set (issue 19's first line)."""
     lines = []
     for rule_set in dict.fromkeys(r.rules for r in results):
+
         def median(policy: str, figure: str) -> float | None:
             values = [getattr(r, figure) for r in results if r.rules == rule_set and r.policy == policy]
             return statistics.median(values) if values else None
+
         stack, beginner, idle = (median(p, "collected") for p in ("stack", "beginner", "idle"))
         if stack is None:
             continue
@@ -110,7 +143,8 @@ def verdicts(results: list[RunResult]) -> list[str]:
         lines.append(
             f"{rule_set}: stack {stack:.0f} resources / {hurt['stack']:.0f} damage; beginner {beginner:.0f} / "
             f"{hurt['beginner']:.0f} ({'at least as good' if stack >= beginner and hurt['stack'] <= hurt['beginner'] else 'worse'}); "
-            f"idle {idle:.0f} / {hurt['idle']:.0f} ({'not worse' if stack >= idle and hurt['stack'] <= hurt['idle'] else 'WORSE'})")
+            f"idle {idle:.0f} / {hurt['idle']:.0f} ({'not worse' if stack >= idle and hurt['stack'] <= hurt['idle'] else 'WORSE'})"
+        )
     return lines
 
 

@@ -42,17 +42,51 @@ from tests.support.game_requests import foraging_ticks
 
 #: The tool set offered before issue #8 (configs/tools/foraging.yaml at commit 7c9f824), the baseline.
 TODAY_TOOLS: list[dict[str, Any]] = [
-    {"name": "move_to", "description": "Move toward a target position in the world.", "parameters": {
-        "type": "object", "required": ["target_position"], "additionalProperties": False, "properties": {
-            "target_position": {"type": "array", "description": "Target [x, y, z] position.", "minItems": 3,
-                                "maxItems": 3, "items": {"type": "number", "minimum": -100.0, "maximum": 100.0}},
-            "speed": {"type": "number", "description": "Movement speed multiplier.", "minimum": 0.1, "maximum": 2.0}}}},
-    {"name": "collect", "description": "Collect a nearby resource by its name.", "parameters": {
-        "type": "object", "required": ["target_name"], "additionalProperties": False, "properties": {
-            "target_name": {"type": "string", "description": "Name of the resource to collect.",
-                            "pattern": "^[a-z0-9_]{1,32}$"}}}},
-    {"name": "idle", "description": "Do nothing this tick.", "parameters": {
-        "type": "object", "properties": {}, "additionalProperties": False}},
+    {
+        "name": "move_to",
+        "description": "Move toward a target position in the world.",
+        "parameters": {
+            "type": "object",
+            "required": ["target_position"],
+            "additionalProperties": False,
+            "properties": {
+                "target_position": {
+                    "type": "array",
+                    "description": "Target [x, y, z] position.",
+                    "minItems": 3,
+                    "maxItems": 3,
+                    "items": {"type": "number", "minimum": -100.0, "maximum": 100.0},
+                },
+                "speed": {
+                    "type": "number",
+                    "description": "Movement speed multiplier.",
+                    "minimum": 0.1,
+                    "maximum": 2.0,
+                },
+            },
+        },
+    },
+    {
+        "name": "collect",
+        "description": "Collect a nearby resource by its name.",
+        "parameters": {
+            "type": "object",
+            "required": ["target_name"],
+            "additionalProperties": False,
+            "properties": {
+                "target_name": {
+                    "type": "string",
+                    "description": "Name of the resource to collect.",
+                    "pattern": "^[a-z0-9_]{1,32}$",
+                }
+            },
+        },
+    },
+    {
+        "name": "idle",
+        "description": "Do nothing this tick.",
+        "parameters": {"type": "object", "properties": {}, "additionalProperties": False},
+    },
 ]
 TODAY_SYSTEM_PROMPT = (
     "You control one agent in a 3D foraging arena. Each turn you see the agent's state and must call exactly one "
@@ -101,8 +135,14 @@ async def replay(target: Target, settings: Settings) -> None:
     async def direct(observation: Observation, new: bool) -> None:
         plan = plan_call(observation, settings)
         if new:
-            request = native_tools_request(target.model, plan.prompt, plan.system_prompt, normalize_tools(plan.tools),
-                                           plan.tool_choice, {**sampling, "max_tokens": plan.max_tokens})
+            request = native_tools_request(
+                target.model,
+                plan.prompt,
+                plan.system_prompt,
+                normalize_tools(plan.tools),
+                plan.tool_choice,
+                {**sampling, "max_tokens": plan.max_tokens},
+            )
         else:
             request = native_tools_request(target.model, plan.prompt, TODAY_SYSTEM_PROMPT, today, "required", sampling)
         response = await vllm.chat.completions.create(**request)
@@ -124,7 +164,7 @@ async def replay(target: Target, settings: Settings) -> None:
     try:
         for new in (False, True):
             for tick in range(3):  # one tick's agents at once, as the service sends them
-                await asyncio.gather(*(direct(o, new) for o in observations[16 * tick: 16 * (tick + 1)]))
+                await asyncio.gather(*(direct(o, new) for o in observations[16 * tick : 16 * (tick + 1)]))
         async with agent_client(target) as http:
             for tick, bodies in enumerate(ticks, start=1):
                 agents = [{"agent_id": body["agent_id"], "observations": body} for body in bodies]
@@ -149,10 +189,14 @@ async def replay(target: Target, settings: Settings) -> None:
         print(f"  e.g. after: {after_agent.problems[0]}")
     for reason, count in fallback_reasons.most_common(3):
         print(f"  fallback x{count}: {reason}")
-    print(f"prompt tokens per observation (system + tools + user, {len(prompt_tokens)} requests): "
-          f"min {min(prompt_tokens)}, median {statistics.median(prompt_tokens):.0f}, max {max(prompt_tokens)}")
-    print(f"call tokens per decision (generated, same requests; max_tokens from the offered tools {min(bounds)}-{max(bounds)}): "
-          f"min {min(call_tokens)}, median {statistics.median(call_tokens):.0f}, max {max(call_tokens)}")
+    print(
+        f"prompt tokens per observation (system + tools + user, {len(prompt_tokens)} requests): "
+        f"min {min(prompt_tokens)}, median {statistics.median(prompt_tokens):.0f}, max {max(prompt_tokens)}"
+    )
+    print(
+        f"call tokens per decision (generated, same requests; max_tokens from the offered tools {min(bounds)}-{max(bounds)}): "
+        f"min {min(call_tokens)}, median {statistics.median(call_tokens):.0f}, max {max(call_tokens)}"
+    )
 
 
 def main() -> None:

@@ -36,8 +36,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from benchmarks.bench_tick import Target, run as run_tick
 from arena_vllm.config import load_settings
+from benchmarks.bench_tick import Target
+from benchmarks.bench_tick import run as run_tick
 
 REPO = Path(__file__).resolve().parent.parent
 VLLM_URL, AGENT_URL = "http://127.0.0.1:8000", "http://127.0.0.1:5000"
@@ -46,8 +47,12 @@ AGENT_BENCH_OVERRIDES = ["agent.tick_deadline_s=300"]
 
 
 def gpu_mib() -> int:
-    out = subprocess.run(["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
-                         capture_output=True, text=True, check=True).stdout.split()
+    out = subprocess.run(
+        ["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     return int(out[0])
 
 
@@ -94,10 +99,15 @@ class Sampler:
         self.gpu: list[float] = []
         self.peaks = {"running": 0.0, "waiting": 0.0, "kv": 0.0}
         self._stop = threading.Event()
-        self._smi = subprocess.Popen(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits",
-                                      "-lms", "500"], stdout=subprocess.PIPE, text=True)
-        self._threads = [threading.Thread(target=self._read_gpu, daemon=True),
-                         threading.Thread(target=self._poll_vllm, daemon=True)]
+        self._smi = subprocess.Popen(
+            ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits", "-lms", "500"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self._threads = [
+            threading.Thread(target=self._read_gpu, daemon=True),
+            threading.Thread(target=self._poll_vllm, daemon=True),
+        ]
         for thread in self._threads:
             thread.start()
 
@@ -108,8 +118,12 @@ class Sampler:
                 self.gpu.append(float(line.strip().split()[0]))
 
     def _poll_vllm(self) -> None:
-        names = {"vllm:num_requests_running": "running", "vllm:num_requests_waiting": "waiting",
-                 "vllm:kv_cache_usage_perc": "kv", "vllm:gpu_cache_usage_perc": "kv"}
+        names = {
+            "vllm:num_requests_running": "running",
+            "vllm:num_requests_waiting": "waiting",
+            "vllm:kv_cache_usage_perc": "kv",
+            "vllm:gpu_cache_usage_perc": "kv",
+        }
         while not self._stop.wait(0.5):
             try:
                 values = metric_sums(get(f"{VLLM_URL}/metrics"), names)
@@ -123,9 +137,13 @@ class Sampler:
         self._smi.terminate()
         self._smi.wait()
         busy = [u for u in self.gpu if u > 0]
-        return {"gpu_busy_mean_pct": statistics.mean(busy) if busy else 0.0, "gpu_busy_peak_pct": max(self.gpu or [0]),
-                "running_peak": self.peaks["running"], "waiting_peak": self.peaks["waiting"],
-                "kv_peak_pct": 100 * self.peaks["kv"]}
+        return {
+            "gpu_busy_mean_pct": statistics.mean(busy) if busy else 0.0,
+            "gpu_busy_peak_pct": max(self.gpu or [0]),
+            "running_peak": self.peaks["running"],
+            "waiting_peak": self.peaks["waiting"],
+            "kv_peak_pct": 100 * self.peaks["kv"],
+        }
 
 
 def cpu_seconds(pid: int) -> float:
@@ -136,14 +154,20 @@ def cpu_seconds(pid: int) -> float:
 def engine_core_pid(api_pid: int) -> int | None:
     """vLLM's EngineCore: the child of the API server whose name says so (V1 runs the engine in its own process)."""
     for child in Path(f"/proc/{api_pid}/task/{api_pid}/children").read_text().split():
-        if "Engine" in Path(f"/proc/{child}/comm").read_text() or "Engine" in Path(f"/proc/{child}/cmdline").read_text():
+        if (
+            "Engine" in Path(f"/proc/{child}/comm").read_text()
+            or "Engine" in Path(f"/proc/{child}/cmdline").read_text()
+        ):
             return int(child)
     return None
 
 
 def vllm_counters() -> dict[str, float]:
-    names = {"vllm:generation_tokens_total": "generated", "vllm:prompt_tokens_total": "prompt",
-             "vllm:request_success_total": "finished"}
+    names = {
+        "vllm:generation_tokens_total": "generated",
+        "vllm:prompt_tokens_total": "prompt",
+        "vllm:request_success_total": "finished",
+    }
     return metric_sums(get(f"{VLLM_URL}/metrics"), names, label="finished_reason")
 
 
@@ -158,8 +182,25 @@ def delta(after: dict[str, float], before: dict[str, float]) -> dict[str, float]
 def py_spy_top(py_spy: str, pid: int, seconds: int, out: Path) -> list[str]:
     """py-spy's raw samples of the EngineCore over ``seconds``, as the 12 most frequent leaf frames."""
     raw = out / f"py-spy-{pid}.txt"
-    subprocess.run([py_spy, "record", "--pid", str(pid), "--nonblocking", "-r", "50", "-d", str(seconds),
-                    "-f", "raw", "-o", str(raw)], capture_output=True, timeout=seconds + 30)
+    subprocess.run(
+        [
+            py_spy,
+            "record",
+            "--pid",
+            str(pid),
+            "--nonblocking",
+            "-r",
+            "50",
+            "-d",
+            str(seconds),
+            "-f",
+            "raw",
+            "-o",
+            str(raw),
+        ],
+        capture_output=True,
+        timeout=seconds + 30,
+    )
     counts: dict[str, int] = {}
     total = 0
     for line in raw.read_text().splitlines() if raw.exists() else []:
@@ -182,34 +223,59 @@ class Services:
             profile = load_settings([f"profile={args.profile}"]).profile
             util = profile.gpu_memory_utilization * args.card_mib / gpu_mib()
             engine_overrides = f"profile.gpu_memory_utilization={util:.6f} {engine_overrides}"
-        env = {**os.environ, "VLLM_PROFILE": args.profile, "ARENA_OVERRIDES": engine_overrides.strip(),
-               "ARENA_WARM_FILE": str(out / "warm.txt"), "PYTHONUNBUFFERED": "1"}
+        env = {
+            **os.environ,
+            "VLLM_PROFILE": args.profile,
+            "ARENA_OVERRIDES": engine_overrides.strip(),
+            "ARENA_WARM_FILE": str(out / "warm.txt"),
+            "PYTHONUNBUFFERED": "1",
+        }
         if args.engine_pythonpath:
             env["PYTHONPATH"] = args.engine_pythonpath
         if args.model_dir:
             env["VLLM_LOCAL_MODEL_DIR"] = args.model_dir
         print(f"starting vLLM: VLLM_PROFILE={args.profile} ARENA_OVERRIDES={env['ARENA_OVERRIDES']!r}", flush=True)
         started = time.monotonic()
-        self.vllm = subprocess.Popen([sys.executable, str(REPO / "ops" / "run_vllm_server.py"), "--bind", "127.0.0.1",
-                                      "--port", "8000"], env=env, cwd=REPO, start_new_session=True,
-                                     stdout=open(out / "vllm.log", "w"), stderr=subprocess.STDOUT)
+        self.vllm = subprocess.Popen(
+            [sys.executable, str(REPO / "ops" / "run_vllm_server.py"), "--bind", "127.0.0.1", "--port", "8000"],
+            env=env,
+            cwd=REPO,
+            start_new_session=True,
+            stdout=open(out / "vllm.log", "w"),
+            stderr=subprocess.STDOUT,
+        )
         self.healthy_s = wait_for(lambda: get(f"{VLLM_URL}/health") is not None, "vLLM", 900, self.vllm)
         wait_for(lambda: (out / "warm.txt").exists(), "vLLM's warm-up", 900, self.vllm)
         self.warm_s = time.monotonic() - started - self.healthy_s
         self.warmup = (out / "warm.txt").read_text().strip()
         self.engine_pid = engine_core_pid(self.vllm.pid) or self.vllm.pid
         self.agent_overrides = [*AGENT_BENCH_OVERRIDES, *shlex.split(args.agent_overrides)]
-        agent_env = {**os.environ, "ARENA_OVERRIDES": " ".join([*AGENT_BENCH_OVERRIDES, args.agent_overrides]).strip(),
-                     "AGENT_PORT": "5000", "VLLM_API_BASE": f"{VLLM_URL}/v1", "PYTHONUNBUFFERED": "1"}
+        agent_env = {
+            **os.environ,
+            "ARENA_OVERRIDES": " ".join([*AGENT_BENCH_OVERRIDES, args.agent_overrides]).strip(),
+            "AGENT_PORT": "5000",
+            "VLLM_API_BASE": f"{VLLM_URL}/v1",
+            "PYTHONUNBUFFERED": "1",
+        }
         if args.agent_pythonpath:  # the agent's own dependencies where the engine's pin older ones (a bare host)
-            agent_env["PYTHONPATH"] = os.pathsep.join(filter(None, [args.agent_pythonpath, os.environ.get("PYTHONPATH")]))
-        self.agent = subprocess.Popen([sys.executable, "-m", "arena_vllm.agent", "agent.host=127.0.0.1"], env=agent_env,
-                                      cwd=REPO, start_new_session=True, stdout=open(out / "agent.log", "w"),
-                                      stderr=subprocess.STDOUT)
+            agent_env["PYTHONPATH"] = os.pathsep.join(
+                filter(None, [args.agent_pythonpath, os.environ.get("PYTHONPATH")])
+            )
+        self.agent = subprocess.Popen(
+            [sys.executable, "-m", "arena_vllm.agent", "agent.host=127.0.0.1"],
+            env=agent_env,
+            cwd=REPO,
+            start_new_session=True,
+            stdout=open(out / "agent.log", "w"),
+            stderr=subprocess.STDOUT,
+        )
         wait_for(lambda: get(f"{AGENT_URL}/health") is not None, "the agent", 120, self.agent)
         self.model = json.loads(get(f"{VLLM_URL}/v1/models"))["data"][0]["id"]
-        print(f"vLLM healthy in {self.healthy_s:.0f} s, then {self.warmup} (waited {self.warm_s:.0f} s); "
-              f"EngineCore pid {self.engine_pid}; agent overrides {self.agent_overrides}", flush=True)
+        print(
+            f"vLLM healthy in {self.healthy_s:.0f} s, then {self.warmup} (waited {self.warm_s:.0f} s); "
+            f"EngineCore pid {self.engine_pid}; agent overrides {self.agent_overrides}",
+            flush=True,
+        )
 
     def stop(self) -> None:
         for proc in (self.agent, self.vllm):
@@ -231,9 +297,11 @@ def measure(services: Services, agents: int, repeats: int, py_spy: str | None) -
     spy: list[str] = []
     spy_thread = None
     if py_spy and agents == max(ARGS_AGENTS):
+
         def record() -> None:
             time.sleep(8)
             spy.extend(py_spy_top(py_spy, services.engine_pid, 5, services.out))
+
         spy_thread = threading.Thread(target=record, daemon=True)
         spy_thread.start()
     result = asyncio.run(run_tick(target, settings, agents, repeats, sequential=False))
@@ -248,16 +316,24 @@ def measure(services: Services, agents: int, repeats: int, py_spy: str | None) -
     requests = sum(finished.values()) or 1
     decisions = sum(decided.values()) or 1
     tick, direct = result["median"]["tick"], result["median"]["direct"]
-    row.update({
-        "agents": agents, "tick_s": tick, "direct_s": direct, "decisions_per_s": agents / tick,
-        "tick_over_direct": tick / direct, "tick_over_direct_each": [t / d for t, d in zip(result["times"]["tick"],
-                                                                                            result["times"]["direct"])],
-        "tokens_per_decision": result["tokens"]["tick"] / agents,
-        "prompt_tokens_per_request": made.get("prompt", 0.0) / requests,
-        "cut_at_max_tokens_pct": 100 * finished.get("length", 0.0) / requests,
-        "sources": {key.split(":", 1)[1]: int(v) for key, v in decided.items()}, "decisions_counted": int(decisions),
-        "prefix_cache_hit_rate": result["hit_rate"]["tick"], **cores, "py_spy_engine": spy,
-    })
+    row.update(
+        {
+            "agents": agents,
+            "tick_s": tick,
+            "direct_s": direct,
+            "decisions_per_s": agents / tick,
+            "tick_over_direct": tick / direct,
+            "tick_over_direct_each": [t / d for t, d in zip(result["times"]["tick"], result["times"]["direct"])],
+            "tokens_per_decision": result["tokens"]["tick"] / agents,
+            "prompt_tokens_per_request": made.get("prompt", 0.0) / requests,
+            "cut_at_max_tokens_pct": 100 * finished.get("length", 0.0) / requests,
+            "sources": {key.split(":", 1)[1]: int(v) for key, v in decided.items()},
+            "decisions_counted": int(decisions),
+            "prefix_cache_hit_rate": result["hit_rate"]["tick"],
+            **cores,
+            "py_spy_engine": spy,
+        }
+    )
     return row
 
 
@@ -268,7 +344,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", default="gpu-8gb")
     parser.add_argument("--card-mib", type=int, default=0, help="emulate a card of this many MiB (0: the GPU as it is)")
-    parser.add_argument("--model-dir", default="", help="a local model folder (VLLM_LOCAL_MODEL_DIR); default: the profile's")
+    parser.add_argument(
+        "--model-dir", default="", help="a local model folder (VLLM_LOCAL_MODEL_DIR); default: the profile's"
+    )
     parser.add_argument("--agents", default="32,128,256,512", help="comma-separated N")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--engine-overrides", default="", help="Hydra overrides for vLLM's entrypoint, one string")
@@ -297,21 +375,37 @@ def main() -> None:
             print(json.dumps(rows[-1]), flush=True)
     finally:
         services.stop()
-    (out / "results.json").write_text(json.dumps({"profile": args.profile, "card_mib": args.card_mib,
-                                                  "healthy_s": services.healthy_s, "warmup": services.warmup,
-                                                  "engine_overrides": args.engine_overrides,
-                                                  "agent_overrides": services.agent_overrides, "rows": rows}, indent=1))
-    print(f"\n{args.profile}{f' on a {args.card_mib} MiB card (emulated)' if args.card_mib else ''}: "
-          f"median of {args.repeats} repeats")
-    print("| N | tick s | decisions/s | tick/direct (each repeat) | GPU busy | engine / API / agent cores "
-          "| running / waiting peak | KV peak | tokens per decision | cut at max_tokens | sources |")
+    (out / "results.json").write_text(
+        json.dumps(
+            {
+                "profile": args.profile,
+                "card_mib": args.card_mib,
+                "healthy_s": services.healthy_s,
+                "warmup": services.warmup,
+                "engine_overrides": args.engine_overrides,
+                "agent_overrides": services.agent_overrides,
+                "rows": rows,
+            },
+            indent=1,
+        )
+    )
+    print(
+        f"\n{args.profile}{f' on a {args.card_mib} MiB card (emulated)' if args.card_mib else ''}: "
+        f"median of {args.repeats} repeats"
+    )
+    print(
+        "| N | tick s | decisions/s | tick/direct (each repeat) | GPU busy | engine / API / agent cores "
+        "| running / waiting peak | KV peak | tokens per decision | cut at max_tokens | sources |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         each = ", ".join(f"{x:.2f}" for x in r["tick_over_direct_each"])
-        print(f"| {r['agents']} | {r['tick_s']:.2f} | {r['decisions_per_s']:.0f} | {r['tick_over_direct']:.2f} ({each}) "
-              f"| {r['gpu_busy_mean_pct']:.0f}% | {r['engine_cores']:.1f} / {r['api_cores']:.1f} / {r['agent_cores']:.1f} "
-              f"| {r['running_peak']:.0f} / {r['waiting_peak']:.0f} | {r['kv_peak_pct']:.1f}% "
-              f"| {r['tokens_per_decision']:.0f} | {r['cut_at_max_tokens_pct']:.0f}% | {r['sources']} |")
+        print(
+            f"| {r['agents']} | {r['tick_s']:.2f} | {r['decisions_per_s']:.0f} | {r['tick_over_direct']:.2f} ({each}) "
+            f"| {r['gpu_busy_mean_pct']:.0f}% | {r['engine_cores']:.1f} / {r['api_cores']:.1f} / {r['agent_cores']:.1f} "
+            f"| {r['running_peak']:.0f} / {r['waiting_peak']:.0f} | {r['kv_peak_pct']:.1f}% "
+            f"| {r['tokens_per_decision']:.0f} | {r['cut_at_max_tokens_pct']:.0f}% | {r['sources']} |"
+        )
     for r in rows:
         if r["py_spy_engine"]:
             print(f"\nEngineCore py-spy at N={r['agents']} (leaf frames, share of samples):")

@@ -70,8 +70,9 @@ async def prompt_tokens(
     refused: Counter[str] = Counter()
 
     async def one(plan: CallPlan) -> None:
-        request = native_tools_request(target.model, plan.prompt, plan.system_prompt, normalize_tools(plan.tools),
-                                       plan.tool_choice, sampling)
+        request = native_tools_request(
+            target.model, plan.prompt, plan.system_prompt, normalize_tools(plan.tools), plan.tool_choice, sampling
+        )
         try:
             response = await vllm.chat.completions.create(**request)
         except APIStatusError as exc:
@@ -128,8 +129,10 @@ async def measure(target: Target, settings: Settings, plans: dict[str, list[Call
     print("\nthrough the agent (status, decision sources)")
     answers = await through_agent(target)
     by_status = Counter(status for _, status, _ in answers)
-    print(f"  statuses {dict(sorted(by_status.items()))}; decided: "
-          + ", ".join(f"{case_id} [{sources}]" for case_id, status, sources in answers if status == 200))
+    print(
+        f"  statuses {dict(sorted(by_status.items()))}; decided: "
+        + ", ".join(f"{case_id} [{sources}]" for case_id, status, sources in answers if status == 200)
+    )
 
 
 def main() -> None:
@@ -138,8 +141,13 @@ def main() -> None:
     parser.add_argument("--offline", action="store_true", help="request bytes only, no stack")
     args = parser.parse_args()
     settings = load_settings([*args.overrides, *env_overrides()])
-    plans = report_bytes(settings, {"baseline: foraging replay": replay_observations(),
-                                    "hostile corpus (accepted)": hostile_observations(settings)})
+    plans = report_bytes(
+        settings,
+        {
+            "baseline: foraging replay": replay_observations(),
+            "hostile corpus (accepted)": hostile_observations(settings),
+        },
+    )
     if args.offline:
         return
     with contextlib.ExitStack() as stack:

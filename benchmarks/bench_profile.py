@@ -31,15 +31,21 @@ from pathlib import Path
 import docker
 import httpx
 
-from benchmarks.bench_tick import Target, run
 from arena_vllm.config import load_settings
+from benchmarks.bench_tick import Target, run
 from ops.compose import REPO, compose_cmd
 from tests.support.stack import CACHE_DIR, SERVED_MODEL, TINY_MODEL_SCRIPT, write_env_file
 
 #: Qwen2.5-0.5B's architecture (its config.json), the model of configs/profile/cpu.yaml.
 PROFILE_SHAPE = {
-    "hidden_size": 896, "intermediate_size": 4864, "num_hidden_layers": 24, "num_attention_heads": 14,
-    "num_key_value_heads": 2, "vocab_size": 151936, "max_position_embeddings": 32768, "tie_word_embeddings": True,
+    "hidden_size": 896,
+    "intermediate_size": 4864,
+    "num_hidden_layers": 24,
+    "num_attention_heads": 14,
+    "num_key_value_heads": 2,
+    "vocab_size": 151936,
+    "max_position_embeddings": 32768,
+    "tie_word_embeddings": True,
 }
 MAKE_MODEL = f"""
 import json, pathlib, torch
@@ -64,7 +70,9 @@ def ensure_profile_model(image: str) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     print(f"making the profile-shaped model in {out}", file=sys.stderr, flush=True)
     docker.from_env().containers.run(
-        image, entrypoint=["python3", "-c", MAKE_MODEL], user=f"{os.getuid()}:{os.getgid()}",
+        image,
+        entrypoint=["python3", "-c", MAKE_MODEL],
+        user=f"{os.getuid()}:{os.getgid()}",
         environment={"HF_HOME": "/tmp/hf", "HF_HUB_OFFLINE": "1", "PYTHONPATH": "/support"},
         volumes={str(TINY_MODEL_SCRIPT.parent): {"bind": "/support", "mode": "ro"}, str(out): {"bind": "/out"}},
         remove=True,
@@ -88,18 +96,29 @@ def profile_stack(workdir: Path) -> Iterator[Target]:
     compose += ["--env-file", str(env_file)]
     try:
         subprocess.run([*compose, "up", "-d", "--wait"], cwd=REPO, check=True)
-        yield Target(f"http://127.0.0.1:{env['AGENT_HOST_PORT']}", f"http://127.0.0.1:{env['VLLM_HOST_PORT']}/v1",
-                     SERVED_MODEL, api_key)
+        yield Target(
+            f"http://127.0.0.1:{env['AGENT_HOST_PORT']}",
+            f"http://127.0.0.1:{env['VLLM_HOST_PORT']}/v1",
+            SERVED_MODEL,
+            api_key,
+        )
     finally:
         subprocess.run([*compose, "down", "-v"], cwd=REPO, capture_output=True)
 
 
 def engine_times(target: Target) -> dict[str, float]:
     """vLLM's histogram sums and counts (prefill, decode, tokens) from /metrics, for per-request averages."""
-    wanted = ("vllm:request_prefill_time_seconds", "vllm:request_decode_time_seconds",
-              "vllm:request_prompt_tokens", "vllm:request_generation_tokens")
-    text = httpx.get(target.vllm_api_base.removesuffix("/v1") + "/metrics",
-                     headers={"Authorization": f"Bearer {target.api_key}"}, timeout=30).text
+    wanted = (
+        "vllm:request_prefill_time_seconds",
+        "vllm:request_decode_time_seconds",
+        "vllm:request_prompt_tokens",
+        "vllm:request_generation_tokens",
+    )
+    text = httpx.get(
+        target.vllm_api_base.removesuffix("/v1") + "/metrics",
+        headers={"Authorization": f"Bearer {target.api_key}"},
+        timeout=30,
+    ).text
     values: dict[str, float] = {}
     for line in text.splitlines():
         for name in wanted:
@@ -119,11 +138,13 @@ def main() -> None:
         asyncio.run(run(target, settings, args.agents, args.repeats))
         times = engine_times(target)
     requests = times.get("vllm:request_prefill_time_seconds_count", 0) or 1
-    print(f"\nvLLM per request (all {requests:.0f} requests of the run, {os.cpu_count()} CPUs): "
-          f"prefill {times.get('vllm:request_prefill_time_seconds_sum', 0) / requests:.2f} s, "
-          f"decode {times.get('vllm:request_decode_time_seconds_sum', 0) / requests:.2f} s, "
-          f"prompt {times.get('vllm:request_prompt_tokens_sum', 0) / requests:.0f} tokens, "
-          f"call {times.get('vllm:request_generation_tokens_sum', 0) / requests:.0f} tokens")
+    print(
+        f"\nvLLM per request (all {requests:.0f} requests of the run, {os.cpu_count()} CPUs): "
+        f"prefill {times.get('vllm:request_prefill_time_seconds_sum', 0) / requests:.2f} s, "
+        f"decode {times.get('vllm:request_decode_time_seconds_sum', 0) / requests:.2f} s, "
+        f"prompt {times.get('vllm:request_prompt_tokens_sum', 0) / requests:.0f} tokens, "
+        f"call {times.get('vllm:request_generation_tokens_sum', 0) / requests:.0f} tokens"
+    )
 
 
 if __name__ == "__main__":

@@ -32,10 +32,16 @@ TIMEOUT_S = 600.0
 
 
 def tick_body(agents: int, number: int) -> dict[str, Any]:
-    return {"tick": number, "agents": [
-        {"agent_id": f"b{i}", "observations": {**OBSERVATION, "agent_id": f"b{i}", "position": [float(i), 0.0, 0.0]}}
-        for i in range(agents)
-    ]}
+    return {
+        "tick": number,
+        "agents": [
+            {
+                "agent_id": f"b{i}",
+                "observations": {**OBSERVATION, "agent_id": f"b{i}", "position": [float(i), 0.0, 0.0]},
+            }
+            for i in range(agents)
+        ],
+    }
 
 
 def timed_ticks(client: httpx.Client, agents: int, repeats: int) -> tuple[float, int]:
@@ -47,8 +53,10 @@ def timed_ticks(client: httpx.Client, agents: int, repeats: int) -> tuple[float,
         response = client.post("/tick", json=tick_body(agents, number))
         times.append(time.perf_counter() - started)
         response.raise_for_status()
-        idle += sum(action["action"]["tool"] == "idle" and "tool call" not in action["action"]["reasoning"]
-                    for action in response.json()["actions"])
+        idle += sum(
+            action["action"]["tool"] == "idle" and "tool call" not in action["action"]["reasoning"]
+            for action in response.json()["actions"]
+        )
     return statistics.median(times), idle
 
 

@@ -83,9 +83,13 @@ class Compose:
     project: str
 
     def run(self, *args: str, timeout: float = START_TIMEOUT_S) -> None:
-        result = subprocess.run([*self.command, *args], check=False, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+        result = subprocess.run(
+            [*self.command, *args], check=False, cwd=REPO, capture_output=True, text=True, timeout=timeout
+        )
         if result.returncode != 0:
-            raise RuntimeError(f"{' '.join([*self.command, *args])} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+            raise RuntimeError(
+                f"{' '.join([*self.command, *args])} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+            )
 
     def container(self, service: str) -> Any:
         return service_container(engine(), self.project, service)
@@ -134,13 +138,20 @@ async def decisions_per_second(target: Target, settings: Settings, agents: int, 
         await bench.close()
     tick, direct = statistics.median(times["tick"]), statistics.median(times["direct"])
     ratio = direct / tick
-    unequal = comparable(agents, bench.model_decisions, statistics.median(tokens["tick"]),
-                         statistics.median(tokens["direct"]))
-    figures.add(f"decisions/s, /tick of {agents} through the agent", f"{agents / tick:.2f}/s",
-                f"(median {tick:.2f} s of {repeats}; model decisions per tick {bench.model_decisions})")
-    figures.add(f"decisions/s, {agents} direct concurrent requests to vLLM", f"{agents / direct:.2f}/s",
-                f"(median {direct:.2f} s of {repeats}; tokens generated: tick "
-                f"{statistics.median(tokens['tick']):.0f}, direct {statistics.median(tokens['direct']):.0f})")
+    unequal = comparable(
+        agents, bench.model_decisions, statistics.median(tokens["tick"]), statistics.median(tokens["direct"])
+    )
+    figures.add(
+        f"decisions/s, /tick of {agents} through the agent",
+        f"{agents / tick:.2f}/s",
+        f"(median {tick:.2f} s of {repeats}; model decisions per tick {bench.model_decisions})",
+    )
+    figures.add(
+        f"decisions/s, {agents} direct concurrent requests to vLLM",
+        f"{agents / direct:.2f}/s",
+        f"(median {direct:.2f} s of {repeats}; tokens generated: tick "
+        f"{statistics.median(tokens['tick']):.0f}, direct {statistics.median(tokens['direct']):.0f})",
+    )
     note = f"(target >= {DPS_TARGET}: {unequal or verdict(ratio >= DPS_TARGET)})"
     figures.add("agent / direct decisions per second", f"{ratio:.3f}", note)
 
@@ -186,9 +197,11 @@ def bare_vllm_start(spec: dict[str, Any]) -> float:
     port = free_port()
     client = docker.from_env()
     started = time.monotonic()
-    container = client.containers.run(**spec, ports={"8000/tcp": ("127.0.0.1", port)}, detach=True,
-                                      labels={"arena-vllm.bench": "bare-vllm"})
+    container = client.containers.run(
+        **spec, ports={"8000/tcp": ("127.0.0.1", port)}, detach=True, labels={"arena-vllm.bench": "bare-vllm"}
+    )
     try:
+
         def exited() -> str | None:
             container.reload()
             if container.status in ("exited", "dead"):
@@ -209,8 +222,10 @@ def stack_start(compose: Compose, vllm_url: str, agent_url: str) -> dict[str, fl
         with contextlib.suppress(Exception):
             seen[name] = wait_healthy(url, START_TIMEOUT_S, lambda: "stopped polling" if done.is_set() else None)
 
-    pollers = [threading.Thread(target=poll, args=(name, url), daemon=True)
-               for name, url in (("vllm", f"{vllm_url}/health"), ("agent", f"{agent_url}/health"))]
+    pollers = [
+        threading.Thread(target=poll, args=(name, url), daemon=True)
+        for name, url in (("vllm", f"{vllm_url}/health"), ("agent", f"{agent_url}/health"))
+    ]
     started = time.monotonic()
     for poller in pollers:
         poller.start()
@@ -230,23 +245,38 @@ def warm_starts(compose: Compose, vllm_url: str, agent_url: str, repeats: int, f
     bare: list[float] = []
     stack: list[dict[str, float]] = []
     for repeat in range(repeats):
-        print(f"warm start {repeat + 1}/{repeats}: compose down (volumes kept), bare vLLM, compose up",
-              file=sys.stderr, flush=True)
+        print(
+            f"warm start {repeat + 1}/{repeats}: compose down (volumes kept), bare vLLM, compose up",
+            file=sys.stderr,
+            flush=True,
+        )
         compose.run("down")
         bare.append(bare_vllm_start(spec))
         stack.append(stack_start(compose, vllm_url, agent_url))
-        print(f"  bare vLLM {bare[-1]:.1f} s; stack " + ", ".join(f"{k} {v:.1f} s" for k, v in stack[-1].items()),
-              file=sys.stderr, flush=True)
+        print(
+            f"  bare vLLM {bare[-1]:.1f} s; stack " + ", ".join(f"{k} {v:.1f} s" for k, v in stack[-1].items()),
+            file=sys.stderr,
+            flush=True,
+        )
     bare_s = statistics.median(bare)
     up_s = statistics.median(s["up --wait"] for s in stack)
     ratio = up_s / bare_s
-    inside = ", ".join(f"{name} /health answered at {statistics.median(s[name] for s in stack if name in s):.1f} s"
-                       for name in ("vllm", "agent") if any(name in s for s in stack))
-    figures.add("warm stack start to healthy (compose up -d --wait)", f"{up_s:.1f} s",
-                f"(median of {repeats}; {inside})")
-    figures.add("bare vLLM start to /health 200 (docker run, same image/model/env)", f"{bare_s:.1f} s",
-                f"(median of {repeats}: {', '.join(f'{b:.1f}' for b in bare)})")
-    figures.add("stack / bare vLLM start", f"{ratio:.2f}", f"(target <= {START_TARGET}: {verdict(ratio <= START_TARGET)})")
+    inside = ", ".join(
+        f"{name} /health answered at {statistics.median(s[name] for s in stack if name in s):.1f} s"
+        for name in ("vllm", "agent")
+        if any(name in s for s in stack)
+    )
+    figures.add(
+        "warm stack start to healthy (compose up -d --wait)", f"{up_s:.1f} s", f"(median of {repeats}; {inside})"
+    )
+    figures.add(
+        "bare vLLM start to /health 200 (docker run, same image/model/env)",
+        f"{bare_s:.1f} s",
+        f"(median of {repeats}: {', '.join(f'{b:.1f}' for b in bare)})",
+    )
+    figures.add(
+        "stack / bare vLLM start", f"{ratio:.2f}", f"(target <= {START_TARGET}: {verdict(ratio <= START_TARGET)})"
+    )
 
 
 # -- 3. image sizes -----------------------------------------------------------------------------
@@ -264,8 +294,11 @@ def image_sizes(agent_image: str, vllm_image: str, base_image: str, figures: Fig
         figures.add(f"{label} image {name}", f"{image.attrs['Size'] / MB:.0f} MB", note)
         if label == "agent":
             ok = on_base and over <= AGENT_OVER_BASE_TARGET_MB
-            figures.add("agent image over its Python base", f"{over:.1f} MB",
-                        f"(target <= {AGENT_OVER_BASE_TARGET_MB:.0f} MB: {verdict(ok)})")
+            figures.add(
+                "agent image over its Python base",
+                f"{over:.1f} MB",
+                f"(target <= {AGENT_OVER_BASE_TARGET_MB:.0f} MB: {verdict(ok)})",
+            )
         else:
             figures.add("vLLM CPU image over the same base", f"{over:.0f} MB", "(no target)")
 
@@ -276,10 +309,17 @@ def image_sizes(agent_image: str, vllm_image: str, base_image: str, figures: Fig
 async def validity(target: Target, settings: Settings, calls: int, fmt: str) -> Counter[str]:
     """``calls`` decisions, the agent's prompts, per-agent tools and sampling, one calling format; outcomes counted."""
     backend_settings = settings.backend
-    config = VLLMBackendConfig(model_path=target.model, api_base=target.vllm_api_base, api_key=target.api_key,
-                               temperature=backend_settings.temperature, max_tokens=backend_settings.max_tokens,
-                               timeout_s=600, max_retries=0, tool_choice=backend_settings.function_calling.tool_choice,
-                               function_calling_format=fmt)
+    config = VLLMBackendConfig(
+        model_path=target.model,
+        api_base=target.vllm_api_base,
+        api_key=target.api_key,
+        temperature=backend_settings.temperature,
+        max_tokens=backend_settings.max_tokens,
+        timeout_s=600,
+        max_retries=0,
+        tool_choice=backend_settings.function_calling.tool_choice,
+        function_calling_format=fmt,
+    )
     plans = [plan_call(Observation.model_validate(obs), settings) for obs in observations(calls)]
     slots = asyncio.Semaphore(VALIDITY_CONCURRENCY)
     outcomes: Counter[str] = Counter()
@@ -288,8 +328,13 @@ async def validity(target: Target, settings: Settings, calls: int, fmt: str) -> 
     async def one(plan: Any) -> None:
         tools = normalize_tools(plan.tools)
         async with slots:
-            result = await backend.agenerate_with_tools(plan.prompt, tools, system_prompt=plan.system_prompt,
-                                                        tool_choice=plan.tool_choice, max_tokens=plan.max_tokens)
+            result = await backend.agenerate_with_tools(
+                plan.prompt,
+                tools,
+                system_prompt=plan.system_prompt,
+                tool_choice=plan.tool_choice,
+                max_tokens=plan.max_tokens,
+            )
         call = result.metadata.get("tool_call")
         source = result.metadata.get("tool_call_source", "?")
         if call is None:
@@ -314,11 +359,17 @@ def valid_rates(target: Target, settings: Settings, calls: int, figures: Figures
         outcomes = asyncio.run(validity(target, settings, calls, fmt))
         valid = sum(count for outcome, count in outcomes.items() if outcome.startswith("valid"))
         rates[fmt] = valid / calls
-        figures.add(f"schema-valid decisions, {label}", f"{valid}/{calls} ({100 * valid / calls:.0f}%)",
-                    f"({dict(sorted(outcomes.items()))}; {time.monotonic() - started:.0f} s)")
+        figures.add(
+            f"schema-valid decisions, {label}",
+            f"{valid}/{calls} ({100 * valid / calls:.0f}%)",
+            f"({dict(sorted(outcomes.items()))}; {time.monotonic() - started:.0f} s)",
+        )
     gain = "n/a" if rates["prompt"] == 0 else f"{rates['openai'] / rates['prompt']:.1f}x"
-    figures.add("valid rate, forced native - prompt-only",
-                f"{100 * (rates['openai'] - rates['prompt']):+.0f} points", f"(ratio {gain})")
+    figures.add(
+        "valid rate, forced native - prompt-only",
+        f"{100 * (rates['openai'] - rates['prompt']):+.0f} points",
+        f"(ratio {gain})",
+    )
 
 
 # -- main ---------------------------------------------------------------------------------------
@@ -335,8 +386,11 @@ def main() -> None:
     parser.add_argument("--starts", type=int, default=1, help="warm starts of each kind (median kept)")
     parser.add_argument("--calls", type=int, default=40, help="decisions per calling format in the validity step")
     parser.add_argument("--skip", action="append", default=[], choices=["dps", "start", "images", "validity"])
-    parser.add_argument("--python-base", default=os.environ.get("PYTHON_BASE", "python:3.11-slim-bookworm"),
-                        help="the PYTHON_BASE build arg the images were built from (default: $PYTHON_BASE)")
+    parser.add_argument(
+        "--python-base",
+        default=os.environ.get("PYTHON_BASE", "python:3.11-slim-bookworm"),
+        help="the PYTHON_BASE build arg the images were built from (default: $PYTHON_BASE)",
+    )
     args = parser.parse_args()
     settings = load_settings([*args.overrides, *env_overrides()])
     prefix = os.environ.get("ARENA_IMAGE_PREFIX", "arena-vllm")

@@ -91,8 +91,9 @@ def direct_request(model: str, observation: dict[str, Any], settings: Settings) 
     sampling = {"temperature": backend.temperature, "top_p": backend.top_p, "max_tokens": plan.max_tokens}
     tools = normalize_tools(plan.tools)
     if backend.function_calling.format == "schema":  # the backend's shape for this format (VLLMBackend._tool_exchange)
-        return schema_tools_request(model, plan.prompt, plan.system_prompt, tools_for_choice(tools, plan.tool_choice),
-                                    sampling)
+        return schema_tools_request(
+            model, plan.prompt, plan.system_prompt, tools_for_choice(tools, plan.tool_choice), sampling
+        )
     return native_tools_request(model, plan.prompt, plan.system_prompt, tools, plan.tool_choice, sampling)
 
 
@@ -100,8 +101,12 @@ async def vllm_counters(http: httpx.AsyncClient, metrics_url: str, auth: dict[st
     """vLLM's generation-token, finished-request and prefix-cache counters (summed over label sets)."""
     response = await http.get(metrics_url, headers=auth)
     response.raise_for_status()
-    wanted = {"vllm:generation_tokens_total": "generated", "vllm:prefix_cache_queries_total": "queries",
-              "vllm:prefix_cache_hits_total": "hits", "vllm:request_success_total": "requests"}
+    wanted = {
+        "vllm:generation_tokens_total": "generated",
+        "vllm:prefix_cache_queries_total": "queries",
+        "vllm:prefix_cache_hits_total": "hits",
+        "vllm:request_success_total": "requests",
+    }
     counters = dict.fromkeys(wanted.values(), 0.0)
     for line in response.text.splitlines():
         name = line.split("{", 1)[0].split(" ", 1)[0]
@@ -166,8 +171,10 @@ def comparable(agents: int, model_decisions: list[int], tokens_a: float, tokens_
         return "not comparable: no generated tokens counted (vLLM /metrics)"
     spread = abs(tokens_a - tokens_b) / max(tokens_a, tokens_b)
     if spread > TOKEN_TOLERANCE:
-        return (f"not comparable: generated tokens differ by {spread:.0%} ({tokens_a:.0f} vs {tokens_b:.0f}; "
-                f"at most {TOKEN_TOLERANCE:.0%})")
+        return (
+            f"not comparable: generated tokens differ by {spread:.0%} ({tokens_a:.0f} vs {tokens_b:.0f}; "
+            f"at most {TOKEN_TOLERANCE:.0%})"
+        )
     return None
 
 
@@ -200,56 +207,90 @@ async def run(target: Target, settings: Settings, agents: int, repeats: int, seq
                 tokens[name].append(after["generated"] - before["generated"])
                 for key in ("hits", "queries"):
                     cache[name][key] += after[key] - before[key]
-            print(f"repeat {repeat + 1}/{repeats}: "
-                  + ", ".join(f"{k} {v[-1]:.2f} s ({tokens[k][-1]:.0f} tokens)" for k, v in times.items())
-                  + f"; tick/direct {times['tick'][-1] / times['direct'][-1]:.3f}", file=sys.stderr)
+            print(
+                f"repeat {repeat + 1}/{repeats}: "
+                + ", ".join(f"{k} {v[-1]:.2f} s ({tokens[k][-1]:.0f} tokens)" for k, v in times.items())
+                + f"; tick/direct {times['tick'][-1] / times['direct'][-1]:.3f}",
+                file=sys.stderr,
+            )
     finally:
         await bench.close()
     hit_rate = {name: (c["hits"] / c["queries"] if c["queries"] else float("nan")) for name, c in cache.items()}
     median = {name: statistics.median(values) for name, values in times.items()}
     median_tokens = {name: statistics.median(values) for name, values in tokens.items()}
     report(median, median_tokens, agents, repeats, bench.model_decisions, hit_rate)
-    return {"median": median, "tokens": median_tokens, "times": times, "model_decisions": bench.model_decisions,
-            "hit_rate": hit_rate}
+    return {
+        "median": median,
+        "tokens": median_tokens,
+        "times": times,
+        "model_decisions": bench.model_decisions,
+        "hit_rate": hit_rate,
+    }
 
 
 def report(
-    median: dict[str, float], tokens: dict[str, float], agents: int, repeats: int, model_decisions: list[int],
+    median: dict[str, float],
+    tokens: dict[str, float],
+    agents: int,
+    repeats: int,
+    model_decisions: list[int],
     hit_rate: dict[str, float],
 ) -> None:
     tick_ratio = median["tick"] / median["direct"]
     verdict = comparable(agents, model_decisions, tokens["tick"], tokens["direct"]) or (
-        "ok" if tick_ratio <= TICK_TARGET else "OVER TARGET")
+        "ok" if tick_ratio <= TICK_TARGET else "OVER TARGET"
+    )
     rows = [
         ("one /observe", f"{median['single']:.3f} s"),
-        (f"/tick of {agents}", f"{median['tick']:.3f} s  ({tokens['tick']:.0f} tokens generated; "
-                               + f"model decisions per tick: {model_decisions})"),
-        (f"{agents} requests straight to vLLM, at once",
-         f"{median['direct']:.3f} s  ({tokens['direct']:.0f} tokens generated)"),
-        (f"{agents} /observe one after another", f"{median['sequential']:.3f} s" if "sequential" in median else "skipped"),
+        (
+            f"/tick of {agents}",
+            f"{median['tick']:.3f} s  ({tokens['tick']:.0f} tokens generated; "
+            + f"model decisions per tick: {model_decisions})",
+        ),
+        (
+            f"{agents} requests straight to vLLM, at once",
+            f"{median['direct']:.3f} s  ({tokens['direct']:.0f} tokens generated)",
+        ),
+        (
+            f"{agents} /observe one after another",
+            f"{median['sequential']:.3f} s" if "sequential" in median else "skipped",
+        ),
         ("tick / direct concurrent", f"{tick_ratio:.3f}  (target <= {TICK_TARGET}: {verdict})"),
         ("sequential / tick", f"{median['sequential'] / median['tick']:.2f}x" if "sequential" in median else "skipped"),
-        ("vLLM prefix-cache hit rate", f"tick {hit_rate['tick']:.1%}, direct {hit_rate['direct']:.1%} "
-                                       "(prompt tokens served from the cache)"),
+        (
+            "vLLM prefix-cache hit rate",
+            f"tick {hit_rate['tick']:.1%}, direct {hit_rate['direct']:.1%} (prompt tokens served from the cache)",
+        ),
     ]
     print(f"\nmedian of {repeats} runs, {agents} agents")
     for label, value in rows:
         print(f"  {label:<40} {value}")
     if any(count < agents for count in model_decisions):
-        print("warning: some agents got idle after a failure (deadline?): raise agent.tick_deadline_s (AGENT_OVERRIDES)", file=sys.stderr)
+        print(
+            "warning: some agents got idle after a failure (deadline?): raise agent.tick_deadline_s (AGENT_OVERRIDES)",
+            file=sys.stderr,
+        )
 
 
 def agent_client(target: Target, connections: int = 100) -> httpx.AsyncClient:
     """The game's side; idle connections dropped before the agent's uvicorn drops them (5 s, as vLLM's)."""
-    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections,
-                          keepalive_expiry=CONNECTION_LIMITS.keepalive_expiry)
+    limits = httpx.Limits(
+        max_connections=connections,
+        max_keepalive_connections=connections,
+        keepalive_expiry=CONNECTION_LIMITS.keepalive_expiry,
+    )
     return httpx.AsyncClient(base_url=target.agent_url, timeout=TIMEOUT_S, limits=limits)
 
 
 def vllm_client(target: Target) -> AsyncOpenAI:
     """The direct client: no retries (a failure shows), idle connections dropped before the server drops them."""
-    return AsyncOpenAI(base_url=target.vllm_api_base, api_key=target.api_key, max_retries=0, timeout=TIMEOUT_S,
-                       http_client=DefaultAsyncHttpxClient(timeout=TIMEOUT_S, limits=CONNECTION_LIMITS))
+    return AsyncOpenAI(
+        base_url=target.vllm_api_base,
+        api_key=target.api_key,
+        max_retries=0,
+        timeout=TIMEOUT_S,
+        http_client=DefaultAsyncHttpxClient(timeout=TIMEOUT_S, limits=CONNECTION_LIMITS),
+    )
 
 
 @contextlib.contextmanager
@@ -285,9 +326,15 @@ def add_target_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="", help="served model name (default: the first the server lists)")
     parser.add_argument("--api-key", default=os.environ.get("VLLM_API_KEY", "EMPTY"), help="default: $VLLM_API_KEY")
     parser.add_argument("--start-stack", action="store_true", help="start the test CPU stack (Docker) and remove it")
-    parser.add_argument("--stack-model", choices=sorted(MODELS), default="tiny",
-                        help="what --start-stack serves: the tiny random model, or smollm2 (real, from PyPI)")
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides the agent service runs with, e.g. backend.max_tokens=64")
+    parser.add_argument(
+        "--stack-model",
+        choices=sorted(MODELS),
+        default="tiny",
+        help="what --start-stack serves: the tiny random model, or smollm2 (real, from PyPI)",
+    )
+    parser.add_argument(
+        "overrides", nargs="*", help="Hydra overrides the agent service runs with, e.g. backend.max_tokens=64"
+    )
 
 
 def main() -> None:
@@ -306,7 +353,9 @@ def main() -> None:
 
 def first_model(args: argparse.Namespace) -> str:
     """The served model, as the agent service picks it when none is configured."""
-    response = httpx.get(f"{args.vllm_api_base}/models", headers={"Authorization": f"Bearer {args.api_key}"}, timeout=30)
+    response = httpx.get(
+        f"{args.vllm_api_base}/models", headers={"Authorization": f"Bearer {args.api_key}"}, timeout=30
+    )
     response.raise_for_status()
     return response.json()["data"][0]["id"]
 

@@ -30,7 +30,9 @@ async def rate(client: AsyncOpenAI, model: str, strict: bool, calls: int) -> Cou
     scene's system prompt, the agent's own narrowed tools, the backend's sampling), with only the
     tools' ``strict`` flag changed.
     """
-    settings = load_settings(["backend.function_calling.format=openai"])  # native tools: their strict flag is the subject
+    settings = load_settings(
+        ["backend.function_calling.format=openai"]
+    )  # native tools: their strict flag is the subject
     requests = [direct_request(model, observation, settings) for observation in observations(calls)]
     slots = asyncio.Semaphore(8)
     outcomes: Counter[str] = Counter()

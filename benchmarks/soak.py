@@ -40,25 +40,45 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--agent-url", default=defaults.agent_url, help="the agent service (loopback only)")
     parser.add_argument("--agents", type=int, default=defaults.agents, help="agents per tick")
     parser.add_argument("--ticks", type=int, default=defaults.ticks, help="ticks to send, one after another")
-    parser.add_argument("--max-seconds", type=float, default=defaults.max_seconds,
-                        help="stop sending ticks after this long (the report says so)")
-    parser.add_argument("--warmup-ticks", type=int, default=defaults.warmup_ticks,
-                        help="uncounted ticks before the start figures")
-    parser.add_argument("--request-timeout", type=float, default=defaults.request_timeout_s,
-                        help="seconds one /tick may take before it counts as an error")
-    parser.add_argument("--agent-container", default=None,
-                        help="the agent's container name (default: the one publishing the URL's port)")
+    parser.add_argument(
+        "--max-seconds",
+        type=float,
+        default=defaults.max_seconds,
+        help="stop sending ticks after this long (the report says so)",
+    )
+    parser.add_argument(
+        "--warmup-ticks", type=int, default=defaults.warmup_ticks, help="uncounted ticks before the start figures"
+    )
+    parser.add_argument(
+        "--request-timeout",
+        type=float,
+        default=defaults.request_timeout_s,
+        help="seconds one /tick may take before it counts as an error",
+    )
+    parser.add_argument(
+        "--agent-container",
+        default=None,
+        help="the agent's container name (default: the one publishing the URL's port)",
+    )
     parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of the generated observations")
-    parser.add_argument("--start-stack", action="store_true",
-                        help="build and start the test CPU stack (tiny model) for the run, then take it down")
+    parser.add_argument(
+        "--start-stack",
+        action="store_true",
+        help="build and start the test CPU stack (tiny model) for the run, then take it down",
+    )
     args = parser.parse_args(argv)
     if args.agents < 1 or args.ticks < 1 or args.max_seconds <= 0:
         parser.error("--agents, --ticks and --max-seconds must be positive")
     with target(args) as (agent_url, container):
         options = SoakOptions(
-            agent_url=agent_url, agents=args.agents, ticks=args.ticks, max_seconds=args.max_seconds,
-            warmup_ticks=args.warmup_ticks, request_timeout_s=args.request_timeout,
-            agent_container=args.agent_container, seed=args.seed,
+            agent_url=agent_url,
+            agents=args.agents,
+            ticks=args.ticks,
+            max_seconds=args.max_seconds,
+            warmup_ticks=args.warmup_ticks,
+            request_timeout_s=args.request_timeout,
+            agent_container=args.agent_container,
+            seed=args.seed,
         )
         result = run_soak(options, container, progress_every=10)
     print(report(options, result), flush=True)

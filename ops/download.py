@@ -41,10 +41,19 @@ def download_command(device: Device, model: str, revision: str | None, name: str
     engine: ``compose run`` 2.40 on engine 20.10 exits 0 even when the container fails.
     """
     args = [
-        "run", "--no-deps", "--name", name, "--entrypoint", "hf",
-        "-e", f"HF_TOKEN_PATH={SECRET_PATH}",   # a path: huggingface_hub reads the token itself
-        "-e", "HF_HUB_OFFLINE=0",               # a .env made for air-gapped serving must not block this
-        "vllm", "download", model,
+        "run",
+        "--no-deps",
+        "--name",
+        name,
+        "--entrypoint",
+        "hf",
+        "-e",
+        f"HF_TOKEN_PATH={SECRET_PATH}",  # a path: huggingface_hub reads the token itself
+        "-e",
+        "HF_HUB_OFFLINE=0",  # a .env made for air-gapped serving must not block this
+        "vllm",
+        "download",
+        model,
     ]
     if revision:
         args += ["--revision", revision]
@@ -55,8 +64,10 @@ def default_model(device: Device, config: Mapping[str, Any]) -> str:
     """The model ``up`` would serve here: VLLM_MODEL, else the selected profile's."""
     selection = compose.select_model(config, gpu_memory() if device == "gpu" else [])
     if selection.local_dir is not None:
-        raise OpsError(f"the stack serves the local folder {selection.local_dir}; nothing to download "
-                       "(name a MODEL to download one anyway)")
+        raise OpsError(
+            f"the stack serves the local folder {selection.local_dir}; nothing to download "
+            "(name a MODEL to download one anyway)"
+        )
     return selection.model
 
 
@@ -99,8 +110,11 @@ def run_download(model: str | None, revision: str | None, forced: Device | None)
     volume = f"{config['name']}_{compose.HF_CACHE_VOLUME}"
     name = f"{config['name']}-download-{secrets.token_hex(3)}"
     cmd = download_command(device, model, revision, name)
-    print(f"download: {model}{'@' + revision if revision else ''} into volume {volume} "
-          f"(token: {token.detail})\ndownload: {shlex.join(cmd)}", flush=True)
+    print(
+        f"download: {model}{'@' + revision if revision else ''} into volume {volume} "
+        f"(token: {token.detail})\ndownload: {shlex.join(cmd)}",
+        flush=True,
+    )
     try:
         returncode = finish(name, stream(cmd))
     except KeyboardInterrupt:
@@ -109,8 +123,10 @@ def run_download(model: str | None, revision: str | None, forced: Device | None)
     if returncode == 0:
         print(f"download: done; `python -m ops up` finds {model} in {volume}")
     else:
-        print(f"download: failed ({returncode}). Gated model? set HF_TOKEN_FILE (see `python -m ops doctor`); "
-              "offline? use a local folder with `python -m ops up --model DIR`")
+        print(
+            f"download: failed ({returncode}). Gated model? set HF_TOKEN_FILE (see `python -m ops doctor`); "
+            "offline? use a local folder with `python -m ops up --model DIR`"
+        )
     return returncode
 
 
@@ -120,8 +136,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("model", nargs="?", help="HuggingFace repo id (default: the model `up` would serve)")
     parser.add_argument("--revision", help="branch, tag or commit (default: main)")
     device = parser.add_mutually_exclusive_group()
-    device.add_argument("--cpu", dest="device", action="store_const", const="cpu",
-                        help="run the download in the CPU image")
-    device.add_argument("--gpu", dest="device", action="store_const", const="gpu",
-                        help="run the download in the GPU image")
+    device.add_argument(
+        "--cpu", dest="device", action="store_const", const="cpu", help="run the download in the CPU image"
+    )
+    device.add_argument(
+        "--gpu", dest="device", action="store_const", const="gpu", help="run the download in the GPU image"
+    )
     parser.set_defaults(func=lambda args: run_download(args.model, args.revision, args.device))

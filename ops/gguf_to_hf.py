@@ -118,8 +118,9 @@ def save_model(reader: Any, meta: dict[str, Any], out: Path, dtype: str) -> None
     if tied:
         model.tie_weights()
     model.to(getattr(torch, dtype)).save_pretrained(out)
-    GenerationConfig(bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id,
-                     pad_token_id=config.pad_token_id).save_pretrained(out)
+    GenerationConfig(
+        bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id, pad_token_id=config.pad_token_id
+    ).save_pretrained(out)
     portable_model_config(out / "config.json", float(meta["llama.rope.freq_base"]))
 
 
@@ -129,17 +130,24 @@ def save_tokenizer(meta: dict[str, Any], out: Path) -> None:
     from transformers import PreTrainedTokenizerFast
 
     if meta["tokenizer.ggml.model"] != "gpt2" or meta.get("tokenizer.ggml.pre") != "smollm":
-        raise SystemExit(f"only byte-level BPE with llama.cpp's 'smollm' pre-tokenizer is supported, got "
-                         f"{meta['tokenizer.ggml.model']!r}/{meta.get('tokenizer.ggml.pre')!r}")
+        raise SystemExit(
+            f"only byte-level BPE with llama.cpp's 'smollm' pre-tokenizer is supported, got "
+            f"{meta['tokenizer.ggml.model']!r}/{meta.get('tokenizer.ggml.pre')!r}"
+        )
     tokens = meta["tokenizer.ggml.tokens"]
     merges = [tuple(merge.split(" ", 1)) for merge in meta["tokenizer.ggml.merges"]]
-    tokenizer = Tokenizer(models.BPE(vocab={token: i for i, token in enumerate(tokens)}, merges=merges,
-                                     fuse_unk=False, byte_fallback=False))
+    tokenizer = Tokenizer(
+        models.BPE(
+            vocab={token: i for i, token in enumerate(tokens)}, merges=merges, fuse_unk=False, byte_fallback=False
+        )
+    )
     # llama.cpp's LLAMA_VOCAB_PRE_TYPE_SMOLLM: "\p{N}" (one digit per piece), then GPT-2's regex.
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Digits(individual_digits=True),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
-    ])
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Digits(individual_digits=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+        ]
+    )
     tokenizer.decoder = decoders.ByteLevel()
     tokenizer.post_processor = processors.ByteLevel(trim_offsets=False)  # no BOS: add_bos_token is false
     token_types = meta["tokenizer.ggml.token_type"]
@@ -171,8 +179,13 @@ def portable_tokenizer_config(path: Path, chat_template: str, additional: list[s
     4.x expects a dict), the template inline, and the GGUF's no-BOS, no-EOS."""
     config = json.loads(path.read_text())
     config.pop("extra_special_tokens", None)
-    config.update(tokenizer_class="PreTrainedTokenizerFast", add_bos_token=False, add_eos_token=False,
-                  additional_special_tokens=additional, chat_template=chat_template)
+    config.update(
+        tokenizer_class="PreTrainedTokenizerFast",
+        add_bos_token=False,
+        add_eos_token=False,
+        additional_special_tokens=additional,
+        chat_template=chat_template,
+    )
     path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
 
 
@@ -198,8 +211,9 @@ def convert(gguf_path: Path, out: Path, dtype: str) -> None:
     for path in out.iterdir():
         path.chmod(0o644)
     out.chmod(0o755)
-    print(f"{meta.get('general.name', gguf_path.name)} ({meta.get('general.license', '?')}) written to {out} "
-          f"as {dtype}")
+    print(
+        f"{meta.get('general.name', gguf_path.name)} ({meta.get('general.license', '?')}) written to {out} as {dtype}"
+    )
 
 
 def main() -> None:

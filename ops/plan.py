@@ -20,9 +20,14 @@ from ops.engine.server import HF_TOKEN_FILE, read_secret
 from ops.errors import OpsError
 
 
-def plan_for(profile_name: str, model: str | None, vram_gib: float | None, free_gib: float | None,
-             online: bool, overrides: list[str]
-             ) -> tuple[ProfileSettings, str, FoundConfig, MemoryPlan, Card, MemoryDecision | None]:
+def plan_for(
+    profile_name: str,
+    model: str | None,
+    vram_gib: float | None,
+    free_gib: float | None,
+    online: bool,
+    overrides: list[str],
+) -> tuple[ProfileSettings, str, FoundConfig, MemoryPlan, Card, MemoryDecision | None]:
     """Resolve profile, model and card (``vram_gib`` or the detected GPU) and plan; with the free memory
     known, plan what the entrypoint would start (its fitted gpu_memory_utilization)."""
     if vram_gib is not None and vram_gib <= 0 or free_gib is not None and free_gib < 0:
@@ -47,13 +52,15 @@ def plan_for(profile_name: str, model: str | None, vram_gib: float | None, free_
 
     def decide(profile: ProfileSettings) -> MemoryDecision:
         found = config_of(profile) if profile.device == "gpu" else None
-        return fit_memory(profile, gpus, found.config if found else None, lambda: [],
-                          found.source if found else "")
+        return fit_memory(profile, gpus, found.config if found else None, lambda: [], found.source if found else "")
 
     profile, _ = choose_profile(profile_name, overrides, gpus, decide, lambda: [])
     found = config_of(profile)
-    card = Card(total_bytes=int((total_gib or 0) * GIB), free_bytes=None if free_gib is None else int(free_gib * GIB),
-                device=profile.device)
+    card = Card(
+        total_bytes=int((total_gib or 0) * GIB),
+        free_bytes=None if free_gib is None else int(free_gib * GIB),
+        device=profile.device,
+    )
     if profile.device == "gpu" and not card.total_bytes:
         raise OpsError(f"profile {profile.name} is a GPU profile and no GPU was found; pass --vram GIB [--free GIB]")
     decision = None
@@ -65,8 +72,9 @@ def plan_for(profile_name: str, model: str | None, vram_gib: float | None, free_
 
 
 def run_plan(args: argparse.Namespace) -> int:
-    profile, source, found, plan, card, decision = plan_for(args.profile, args.model, args.vram, args.free,
-                                                            not args.offline, args.overrides)
+    profile, source, found, plan, card, decision = plan_for(
+        args.profile, args.model, args.vram, args.free, not args.offline, args.overrides
+    )
     where = f"{card.total_bytes / GIB:.2f} GiB card" if plan.device == "gpu" else "CPU (host RAM)"
     if card.free_bytes is not None:
         where += f", {card.free_bytes / GIB:.2f} GiB free"
@@ -85,11 +93,15 @@ def register(commands: argparse._SubParsersAction) -> None:
     """Add ``plan`` to the ops CLI."""
     parser = commands.add_parser("plan", help="predict weights, activation, KV cache and seats for a profile on a card")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. profile.max_model_len=4096")
-    parser.add_argument("--profile", default=os.environ.get("VLLM_PROFILE", "auto"),
-                        help="profile name or auto (default: $VLLM_PROFILE or auto)")
+    parser.add_argument(
+        "--profile",
+        default=os.environ.get("VLLM_PROFILE", "auto"),
+        help="profile name or auto (default: $VLLM_PROFILE or auto)",
+    )
     parser.add_argument("--model", help="model folder or HF id (default: the profile's model)")
     parser.add_argument("--vram", type=float, help="card size in GiB (default: the detected GPU)")
     parser.add_argument("--free", type=float, help="free VRAM in GiB (default: the detected GPU's)")
-    parser.add_argument("--offline", action="store_true",
-                        help="never fetch config.json from the HF hub (as HF_HUB_OFFLINE=1)")
+    parser.add_argument(
+        "--offline", action="store_true", help="never fetch config.json from the HF hub (as HF_HUB_OFFLINE=1)"
+    )
     parser.set_defaults(func=run_plan)

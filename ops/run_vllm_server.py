@@ -31,8 +31,11 @@ PREFIX = "run_vllm_server"
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=PREFIX, description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. profile=gpu-8gb profile.max_model_len=4096")
-    parser.add_argument("--bind", default=os.environ.get("VLLM_BIND", "0.0.0.0"),
-                        help="address to listen on (0.0.0.0 in a container; 127.0.0.1 on a host)")
+    parser.add_argument(
+        "--bind",
+        default=os.environ.get("VLLM_BIND", "0.0.0.0"),
+        help="address to listen on (0.0.0.0 in a container; 127.0.0.1 on a host)",
+    )
     parser.add_argument("--port", type=int, default=int(os.environ.get("VLLM_LISTEN_PORT", "8000")))
     parser.add_argument("--dry-run", action="store_true", help="print the resolved command and exit")
     return parser.parse_args(argv)
@@ -57,8 +60,13 @@ def main(argv: list[str] | None = None) -> None:
     except (OpsError, ConfigError) as exc:
         sys.exit(f"{PREFIX}: {exc}")
     # Two rounds of requests at the profile's seat count once /health answers, before compose calls it healthy.
-    warmup.start(f"http://127.0.0.1:{args.port}", plan.served_name, plan.profile.max_num_seqs, plan.api_key,
-                 {"temperature": backend.temperature, "top_p": backend.top_p})
+    warmup.start(
+        f"http://127.0.0.1:{args.port}",
+        plan.served_name,
+        plan.profile.max_num_seqs,
+        plan.api_key,
+        {"temperature": backend.temperature, "top_p": backend.top_p},
+    )
     os.execvpe(plan.argv[0], plan.argv, plan.env)
 
 

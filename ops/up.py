@@ -84,8 +84,10 @@ def model_env(model: str) -> dict[str, str]:
 def require_readable_model(folder: Path | None) -> None:
     """The container's user (non-root, Dockerfile.vllm) must read a mounted model folder, or vLLM dies loading it."""
     if folder is not None and (unreadable := compose.unreadable_by(folder, compose.SERVER_UID)):
-        raise OpsError(f"the server runs as uid {compose.SERVER_UID} and cannot read {', '.join(unreadable)}; "
-                       f"`chmod -R a+rX {folder}` (or `sudo chown -R {compose.SERVER_UID} {folder}`)")
+        raise OpsError(
+            f"the server runs as uid {compose.SERVER_UID} and cannot read {', '.join(unreadable)}; "
+            f"`chmod -R a+rX {folder}` (or `sudo chown -R {compose.SERVER_UID} {folder}`)"
+        )
 
 
 def child_env(options: UpOptions, base: Mapping[str, str]) -> dict[str, str]:
@@ -113,8 +115,10 @@ def validate_profile(device: Device, profile: str | None) -> None:
     written_for = compose.profile_device(profile)
     if written_for != device:
         flag = "--gpu" if written_for == "gpu" else "--cpu"
-        raise OpsError(f"profile {profile} is for {written_for}, but the {device} stack was chosen; "
-                       f"pass {flag} or another --profile")
+        raise OpsError(
+            f"profile {profile} is for {written_for}, but the {device} stack was chosen; "
+            f"pass {flag} or another --profile"
+        )
 
 
 def build_command(device: Device) -> list[str]:
@@ -130,8 +134,15 @@ def up_command(device: Device, timeout_s: int) -> list[str]:
 def run_build(cmd: Sequence[str], env: Mapping[str, str]) -> tuple[int, list[str]]:
     """Run the build, echoing its output as it comes; its exit code and last lines."""
     tail: collections.deque[str] = collections.deque(maxlen=BUILD_TAIL_LINES)
-    with subprocess.Popen(list(cmd), cwd=REPO, env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, errors="replace") as proc:
+    with subprocess.Popen(
+        list(cmd),
+        cwd=REPO,
+        env=dict(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+    ) as proc:
         assert proc.stdout is not None
         for line in proc.stdout:
             print(line, end="", flush=True)
@@ -141,11 +152,14 @@ def run_build(cmd: Sequence[str], env: Mapping[str, str]) -> tuple[int, list[str
 
 def report_build_failure(returncode: int, tail: Sequence[str]) -> None:
     """Say the build failed (not that the stack is unhealthy), with the lines that say why."""
-    print(f"up: the image build failed (docker compose build exited {returncode}); nothing was started. "
-          "Its last lines:")
+    print(
+        f"up: the image build failed (docker compose build exited {returncode}); nothing was started. Its last lines:"
+    )
     print("\n".join(f"  | {line}" for line in tail))
-    print("up: fix what the build reports above. Behind a TLS proxy or without a registry, see README "
-          "(ARENA_CA_BUNDLE, `python -m ops base-images`, TORCH_INDEX_URL).")
+    print(
+        "up: fix what the build reports above. Behind a TLS proxy or without a registry, see README "
+        "(ARENA_CA_BUNDLE, `python -m ops base-images`, TORCH_INDEX_URL)."
+    )
 
 
 def down_command(volumes: bool) -> list[str]:
@@ -249,13 +263,17 @@ def report_failure(containers: Mapping[str, Any], timeout_s: int, returncode: in
         if state != "running/healthy":
             print(container.logs(tail=LOG_TAIL_ON_FAILURE).decode(errors="replace").rstrip())
     if elapsed_s < timeout_s:
-        print(f"up: docker compose up failed (exit {returncode}) after {elapsed_s:.0f} s, before the "
-              f"{timeout_s} s timeout: its output and the logs above say why; `python -m ops doctor` checks "
-              "GPU, ports, token and disk.")
+        print(
+            f"up: docker compose up failed (exit {returncode}) after {elapsed_s:.0f} s, before the "
+            f"{timeout_s} s timeout: its output and the logs above say why; `python -m ops doctor` checks "
+            "GPU, ports, token and disk."
+        )
         return
-    print(f"up: not healthy within {timeout_s} s. A first start downloads the model: pre-fill the cache with "
-          "`python -m ops download`, raise --timeout, or follow `docker compose logs -f vllm`; "
-          "`python -m ops doctor` checks GPU, ports, token and disk.")
+    print(
+        f"up: not healthy within {timeout_s} s. A first start downloads the model: pre-fill the cache with "
+        "`python -m ops download`, raise --timeout, or follow `docker compose logs -f vllm`; "
+        "`python -m ops doctor` checks GPU, ports, token and disk."
+    )
 
 
 def run_up(options: UpOptions) -> int:
@@ -314,11 +332,19 @@ def register(commands: argparse._SubParsersAction) -> None:
     device = up.add_mutually_exclusive_group()
     device.add_argument("--cpu", dest="device", action="store_const", const="cpu", help="force the CPU stack")
     device.add_argument("--gpu", dest="device", action="store_const", const="gpu", help="force the GPU stack")
-    up.add_argument("--profile", choices=["auto", *available_options("profile")],
-                    help="VLLM_PROFILE for this start (default: the environment's, else auto)")
+    up.add_argument(
+        "--profile",
+        choices=["auto", *available_options("profile")],
+        help="VLLM_PROFILE for this start (default: the environment's, else auto)",
+    )
     up.add_argument("--model", help="a HuggingFace repo id, or a local model folder (mounted read-only)")
-    up.add_argument("--timeout", type=int, default=DEFAULT_TIMEOUT_S, metavar="S",
-                    help=f"seconds to wait for healthy (default {DEFAULT_TIMEOUT_S})")
+    up.add_argument(
+        "--timeout",
+        type=int,
+        default=DEFAULT_TIMEOUT_S,
+        metavar="S",
+        help=f"seconds to wait for healthy (default {DEFAULT_TIMEOUT_S})",
+    )
     up.set_defaults(func=lambda args: run_up(options_from(args)))
 
     down = commands.add_parser("down", help="stop the stack (keeps the HF cache volume)")

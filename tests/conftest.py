@@ -10,13 +10,22 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from arena_vllm.config import CONFIG_DIR_ENV, OVERRIDES_ENV
 
+from arena_vllm.config import CONFIG_DIR_ENV, OVERRIDES_ENV
 from tests.support.stack import Stack, start_stack
 
 #: Variables configs/ reads: a developer's shell must not change what the tests expect.
-CONFIG_ENV = (OVERRIDES_ENV, CONFIG_DIR_ENV, "VLLM_API_BASE", "VLLM_HOST", "VLLM_PORT", "VLLM_SERVED_MODEL_NAME",
-              "VLLM_API_KEY", "VLLM_API_KEY_FILE", "AGENT_PORT")
+CONFIG_ENV = (
+    OVERRIDES_ENV,
+    CONFIG_DIR_ENV,
+    "VLLM_API_BASE",
+    "VLLM_HOST",
+    "VLLM_PORT",
+    "VLLM_SERVED_MODEL_NAME",
+    "VLLM_API_KEY",
+    "VLLM_API_KEY_FILE",
+    "AGENT_PORT",
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

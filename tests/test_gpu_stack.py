@@ -49,16 +49,27 @@ def test_gpu_stack_picks_by_free_memory_fits_and_decides(tmp_path: Path) -> None
         assert passed == pytest.approx(decision.utilization, abs=0.01)  # free memory moves a little between reads
 
         shape = ModelShape.from_config(tiny, profile.dtype)
-        predicted = plan_memory(shape, Card(int(gpus[0].total_mib * 2**20)), gpu_memory_utilization=passed,
-                                max_model_len=profile.max_model_len, max_num_seqs=profile.max_num_seqs,
-                                kv_cache_memory_bytes=parse_size(profile.kv_cache_memory_bytes))
+        predicted = plan_memory(
+            shape,
+            Card(int(gpus[0].total_mib * 2**20)),
+            gpu_memory_utilization=passed,
+            max_model_len=profile.max_model_len,
+            max_num_seqs=profile.max_num_seqs,
+            kv_cache_memory_bytes=parse_size(profile.kv_cache_memory_bytes),
+        )
         logged = int(re.search(r"GPU KV cache size: ([\d,]+) tokens", logs).group(1).replace(",", ""))
         assert abs(logged / predicted.kv_tokens - 1) < 0.05, (logged, predicted.kv_tokens)
 
-        decision_json = requests.post(f"{stack.agent_url}/observe", timeout=60, json={
-            "agent_id": "gpu_1", "tick": 1, "position": [0, 0, 0],
-            "nearby_resources": [{"name": "berry_1", "type": "berry", "position": [3, 0, 4], "distance": 5}],
-        }).json()
+        decision_json = requests.post(
+            f"{stack.agent_url}/observe",
+            timeout=60,
+            json={
+                "agent_id": "gpu_1",
+                "tick": 1,
+                "position": [0, 0, 0],
+                "nearby_resources": [{"name": "berry_1", "type": "berry", "position": [3, 0, 4], "distance": 5}],
+            },
+        ).json()
         tools = {tool.name: tool.parameters for tool in load_settings().tools.tools}
         assert decision_json["source"] == "native", decision_json
         jsonschema.validate(decision_json["params"], tools[decision_json["tool"]])

@@ -14,6 +14,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from arena_vllm.agent.actions import tools_for
+from arena_vllm.agent.schemas import Observation
 from arena_vllm.backends import (
     BackendConnectionError,
     GenerationResult,
@@ -21,16 +23,22 @@ from arena_vllm.backends import (
     VLLMBackendConfig,
     validate_tool_call,
 )
-from arena_vllm.agent.actions import tools_for
-from arena_vllm.agent.schemas import Observation
 from arena_vllm.config import load_settings
 from tests.support.stack import Stack
 
 SETTINGS = load_settings(["scene.tools=[move_to,collect,idle]", "scene.move_targets=coordinates"])
 #: The agent's tools for an agent next to berry_1 (within collect range): bounded move_to, collect with enum
 #: ["berry_1"], idle.
-TOOLS = tools_for(Observation.model_validate({"agent_id": "a", "position": [0, 0, 0], "nearby_resources": [
-    {"name": "berry_1", "type": "berry", "position": [1, 0, 1]}]}), SETTINGS)
+TOOLS = tools_for(
+    Observation.model_validate(
+        {
+            "agent_id": "a",
+            "position": [0, 0, 0],
+            "nearby_resources": [{"name": "berry_1", "type": "berry", "position": [1, 0, 1]}],
+        }
+    ),
+    SETTINGS,
+)
 #: The seed README's tool: flat, with a bounded target so constrained decoding terminates.
 MOVE_TO = {
     "name": "move_to",
@@ -38,8 +46,12 @@ MOVE_TO = {
     "parameters": {
         "type": "object",
         "properties": {
-            "target_position": {"type": "array", "items": {"type": "number", "minimum": -100, "maximum": 100},
-                                "minItems": 3, "maxItems": 3},
+            "target_position": {
+                "type": "array",
+                "items": {"type": "number", "minimum": -100, "maximum": 100},
+                "minItems": 3,
+                "maxItems": 3,
+            },
         },
         "required": ["target_position"],
         "additionalProperties": False,
@@ -49,10 +61,15 @@ MOVE_TO = {
 
 @pytest.fixture
 async def backend(stack: Stack) -> AsyncIterator[VLLMBackend]:
-    config = VLLMBackendConfig(model_path=stack.served_model, api_base=stack.vllm_api_base, timeout_s=120,
-                               api_key=stack.api_key,
-                               max_retries=0, temperature=SETTINGS.backend.temperature,
-                               max_tokens=SETTINGS.backend.max_tokens)
+    config = VLLMBackendConfig(
+        model_path=stack.served_model,
+        api_base=stack.vllm_api_base,
+        timeout_s=120,
+        api_key=stack.api_key,
+        max_retries=0,
+        temperature=SETTINGS.backend.temperature,
+        max_tokens=SETTINGS.backend.max_tokens,
+    )
     async with VLLMBackend(config) as created:
         yield created
 
@@ -82,13 +99,17 @@ async def test_twenty_of_twenty_forced_tool_calls_are_schema_valid(backend: VLLM
     """Sent concurrently, as the agent does for a tick; ``required`` and each named tool in turn."""
     choices = ["required", "move_to", "collect", "idle"]
     prompt = "You are at [0, 0, 0]. A berry bush named berry_1 is at [1, 0, 1]. Act."
-    results: list[GenerationResult] = await asyncio.gather(*(
-        backend.agenerate_with_tools(prompt, TOOLS, system_prompt=SETTINGS.scene.system_prompt,
-                                     tool_choice=choices[i % len(choices)])
-        for i in range(20)
-    ))
-    failures = [(i, r.metadata.get("tool_call_error"), r.text) for i, r in enumerate(results)
-                if "tool_call" not in r.metadata]
+    results: list[GenerationResult] = await asyncio.gather(
+        *(
+            backend.agenerate_with_tools(
+                prompt, TOOLS, system_prompt=SETTINGS.scene.system_prompt, tool_choice=choices[i % len(choices)]
+            )
+            for i in range(20)
+        )
+    )
+    failures = [
+        (i, r.metadata.get("tool_call_error"), r.text) for i, r in enumerate(results) if "tool_call" not in r.metadata
+    ]
     assert failures == [], f"{20 - len(failures)}/20 valid; failures: {failures}"
     for i, result in enumerate(results):
         call = result.metadata["tool_call"]
@@ -99,8 +120,9 @@ async def test_twenty_of_twenty_forced_tool_calls_are_schema_valid(backend: VLLM
 
 
 def test_wrong_model_name_is_unavailable_with_the_reason(stack: Stack) -> None:
-    with VLLMBackend(VLLMBackendConfig(model_path="no-such-model", api_base=stack.vllm_api_base,
-                                                      api_key=stack.api_key)) as backend:
+    with VLLMBackend(
+        VLLMBackendConfig(model_path="no-such-model", api_base=stack.vllm_api_base, api_key=stack.api_key)
+    ) as backend:
         assert backend.is_available() is False
         assert backend.status().reason == (
             f"model 'no-such-model' not served by {stack.vllm_api_base}; served: ['{stack.served_model}']"
@@ -144,7 +166,9 @@ def test_seed_example(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
     backend.close()
 
 
-def test_without_the_key_the_keyed_stack_refuses_with_a_clear_error(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_the_key_the_keyed_stack_refuses_with_a_clear_error(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The control for the seed example: the key really is needed, and only the environment supplied it."""
     monkeypatch.delenv("VLLM_API_KEY", raising=False)
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)

@@ -19,8 +19,9 @@ from __future__ import annotations
 import os
 import re
 import shlex
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal, Sequence
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -94,7 +95,7 @@ class FunctionCallingSettings(_Model):
     enabled: bool
     format: Literal["openai", "schema", "prompt"] = Field(
         description="openai: native tool calls first, prompt fallback; schema: one call as engine-constrained JSON "
-                    "(response_format); prompt: prompt-based only"
+        "(response_format); prompt: prompt-based only"
     )
     tool_choice: ToolChoice = Field(description="required, auto, or the name of one tool (never none)")
 
@@ -113,7 +114,8 @@ class BackendSettings(_Model):
     top_p: TopP
     max_tokens: MaxTokens
     max_tokens_from_tools: bool = Field(
-        description="cap a forced call's max_tokens at the longest call its tools allow (max_call_tokens)")
+        description="cap a forced call's max_tokens at the longest call its tools allow (max_call_tokens)"
+    )
     timeout_s: TimeoutS
     max_retries: Retries
     function_calling: FunctionCallingSettings
@@ -161,7 +163,7 @@ class ProfileSettings(_Model):
     extra_args: list[str]
 
     @model_validator(mode="after")
-    def _gpu_profiles_need_vram(self) -> "ProfileSettings":
+    def _gpu_profiles_need_vram(self) -> ProfileSettings:
         if self.device == "gpu" and self.min_vram_gib is None:
             raise ValueError(f"GPU profile {self.name!r} needs min_vram_gib (used by VLLM_PROFILE=auto)")
         return self
@@ -186,7 +188,9 @@ class ToolSpec(_Model):
     """One tool in the flat shape Agent Arena uses: name, description, JSON-schema parameters."""
 
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
-    description: str = Field(default="", description="left out of the request when empty (a name like idle says enough)")
+    description: str = Field(
+        default="", description="left out of the request when empty (a name like idle says enough)"
+    )
     parameters: dict[str, Any]
 
 
@@ -210,7 +214,9 @@ class DebugSettings(_Model):
         description="auto: on only when agent.published_host (else agent.host) is a loopback address"
     )
     ticks_per_agent: int = Field(ge=1, le=10_000, description="decisions kept per agent, newest first")
-    max_bytes: int = Field(ge=64 * 1024, description="cap on the stored traces (JSON + 1 KiB each), all agents together")
+    max_bytes: int = Field(
+        ge=64 * 1024, description="cap on the stored traces (JSON + 1 KiB each), all agents together"
+    )
 
 
 class FallbackSettings(_Model):
@@ -245,14 +251,18 @@ class AgentSettings(_Model):
     max_entities_in_prompt: int = Field(ge=0, le=100)
     max_requests_in_flight: int = Field(ge=1, le=4096, description="more at once get 503 + Retry-After")
     retry_after_s: int = Field(ge=1, le=600, description="Retry-After of that 503")
-    api_key_file: str | None = Field(description="a file holding the bearer token callers must send; "
-                                                  "null or empty = no auth")
+    api_key_file: str | None = Field(
+        description="a file holding the bearer token callers must send; null or empty = no auth"
+    )
     experiences_per_agent: int = Field(ge=0, le=100, description="recent /experience events kept and shown")
     experience_agents: int = Field(ge=1, description="agents whose experiences are kept (least recent dropped)")
     fallback: FallbackSettings
     input: InputSettings
-    prompt_budget_bytes: int = Field(ge=1024, description="UTF-8 bytes of system prompt + tools + user prompt "
-                                                          "per agent (>= its tokens for byte-level BPE tokenizers)")
+    prompt_budget_bytes: int = Field(
+        ge=1024,
+        description="UTF-8 bytes of system prompt + tools + user prompt "
+        "per agent (>= its tokens for byte-level BPE tokenizers)",
+    )
     published_host: str | None = Field(
         description="where the service is reachable from outside its container (compose: ARENA_BIND_ADDRESS); None = host"
     )
@@ -275,12 +285,16 @@ class SceneSettings(_Model):
     recipes: dict[str, RecipeSpec] = Field(description="used when the game sends no custom.recipes")
     coordinate_limit: float = Field(gt=0.0, description="move_to coordinates stay within +-this")
     collect_radius: float | None = Field(
-        gt=0.0, description="collect is offered for resources this close (the game's range); null: all in sight")
+        gt=0.0, description="collect is offered for resources this close (the game's range); null: all in sight"
+    )
     craft_radius: float | None = Field(
-        gt=0.0, description="craft_item is offered for recipes whose station is this close and whose inputs are held; null: all known")
+        gt=0.0,
+        description="craft_item is offered for recipes whose station is this close and whose inputs are held; null: all known",
+    )
     move_targets: Literal["named", "coordinates"] = Field(
         description="named: move_to takes the name of something in sight (the agent sends its position); "
-                    "coordinates: bounded integer coordinates from the model")
+        "coordinates: bounded integer coordinates from the model"
+    )
     hazard_radius: float = Field(ge=0.0, description="hazards damage within this; named moves are routed around it")
 
 
@@ -294,7 +308,7 @@ class Settings(_Model):
     agent: AgentSettings
 
     @model_validator(mode="after")
-    def _tool_choice_names_a_tool(self) -> "Settings":
+    def _tool_choice_names_a_tool(self) -> Settings:
         names = [tool.name for tool in self.tools.tools]
         try:
             check_tool_choice(self.backend.function_calling.tool_choice, names)

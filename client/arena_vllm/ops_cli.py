@@ -23,8 +23,10 @@ def main() -> None:
     """Run ``ops.cli.main`` from this checkout; one line saying how to install when there is none."""
     package = CHECKOUT / "ops" / "__init__.py"
     if not package.is_file():
-        sys.exit(f"arena-vllm: no ops/ package in {CHECKOUT}; the ops CLI runs from a checkout: "
-                 "git clone the repository, then pip install -e 'client[ops]'")
+        sys.exit(
+            f"arena-vllm: no ops/ package in {CHECKOUT}; the ops CLI runs from a checkout: "
+            "git clone the repository, then pip install -e 'client[ops]'"
+        )
     if "ops" not in sys.modules:
         spec = importlib.util.spec_from_file_location("ops", package, submodule_search_locations=[str(package.parent)])
         assert spec is not None and spec.loader is not None

@@ -29,10 +29,13 @@ from ops.errors import ProfileRefused
 
 def planner_settings(profile: ProfileSettings) -> dict[str, Any]:
     """The planner's keyword arguments for a profile: every key that changes vLLM's memory split."""
-    return dict(max_model_len=profile.max_model_len, max_num_seqs=profile.max_num_seqs,
-                quantization=profile.quantization, enforce_eager=profile.enforce_eager,
-                kv_cache_memory_bytes=parse_size(profile.kv_cache_memory_bytes)
-                if profile.kv_cache_memory_bytes else None)
+    return dict(
+        max_model_len=profile.max_model_len,
+        max_num_seqs=profile.max_num_seqs,
+        quantization=profile.quantization,
+        enforce_eager=profile.enforce_eager,
+        kv_cache_memory_bytes=parse_size(profile.kv_cache_memory_bytes) if profile.kv_cache_memory_bytes else None,
+    )
 
 
 def plan_profile(profile: ProfileSettings, config: Mapping[str, Any], card: Card, utilization: float) -> MemoryPlan:
@@ -66,8 +69,13 @@ class MemoryDecision:
     free: int | None = None
 
 
-def fit_memory(profile: ProfileSettings, gpus: Sequence[GpuMemory], model_config: Mapping[str, Any] | None,
-               processes: Callable[[], list[str]] = gpu_processes, config_source: str = "") -> MemoryDecision:
+def fit_memory(
+    profile: ProfileSettings,
+    gpus: Sequence[GpuMemory],
+    model_config: Mapping[str, Any] | None,
+    processes: Callable[[], list[str]] = gpu_processes,
+    config_source: str = "",
+) -> MemoryDecision:
     """Lower ``gpu_memory_utilization`` to the free VRAM minus the profile's headroom; refuse when the
     weights and one ``max_model_len`` sequence cannot fit.
 
@@ -85,42 +93,60 @@ def fit_memory(profile: ProfileSettings, gpus: Sequence[GpuMemory], model_config
     notes = [f"nvidia-smi: {gpu.note}"] if gpu.note else []
     if wanted > available:
         util = math.floor(max(available, 0) / total * 10000) / 10000
-        notes.append(f"gpu_memory_utilization {profile.gpu_memory_utilization:g} x {total / GIB:.2f} GiB = "
-                     f"{wanted / GIB:.2f} GiB is more than the {free / GIB:.2f} GiB free minus the "
-                     f"{profile.vram_headroom_gib:g} GiB headroom (profile.vram_headroom_gib): lowered to {util:g}")
+        notes.append(
+            f"gpu_memory_utilization {profile.gpu_memory_utilization:g} x {total / GIB:.2f} GiB = "
+            f"{wanted / GIB:.2f} GiB is more than the {free / GIB:.2f} GiB free minus the "
+            f"{profile.vram_headroom_gib:g} GiB headroom (profile.vram_headroom_gib): lowered to {util:g}"
+        )
     else:
-        notes.append(f"gpu_memory_utilization {util:g} ({wanted / GIB:.2f} GiB) fits the {free / GIB:.2f} GiB "
-                     f"free with {profile.vram_headroom_gib:g} GiB headroom")
+        notes.append(
+            f"gpu_memory_utilization {util:g} ({wanted / GIB:.2f} GiB) fits the {free / GIB:.2f} GiB "
+            f"free with {profile.vram_headroom_gib:g} GiB headroom"
+        )
     if model_config is None:
-        notes.append(f"FIT UNCHECKED: no config.json for {profile.model} ({config_source or 'not found'}); "
-                     "vLLM checks the memory only after downloading the weights")
+        notes.append(
+            f"FIT UNCHECKED: no config.json for {profile.model} ({config_source or 'not found'}); "
+            "vLLM checks the memory only after downloading the weights"
+        )
         refusal = None if util > 0 else _refusal(profile, free, total, None, processes)
         return MemoryDecision(util, tuple(notes), refusal, free=int(free))
     card = Card(int(total), int(free))
     plan = plan_profile(profile, model_config, card, util)
     need = needed_bytes(profile, model_config, card) + int(profile.vram_headroom_gib * GIB)
-    notes.append(f"plan ({config_source or 'config.json'}): weights {plan.weight_bytes / GIB:.2f} GiB, KV cache "
-                 f"{plan.kv_bytes / GIB:.2f} GiB = {plan.kv_tokens:,} tokens, {plan.seats_at_full_length} of "
-                 f"{profile.max_num_seqs} seats at {profile.max_model_len:,} tokens")
+    notes.append(
+        f"plan ({config_source or 'config.json'}): weights {plan.weight_bytes / GIB:.2f} GiB, KV cache "
+        f"{plan.kv_bytes / GIB:.2f} GiB = {plan.kv_tokens:,} tokens, {plan.seats_at_full_length} of "
+        f"{profile.max_num_seqs} seats at {profile.max_model_len:,} tokens"
+    )
     if plan.fits and need <= free:
         return MemoryDecision(util, tuple(notes), None, plan, need, int(free))
-    return MemoryDecision(util, tuple(notes), _refusal(profile, free, total, (plan, need), processes), plan,
-                          need, int(free))
+    return MemoryDecision(
+        util, tuple(notes), _refusal(profile, free, total, (plan, need), processes), plan, need, int(free)
+    )
 
 
-def _refusal(profile: ProfileSettings, free: float, total: float, short: tuple[MemoryPlan, int] | None,
-             processes: Callable[[], list[str]]) -> str:
+def _refusal(
+    profile: ProfileSettings,
+    free: float,
+    total: float,
+    short: tuple[MemoryPlan, int] | None,
+    processes: Callable[[], list[str]],
+) -> str:
     """Why the profile cannot start, and the ways out: smaller profile, shorter context, close processes."""
     fixes = ["a smaller profile (`arena-vllm plan --profile NAME` shows what fits)"]
     if short is None:
-        why = (f"only {free / GIB:.2f} GiB of {total / GIB:.2f} GiB VRAM is free, less than the "
-               f"{profile.vram_headroom_gib:g} GiB headroom")
+        why = (
+            f"only {free / GIB:.2f} GiB of {total / GIB:.2f} GiB VRAM is free, less than the "
+            f"{profile.vram_headroom_gib:g} GiB headroom"
+        )
         missing = profile.vram_headroom_gib * GIB - free
     else:
         plan, need = short
-        why = (f"{profile.model} needs {need / GIB:.2f} GiB (weights {plan.weight_bytes / GIB:.2f} GiB, one "
-               f"{profile.max_model_len:,}-token sequence, activation and {profile.vram_headroom_gib:g} GiB "
-               f"headroom); {free / GIB:.2f} GiB of {total / GIB:.2f} GiB VRAM is free")
+        why = (
+            f"{profile.model} needs {need / GIB:.2f} GiB (weights {plan.weight_bytes / GIB:.2f} GiB, one "
+            f"{profile.max_model_len:,}-token sequence, activation and {profile.vram_headroom_gib:g} GiB "
+            f"headroom); {free / GIB:.2f} GiB of {total / GIB:.2f} GiB VRAM is free"
+        )
         missing = need - free
         if plan.kv_tokens >= 256:
             fixes.append(f"a shorter context (profile.max_model_len={plan.kv_tokens // 256 * 256})")
@@ -143,9 +169,13 @@ def gpu_candidates(overrides: Sequence[str], vram_gib: float) -> list[ProfileSet
     return sorted(found, key=lambda profile: profile.min_vram_gib or 0, reverse=True)
 
 
-def choose_profile(requested: str, overrides: Sequence[str], gpus: Sequence[GpuMemory],
-                   decide: Callable[[ProfileSettings], MemoryDecision],
-                   processes: Callable[[], list[str]] = gpu_processes) -> tuple[ProfileSettings, MemoryDecision]:
+def choose_profile(
+    requested: str,
+    overrides: Sequence[str],
+    gpus: Sequence[GpuMemory],
+    decide: Callable[[ProfileSettings], MemoryDecision],
+    processes: Callable[[], list[str]] = gpu_processes,
+) -> tuple[ProfileSettings, MemoryDecision]:
     """The profile to start and its memory decision; ``auto`` takes the largest GPU profile made for the
     card whose model fits the free memory, ``cpu`` without a GPU. Raises ProfileRefused when it cannot start."""
     if requested != "auto":
@@ -160,8 +190,10 @@ def choose_profile(requested: str, overrides: Sequence[str], gpus: Sequence[GpuM
     vram_gib = min(card.total_mib for card in gpus) / 1024
     candidates = gpu_candidates(overrides, vram_gib)
     if not candidates:
-        raise ProfileRefused(f"no GPU profile is made for {vram_gib:.1f} GiB of VRAM (min_vram_gib); "
-                             "set VLLM_PROFILE=cpu, or add a profile in configs/profile/")
+        raise ProfileRefused(
+            f"no GPU profile is made for {vram_gib:.1f} GiB of VRAM (min_vram_gib); "
+            "set VLLM_PROFILE=cpu, or add a profile in configs/profile/"
+        )
     refused = []
     for profile in candidates:
         decision = decide(profile)
@@ -169,7 +201,11 @@ def choose_profile(requested: str, overrides: Sequence[str], gpus: Sequence[GpuM
             return profile, decision
         refused.append((profile, decision))
     free = min(card.free_mib for card in gpus) * MIB
-    needs = ", ".join(f"{profile.name} needs {d.needed / GIB:.2f} GiB" if d.needed else f"{profile.name}: {d.refusal}"
-                      for profile, d in refused)
-    raise ProfileRefused(f"no GPU profile starts in the {free / GIB:.2f} GiB of VRAM free now ({needs}). Fix: free "
-                         f"VRAM by closing {held_by(processes())}; or VLLM_PROFILE=cpu")
+    needs = ", ".join(
+        f"{profile.name} needs {d.needed / GIB:.2f} GiB" if d.needed else f"{profile.name}: {d.refusal}"
+        for profile, d in refused
+    )
+    raise ProfileRefused(
+        f"no GPU profile starts in the {free / GIB:.2f} GiB of VRAM free now ({needs}). Fix: free "
+        f"VRAM by closing {held_by(processes())}; or VLLM_PROFILE=cpu"
+    )

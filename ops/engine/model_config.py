@@ -88,8 +88,7 @@ def _from_hub(repo: str, cache_dir: str | None, token: str | None) -> FoundConfi
     return FoundConfig(json.loads(Path(path).read_text()), "the hub (config.json alone)")
 
 
-def find_model_config(model: str, cache_dir: str | None, token: str | None = None,
-                      online: bool = True) -> FoundConfig:
+def find_model_config(model: str, cache_dir: str | None, token: str | None = None, online: bool = True) -> FoundConfig:
     """config.json of a model folder or Hugging Face repo id, looked for as the module doc says.
 
     ``token``: the HF token's value (read from the token file by the caller), None for the
@@ -99,8 +98,9 @@ def find_model_config(model: str, cache_dir: str | None, token: str | None = Non
     if (folder / "config.json").is_file():
         return FoundConfig(json.loads((folder / "config.json").read_text()), f"the folder {model}")
     if folder.is_absolute() or model.startswith("."):
-        raise ModelConfigMissing(f"no config.json in {model}: pass a model folder, or a Hugging Face id "
-                                 "like Qwen/Qwen2.5-7B-Instruct")
+        raise ModelConfigMissing(
+            f"no config.json in {model}: pass a model folder, or a Hugging Face id like Qwen/Qwen2.5-7B-Instruct"
+        )
     looked = ["not a folder"]
     try:
         if found := _from_cache(repo=model, cache_dir=cache_dir):
@@ -120,6 +120,8 @@ def find_model_config(model: str, cache_dir: str | None, token: str | None = Non
             looked.append("huggingface_hub is not installed to ask the hub")
         except Exception as exc:  # noqa: BLE001 - the hub's errors vary by version; the message says what failed
             looked.append(f"the hub said: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
-    raise ModelConfigMissing(f"{model}: no config.json to plan from ({'; '.join(looked)}); pass a model folder, "
-                             "run `arena-vllm download`, or allow the hub (unset HF_HUB_OFFLINE, and set "
-                             "HF_TOKEN_FILE for a gated model)")
+    raise ModelConfigMissing(
+        f"{model}: no config.json to plan from ({'; '.join(looked)}); pass a model folder, "
+        "run `arena-vllm download`, or allow the hub (unset HF_HUB_OFFLINE, and set "
+        "HF_TOKEN_FILE for a gated model)"
+    )

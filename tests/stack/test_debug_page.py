@@ -30,9 +30,13 @@ def replayed(stack: Stack) -> Iterator[httpx.Client]:
     """Three ticks of three agents (one with a hostile name) through ``/tick``, as the game sends them."""
     with httpx.Client(base_url=stack.agent_url, timeout=180) as client:
         for tick in TICKS:
-            body = {"tick": tick, "agents": [
-                {"agent_id": agent, "observations": {**OBSERVATION, "agent_id": agent, "tick": tick}} for agent in AGENTS
-            ]}
+            body = {
+                "tick": tick,
+                "agents": [
+                    {"agent_id": agent, "observations": {**OBSERVATION, "agent_id": agent, "tick": tick}}
+                    for agent in AGENTS
+                ],
+            }
             response = client.post("/tick", json=body)
             assert response.status_code == 200, response.text
             for action in response.json()["actions"]:
@@ -60,14 +64,19 @@ def test_every_debug_endpoint_has_the_sdks_shape_and_no_secret(replayed: httpx.C
     for path, sdk in SDK_RESPONSES.items():
         if path.endswith("reset"):
             continue  # other tests of this module read the replay
-        response = replayed.get(path, params={"limit": 1000} if path in ("/debug/traces", "/debug/observations") else None)
+        response = replayed.get(
+            path, params={"limit": 1000} if path in ("/debug/traces", "/debug/observations") else None
+        )
         assert response.status_code == 200, (path, response.text)
         assert_shape(response.json(), sdk, path)
         assert stack.api_key not in response.text and stack.hf_token not in response.text, path
 
 
 def test_the_page_shows_the_agents_and_their_decisions_in_chromium(
-    replayed: httpx.Client, stack: Stack, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    replayed: httpx.Client,
+    stack: Stack,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     stats = replayed.get("/debug/stats").json()
     with headless_chromium(tmp_path / "profile") as browser:

@@ -18,7 +18,6 @@ from typing import Any
 
 import httpx
 import pytest
-from arena_vllm.agent.policy import GENERIC_REASONS, MODEL_CALL_FAILED
 from docker.models.containers import Container
 from openai import OpenAI
 from prometheus_client.parser import text_string_to_metric_families
@@ -27,6 +26,7 @@ from testcontainers.core.wait_strategies import (
     HttpWaitStrategy,
 )
 
+from arena_vllm.agent.policy import GENERIC_REASONS, MODEL_CALL_FAILED
 from tests.support.decisions import TOOLS, assert_model_decision
 from tests.support.observations import OBSERVATION
 from tests.support.service import metric
@@ -45,10 +45,13 @@ TICK_AGENTS = 16  # enough model calls that some are surely in flight when vLLM 
 
 def tick_body(tick: int, agents: int = TICK_AGENTS) -> dict[str, Any]:
     ids = [f"forager_{n}" for n in range(agents)]
-    return {"tick": tick, "agents": [
-        {"agent_id": i, "observations": {**OBSERVATION, "agent_id": i, "position": [float(n), 0.0, 0.0]}}
-        for n, i in enumerate(ids)
-    ]}
+    return {
+        "tick": tick,
+        "agents": [
+            {"agent_id": i, "observations": {**OBSERVATION, "agent_id": i, "position": [float(n), 0.0, 0.0]}}
+            for n, i in enumerate(ids)
+        ],
+    }
 
 
 def in_flight(client: httpx.Client) -> float:
@@ -175,7 +178,9 @@ def test_vllm_killed_mid_tick_every_agent_gets_an_action_and_ready_turns_false(
         in_progress = pool.submit(ticker.post, "/tick", json=tick_body(tick=100))
         give_up = time.monotonic() + 60
         while in_flight(agent) == 0:  # kill only once the tick's model calls are on the wire
-            assert not in_progress.done(), f"the tick ended before any call was seen in flight: {in_progress.result().text}"
+            assert not in_progress.done(), (
+                f"the tick ended before any call was seen in flight: {in_progress.result().text}"
+            )
             assert time.monotonic() < give_up, "no model call in flight within 60 s"
             time.sleep(0.05)
         vllm.kill()
@@ -245,9 +250,7 @@ def test_vllm_started_again_the_agent_recovers_without_a_restart(
         print(f"\n[faults] {figure}")
 
 
-def test_agent_container_restarted_mid_run_comes_back_healthy_and_serves(
-    stack: Stack, agent: httpx.Client
-) -> None:
+def test_agent_container_restarted_mid_run_comes_back_healthy_and_serves(stack: Stack, agent: httpx.Client) -> None:
     ensure_vllm_running(stack)
     wait_agent_ready(stack, RECOVERY_BOUND_S)
     container = stack.container("agent")
@@ -309,8 +312,10 @@ def test_a_crash_inside_vllm_restarts_it_and_the_agent_recovers_without_a_restar
     assert started_at(stack, "agent") == agent_started, "the agent was restarted; it must recover by itself"
     # The restarted server still requires the key (its --config file was written again).
     assert httpx.get(f"{stack.vllm_api_base}/models", timeout=30).status_code == 401
-    figure = (f"engine killed -> container restarted {restart_s:.1f} s, -> agent /ready "
-              f"{time.monotonic() - crashed:.1f} s (ready wait {ready_s:.1f} s)")
+    figure = (
+        f"engine killed -> container restarted {restart_s:.1f} s, -> agent /ready "
+        f"{time.monotonic() - crashed:.1f} s (ready wait {ready_s:.1f} s)"
+    )
     stack.log.append(figure)
     with capsys.disabled():
         print(f"\n[faults] {figure}")
@@ -324,8 +329,13 @@ def test_a_logprobs_request_from_any_client_does_not_kill_the_engine(stack: Stac
     ensure_vllm_running(stack)
     wait_agent_ready(stack, RECOVERY_BOUND_S)
     client = OpenAI(base_url=stack.vllm_api_base, api_key=stack.api_key, max_retries=0, timeout=120)
-    reply = client.chat.completions.create(model=stack.served_model, messages=[{"role": "user", "content": "hi"}],
-                                           max_tokens=4, logprobs=True, top_logprobs=2)
+    reply = client.chat.completions.create(
+        model=stack.served_model,
+        messages=[{"role": "user", "content": "hi"}],
+        max_tokens=4,
+        logprobs=True,
+        top_logprobs=2,
+    )
     assert len(reply.choices[0].logprobs.content) == reply.usage.completion_tokens > 0
     started = started_at(stack, "vllm")
     assert_model_decision(agent.post("/observe", json=OBSERVATION).json())

@@ -13,10 +13,10 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+
 from arena_vllm.agent.actions import game_problem
 from arena_vllm.agent.schemas import Observation
 from arena_vllm.config import load_settings
-
 from tests.support.game_requests import (
     cpp_tick,
     cpp_tool_execute,
@@ -72,7 +72,9 @@ def test_agents_at_a_station_or_a_resource_decide_game_executable_crafts_and_col
         for body, action in zip(bodies, response.json()["actions"]):
             decision = action["action"]
             assert decision["source"] == "native", decision
-            assert game_problem(decision["tool"], decision["params"], Observation.model_validate(body), SETTINGS) is None
+            assert (
+                game_problem(decision["tool"], decision["params"], Observation.model_validate(body), SETTINGS) is None
+            )
             tools[decision["tool"]] += 1
     assert set(tools) <= set(SETTINGS.scene.tools), tools
     print(f"{sum(tools.values())} at work, all game-executable; tools {dict(tools)}")

@@ -104,8 +104,10 @@ def test_measured_use_is_under_the_limits(stack: Stack, service: str, capsys: py
     assert 0 < peak < limits["Memory"], (peak, limits["Memory"])
     assert 0 < threads < limits["PidsLimit"], (threads, limits["PidsLimit"])
     with capsys.disabled():
-        print(f"\n[hardening] {service}: memory peak {peak / 2**20:.0f} MiB (limit {limits['Memory'] / 2**20:.0f}),"
-              f" processes+threads {threads} (limit {limits['PidsLimit']})")
+        print(
+            f"\n[hardening] {service}: memory peak {peak / 2**20:.0f} MiB (limit {limits['Memory'] / 2**20:.0f}),"
+            f" processes+threads {threads} (limit {limits['PidsLimit']})"
+        )
 
 
 def test_no_secret_in_any_process_environment_or_command_line(stack: Stack) -> None:

@@ -15,19 +15,26 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+
 from arena_vllm.agent.actions import game_problem
 from arena_vllm.agent.bounds import InputLimits, limits_in_force
 from arena_vllm.agent.schemas import Observation
 from arena_vllm.config import load_settings
-
 from tests.support.hostile import hostile_corpus, observe
 from tests.support.stack import Stack
 
 SETTINGS = load_settings()  # the agent container runs the same configs/
 SAMPLE = (
-    "float-1e308-position", "int-tick-10e18", "newline-in-resource-name", "line-separator-U+2028-in-agent-id",
-    "c1-next-line-U+0085-in-objective", "inventory-dict-10e6-entries", "nesting-100k-in-metadata",
-    "injection-in-names", "injection-in-tick-perceptions", "max-lists-ascii-names",
+    "float-1e308-position",
+    "int-tick-10e18",
+    "newline-in-resource-name",
+    "line-separator-U+2028-in-agent-id",
+    "c1-next-line-U+0085-in-objective",
+    "inventory-dict-10e6-entries",
+    "nesting-100k-in-metadata",
+    "injection-in-names",
+    "injection-in-tick-perceptions",
+    "max-lists-ascii-names",
 )
 
 

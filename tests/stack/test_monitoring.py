@@ -64,11 +64,13 @@ def targets_up(prometheus: str) -> dict[str, str]:
 def test_both_targets_are_up_and_a_query_returns_agent_decisions(stack: Stack, prometheus: str) -> None:
     wait_for(lambda: targets_up(prometheus) == {"vllm": "up", "agent": "up"}, "vllm and agent targets up")
     agents = [{"agent_id": f"m{i}", "observations": {**OBSERVATION, "agent_id": f"m{i}"}} for i in range(4)]
-    response = httpx.post(f"{stack.agent_url}/tick", json={"tick": 1, "agents": agents},
-                          headers=stack.auth_headers, timeout=120)
+    response = httpx.post(
+        f"{stack.agent_url}/tick", json={"tick": 1, "agents": agents}, headers=stack.auth_headers, timeout=120
+    )
     response.raise_for_status()
     decided = wait_for(
-        lambda: query(prometheus, "sum(arena_agent_decisions_total)")["result"], "agent decisions in Prometheus")
+        lambda: query(prometheus, "sum(arena_agent_decisions_total)")["result"], "agent decisions in Prometheus"
+    )
     assert float(decided[0]["value"][1]) >= 4
 
 
@@ -88,5 +90,7 @@ def test_every_dashboard_query_is_valid_promql_on_known_series(stack: Stack, pro
 
 
 def test_promtool_accepts_the_config(stack: Stack, prometheus: str) -> None:
-    exit_code, output = stack.container("prometheus").exec_run(["promtool", "check", "config", "/etc/prometheus/prometheus.yml"])
+    exit_code, output = stack.container("prometheus").exec_run(
+        ["promtool", "check", "config", "/etc/prometheus/prometheus.yml"]
+    )
     assert exit_code == 0, output.decode(errors="replace")

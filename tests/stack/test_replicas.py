@@ -33,10 +33,16 @@ def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 def tick(stack: Stack, number: int) -> list[dict]:
-    body = {"tick": number, "agents": [
-        {"agent_id": f"a{i}", "observations": {**OBSERVATION, "agent_id": f"a{i}", "position": [float(i), 0.0, 1.0]}}
-        for i in range(AGENTS)
-    ]}
+    body = {
+        "tick": number,
+        "agents": [
+            {
+                "agent_id": f"a{i}",
+                "observations": {**OBSERVATION, "agent_id": f"a{i}", "position": [float(i), 0.0, 1.0]},
+            }
+            for i in range(AGENTS)
+        ],
+    }
     response = httpx.post(f"{stack.agent_url}/tick", json=body, headers=stack.auth_headers, timeout=120)
     response.raise_for_status()
     return response.json()["actions"]
@@ -45,15 +51,19 @@ def tick(stack: Stack, number: int) -> list[dict]:
 def agent_metric(stack: Stack, name: str, **labels: str) -> float:
     text = httpx.get(f"{stack.agent_url}/metrics", headers=stack.auth_headers, timeout=10).text
     return sum(
-        sample.value for family in text_string_to_metric_families(text) for sample in family.samples
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
         if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
     )
 
 
 def vllm_requests(stack: Stack, service: str) -> float:
     """Finished requests one replica counted (its /metrics, read inside its container: replicas publish no port)."""
-    script = ("import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8000/metrics', timeout=5)"
-              ".read().decode())")
+    script = (
+        "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8000/metrics', timeout=5)"
+        ".read().decode())"
+    )
     exit_code, output = stack.container(service).exec_run(["python3", "-c", script])
     assert exit_code == 0, output.decode(errors="replace")[-500:]
     families = text_string_to_metric_families(output.decode())
@@ -68,7 +78,9 @@ def test_ready_lists_both_replicas_up(replicas: Stack) -> None:
     body = httpx.get(f"{replicas.agent_url}/ready", headers=replicas.auth_headers, timeout=30).json()
     assert body["ready"] is True
     assert [(row["api_base"], row["up"]) for row in body["replicas"]] == [
-        ("http://vllm:8000/v1", True), ("http://vllm-1:8000/v1", True)]
+        ("http://vllm:8000/v1", True),
+        ("http://vllm-1:8000/v1", True),
+    ]
 
 
 def test_a_tick_is_spread_over_both_replicas(replicas: Stack) -> None:

@@ -7,10 +7,10 @@ import re
 import time
 
 import requests
+
 from arena_vllm.agent.actions import game_problem
 from arena_vllm.agent.schemas import Observation
 from arena_vllm.config import load_settings
-
 from ops.compose import REPO
 from tests.support.stack import Stack
 

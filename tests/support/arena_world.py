@@ -73,8 +73,7 @@ class Layout:
 FORAGING_HEIGHT = {"berry": 0.5, "wood": 0.3, "stone": 0.3}
 #: Node names the foraging scene's types are read from (scripts/foraging.gd ``_get_resource_type``,
 #: ``_get_hazard_type``: "Berry"/"Apple" -> berry, "Wood", "Stone", "Fire", "Pit"); Godot numbers repeats.
-NODE_NAME = {"berry": "Berry", "wood": "Wood", "stone": "Stone", "fire": "Fire", "pit": "Pit",
-             "workbench": "Workbench"}
+NODE_NAME = {"berry": "Berry", "wood": "Wood", "stone": "Stone", "fire": "Fire", "pit": "Pit", "workbench": "Workbench"}
 
 
 def make_layouts(count: int, seed: int = 0, resources: int = 3) -> list[Layout]:
@@ -115,10 +114,15 @@ def make_layouts(count: int, seed: int = 0, resources: int = 3) -> list[Layout]:
         if rng.random() < 0.5:
             hazards.append(("pit", on_the_way(rng.choice(picked)[1])))
         station = place(3.0, 10.0)
-        layouts.append(Layout(
-            seed=index, start=(0.0, 0.0, 0.0), resources=_named(picked), hazards=_named(hazards),
-            stations=(Thing("Workbench", "workbench", station),),
-        ))
+        layouts.append(
+            Layout(
+                seed=index,
+                start=(0.0, 0.0, 0.0),
+                resources=_named(picked),
+                hazards=_named(hazards),
+                stations=(Thing("Workbench", "workbench", station),),
+            )
+        )
     return layouts
 
 
@@ -174,8 +178,13 @@ class World:
     def body(self, exploration: dict[str, Any] | None = None, stations: bool = True) -> dict[str, Any]:
         """The foraging scene's ``POST /observe`` body for this agent now (tests/support/game_requests.py)."""
         body = foraging_observe(
-            self.agent_id, self.tick, self.position, health=self.health, inventory=self.inventory,
-            tool_result=self.pending, exploration=exploration,
+            self.agent_id,
+            self.tick,
+            self.position,
+            health=self.health,
+            inventory=self.inventory,
+            tool_result=self.pending,
+            exploration=exploration,
             resources={t.name: self._resource_place(t) for t in self.live.values()},
             hazards={t.name: t.position for t in self.layout.hazards},
             stations={t.name: (*t.position, t.kind) for t in self.layout.stations} if stations else {},
@@ -309,7 +318,7 @@ class ForagingWorld(World):
         self.tick += 1
         self.tracker.update(self.position, self.perception_radius)
         body = self.body(exploration=self.tracker.summary(self.position))
-        for name, thing in list(self.live.items()):
+        for thing in list(self.live.values()):
             if math.dist(self.position, self._resource_place(thing)) <= self.COLLECTION_RADIUS:
                 self._collect(thing)
         return body
@@ -327,8 +336,10 @@ class ForagingWorld(World):
         recipe = FORAGING_RECIPES.get(recipe_name) if isinstance(recipe_name, str) else None
         if recipe is None:
             return f"Unknown recipe: {recipe_name}"
-        at_station = any(s.kind == recipe["station"] and math.dist(self.position, s.position) <= self.CRAFTING_RADIUS
-                         for s in self.layout.stations)
+        at_station = any(
+            s.kind == recipe["station"] and math.dist(self.position, s.position) <= self.CRAFTING_RADIUS
+            for s in self.layout.stations
+        )
         if not at_station:
             return f"Not near a {recipe['station']} station (need to be within {self.CRAFTING_RADIUS} units)"
         for item, needed in recipe["inputs"].items():
@@ -369,7 +380,11 @@ class ForagingWorld(World):
                 self.target = None
             else:
                 moved = _step_toward(self.position, self.target, self.MOVE_SPEED * delta)
-                self.position = (moved[0], max(0.0, moved[1]), moved[2])  # the ground (foraging.tscn Ground) holds it up
+                self.position = (
+                    moved[0],
+                    max(0.0, moved[1]),
+                    moved[2],
+                )  # the ground (foraging.tscn Ground) holds it up
         for hazard in self.layout.hazards:
             touching = self._overlaps(hazard)
             if touching and hazard.name not in self.inside and hazard.kind == "pit":
@@ -430,15 +445,19 @@ class VisibilityTracker:
         nearest: dict[str, tuple[float, Vec3]] = {}
         for cell in self.seen:
             x, z = cell
-            if not any(self._in_bounds(n) and n not in self.seen for n in ((x - 1, z), (x + 1, z), (x, z - 1), (x, z + 1))):
+            if not any(
+                self._in_bounds(n) and n not in self.seen for n in ((x - 1, z), (x + 1, z), (x, z - 1), (x, z + 1))
+            ):
                 continue
             point = self._world(cell)
             direction = _direction(position, point)
             distance = math.dist(position, point)
             if direction not in nearest or distance < nearest[direction][0]:
                 nearest[direction] = (distance, point)
-        targets = sorted(({"direction": d, "distance": dist, "position": list(p)} for d, (dist, p) in nearest.items()),
-                         key=lambda t: t["distance"])
+        targets = sorted(
+            ({"direction": d, "distance": dist, "position": list(p)} for d, (dist, p) in nearest.items()),
+            key=lambda t: t["distance"],
+        )
         return {
             "exploration_percentage": 100.0 * len(self.seen) / self.total,
             "total_cells": self.total,

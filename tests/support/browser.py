@@ -27,8 +27,14 @@ from ops.compose import REPO
 ARTIFACTS = Path(os.environ.get("ARENA_TEST_ARTIFACTS", REPO / "tests" / "output"))
 #: The flags the brief asks for: no sandbox (root in CI), no GPU, no network of its own, a fresh profile.
 CHROMIUM_FLAGS = (
-    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
     "--window-size=1400,900",
 )
 
@@ -68,7 +74,9 @@ def save_screenshot(browser: webdriver.Chrome, name: str) -> Path:
     return path
 
 
-def read_inspector(browser: webdriver.Chrome, agent_url: str, agent_ids: list[str], timeout_s: float = 30) -> dict[str, list[str]]:
+def read_inspector(
+    browser: webdriver.Chrome, agent_url: str, agent_ids: list[str], timeout_s: float = 30
+) -> dict[str, list[str]]:
     """Open ``/debug``, wait until every agent has a row, and return each agent's decision chips' tools.
 
     Also checks what escaping must guarantee: the page runs only its own script, and no
@@ -80,7 +88,10 @@ def read_inspector(browser: webdriver.Chrome, agent_url: str, agent_ids: list[st
     browser.get(f"{agent_url}/debug")
 
     def rows_for_all(driver: webdriver.Chrome) -> bool:
-        shown = {row.find_element(By.CSS_SELECTOR, "td.agent").text for row in driver.find_elements(By.CSS_SELECTOR, "#rows tr")}
+        shown = {
+            row.find_element(By.CSS_SELECTOR, "td.agent").text
+            for row in driver.find_elements(By.CSS_SELECTOR, "#rows tr")
+        }
         return set(agent_ids) <= shown
 
     WebDriverWait(browser, timeout_s, poll_frequency=0.25).until(rows_for_all)
@@ -99,13 +110,19 @@ def open_decision(browser: webdriver.Chrome, agent_id: str, timeout_s: float = 1
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    row = next(r for r in browser.find_elements(By.CSS_SELECTOR, "#rows tr") if r.find_element(By.CSS_SELECTOR, "td.agent").text == agent_id)
+    row = next(
+        r
+        for r in browser.find_elements(By.CSS_SELECTOR, "#rows tr")
+        if r.find_element(By.CSS_SELECTOR, "td.agent").text == agent_id
+    )
     chip = row.find_element(By.CSS_SELECTOR, "button.chip")
     trace_id = chip.get_attribute("data-trace-id")
     browser.execute_script("arguments[0].click()", chip)  # live refresh may redraw the row under a real click
     WebDriverWait(browser, timeout_s).until(
         lambda d: d.find_element(By.ID, "detail").get_attribute("data-trace-id") == trace_id
     )
-    text = {name: browser.find_element(By.ID, f"detail-{name}").get_attribute("textContent")
-            for name in ("title", "system", "prompt", "raw", "decision")}
+    text = {
+        name: browser.find_element(By.ID, f"detail-{name}").get_attribute("textContent")
+        for name in ("title", "system", "prompt", "raw", "decision")
+    }
     return text

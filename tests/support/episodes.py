@@ -36,10 +36,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 import httpx
+
 from arena_vllm.agent.fallback import fallback_decision
 from arena_vllm.agent.schemas import Observation
 from arena_vllm.config import Settings
-
 from tests.support.arena_world import Layout, Rules, make_world
 
 #: vLLM's counters read before and after a run: ``{"generated": ..., "requests": ...}``.
@@ -76,7 +76,9 @@ class FallbackPolicy:
         self.settings = settings
 
     async def decide(self, tick: int, bodies: list[dict[str, Any]]) -> list[Decision]:
-        return [fallback_decision(Observation.model_validate(b), self.settings, "baseline").model_dump() for b in bodies]
+        return [
+            fallback_decision(Observation.model_validate(b), self.settings, "baseline").model_dump() for b in bodies
+        ]
 
 
 class BeginnerPolicy:
@@ -183,18 +185,27 @@ class RunResult:
         return _quantile(self.latencies_s, quantile)
 
     def line(self) -> str:
-        tokens = f", {self.tokens_per_call:.1f} generated tokens/call ({self.model_calls:.0f} calls)" \
-            if self.tokens_per_call is not None else ""
+        tokens = (
+            f", {self.tokens_per_call:.1f} generated tokens/call ({self.model_calls:.0f} calls)"
+            if self.tokens_per_call is not None
+            else ""
+        )
         sources = ", ".join(f"{k} {v}" for k, v in sorted(self.sources.items()))
-        return (f"{self.rules:<9} {self.policy:<8} run {self.run}: resources {self.collected}/{self.resources_total}, "
-                f"crafts {self.crafted}, damage {self.damage:.0f}, not executable {self.problems}/{self.decisions}, "
-                f"sources [{sources}], latency median {self.latency(0.5):.3f} s p95 {self.latency(0.95):.3f} s{tokens}")
+        return (
+            f"{self.rules:<9} {self.policy:<8} run {self.run}: resources {self.collected}/{self.resources_total}, "
+            f"crafts {self.crafted}, damage {self.damage:.0f}, not executable {self.problems}/{self.decisions}, "
+            f"sources [{sources}], latency median {self.latency(0.5):.3f} s p95 {self.latency(0.95):.3f} s{tokens}"
+        )
 
     def as_dict(self) -> dict[str, Any]:
         row = asdict(self)
         row.pop("latencies_s")
-        row.update(latency_median_s=self.latency(0.5), latency_p95_s=self.latency(0.95), model_share=self.model_share,
-                   tokens_per_call=self.tokens_per_call)
+        row.update(
+            latency_median_s=self.latency(0.5),
+            latency_p95_s=self.latency(0.95),
+            model_share=self.model_share,
+            tokens_per_call=self.tokens_per_call,
+        )
         return row
 
 
@@ -209,13 +220,18 @@ def _quantile(values: Sequence[float], q: float) -> float:
 
 
 async def play(
-    policy: Policy, rules: Rules, layouts: Sequence[Layout], ticks: int, run: int = 1, counters: Counters | None = None,
+    policy: Policy,
+    rules: Rules,
+    layouts: Sequence[Layout],
+    ticks: int,
+    run: int = 1,
+    counters: Counters | None = None,
     on_tick: Callable[[int, float], None] | None = None,
 ) -> RunResult:
     """``ticks`` ticks of every layout, one agent each, all agents decided together each tick;
     ``on_tick(tick, seconds)`` after each (progress, for runs of minutes on a CPU)."""
     worlds = [make_world(rules, layout, f"agent_{n:02d}") for n, layout in enumerate(layouts)]
-    result = RunResult(policy.name, rules, run, len(layouts), ticks, sum(len(l.resources) for l in layouts))
+    result = RunResult(policy.name, rules, run, len(layouts), ticks, sum(len(layout.resources) for layout in layouts))
     sources: Counter[str] = Counter()
     before = await counters() if counters else None
     for tick in range(ticks):
@@ -250,19 +266,39 @@ async def play(
 # --- The SDK's six eval scenarios (python/evals/eval_agent.py SCENARIOS) ---
 
 
-def sdk_body(name: str, tick: int, *, health: float = 100.0, hazards: Sequence[dict[str, Any]] = (),
-             resources: Sequence[dict[str, Any]] = (), stations: Sequence[dict[str, Any]] = (),
-             inventory: dict[str, int] | None = None) -> dict[str, Any]:
+def sdk_body(
+    name: str,
+    tick: int,
+    *,
+    health: float = 100.0,
+    hazards: Sequence[dict[str, Any]] = (),
+    resources: Sequence[dict[str, Any]] = (),
+    stations: Sequence[dict[str, Any]] = (),
+    inventory: dict[str, int] | None = None,
+) -> dict[str, Any]:
     """``mock_observation(...)`` (python/sdk/agent_arena_sdk/testing.py) at the origin, as the SDK's
     ``Observation.to_dict`` writes it: dict inventories become items ``{id: "<name>_0", name, quantity}``
     (``_coerce_inventory``), hazards carry ``damage`` 5.0 (``mock_hazard``), perception_radius 50."""
     return {
-        "agent_id": f"eval_{name}", "tick": tick, "position": [0.0, 0.0, 0.0], "rotation": None, "velocity": None,
-        "visible_entities": [], "nearby_resources": list(resources),
-        "nearby_hazards": [{**h, "damage": 5.0} for h in hazards], "nearby_stations": list(stations),
+        "agent_id": f"eval_{name}",
+        "tick": tick,
+        "position": [0.0, 0.0, 0.0],
+        "rotation": None,
+        "velocity": None,
+        "visible_entities": [],
+        "nearby_resources": list(resources),
+        "nearby_hazards": [{**h, "damage": 5.0} for h in hazards],
+        "nearby_stations": list(stations),
         "inventory": [{"id": f"{k}_0", "name": k, "quantity": v} for k, v in (inventory or {}).items()],
-        "health": health, "energy": 100.0, "perception_radius": 50.0, "exploration": None, "scenario_name": "",
-        "objective": None, "current_progress": {}, "custom": {}, "tool_result": None,
+        "health": health,
+        "energy": 100.0,
+        "perception_radius": 50.0,
+        "exploration": None,
+        "scenario_name": "",
+        "objective": None,
+        "current_progress": {},
+        "custom": {},
+        "tool_result": None,
     }
 
 
@@ -277,6 +313,7 @@ def moves_clear_of(hazard: Sequence[float], clear: float = 3.0) -> Callable[[Dec
     """Good: a ``move_to`` (from the origin) whose target is at least ``clear`` (MockArena's hazard radius)
     from the hazard and whose first step (1 unit, MockArena's speed) already leaves the hazard farther
     behind: a far target on the other side of the fire is a walk through it."""
+
     def judge(decision: Decision) -> bool:
         target = _target_xz(decision)
         if target is None or math.hypot(*target) < 1e-9:
@@ -285,25 +322,30 @@ def moves_clear_of(hazard: Sequence[float], clear: float = 3.0) -> Callable[[Dec
         step = (target[0] / reach * min(1.0, reach), target[1] / reach * min(1.0, reach))
         fire = (hazard[0], hazard[2])
         return math.dist(target, fire) >= clear and math.dist(step, fire) > math.hypot(*fire)
+
     return judge
 
 
 def heads_for(thing: Sequence[float], within_deg: float = 45.0) -> Callable[[Decision], bool]:
     """Good: a ``move_to`` (from the origin) whose direction is within 45 degrees of the thing's."""
+
     def judge(decision: Decision) -> bool:
         target = _target_xz(decision)
         if target is None or math.hypot(*target) < 0.5:
             return False
         cos = (target[0] * thing[0] + target[1] * thing[2]) / (math.hypot(*target) * math.hypot(thing[0], thing[2]))
         return cos >= math.cos(math.radians(within_deg))
+
     return judge
 
 
 def moves_at_least(units: float = 1.0) -> Callable[[Decision], bool]:
     """Good: a ``move_to`` at least ``units`` from the agent (at the origin): it goes somewhere."""
+
     def judge(decision: Decision) -> bool:
         target = _target_xz(decision)
         return target is not None and math.hypot(*target) >= units
+
     return judge
 
 
@@ -325,35 +367,74 @@ class Scenario:
 
 #: The names eval_agent.py's factories give, in its order (mock_hazard -> fire_001, fire_002, ...).
 SCENARIOS: tuple[Scenario, ...] = (
-    Scenario("hazard_escape", "Fire is 1.5 units away. Agent should flee.",
-             sdk_body("hazard_escape", 1, health=80.0, hazards=[
-                 {"name": "fire_001", "type": "fire", "position": [1.0, 0.0, 0.0], "distance": 1.5}]),
-             "move_to a point at least 3.0 from the fire at [1, 0, 0] (out of MockArena's damage radius)",
-             moves_clear_of((1.0, 0.0, 0.0))),
-    Scenario("resource_collection", "Berry 8 units away, no threats.",
-             sdk_body("resource_collection", 1, resources=[
-                 {"name": "berry_001", "type": "berry", "position": [10.0, 0.0, 5.0], "distance": 8.0}]),
-             "move_to heading for the berry at [10, 0, 5] (within 45 degrees of its direction)",
-             heads_for((10.0, 0.0, 5.0))),
-    Scenario("danger_vs_reward", "Fire 2 units away AND berry 3 units away. Safety vs reward tradeoff.",
-             sdk_body("danger_vs_reward", 1, health=60.0,
-                      hazards=[{"name": "fire_002", "type": "fire", "position": [2.0, 0.0, 0.0], "distance": 2.0}],
-                      resources=[{"name": "berry_002", "type": "berry", "position": [3.0, 0.0, 1.0], "distance": 3.0}]),
-             "safety first, as every SDK starter: move_to at least 3.0 from the fire at [2, 0, 0] "
-             "(the berry lies 1.4 from the fire, inside its damage radius)",
-             moves_clear_of((2.0, 0.0, 0.0))),
-    Scenario("low_health_triage", "Health critical (15 HP), berry nearby. Should be cautious.",
-             sdk_body("low_health_triage", 1, health=15.0, resources=[
-                 {"name": "berry_003", "type": "berry", "position": [5.0, 0.0, 3.0], "distance": 4.0}]),
-             "no hazard in sight, so the berry (food) is safe to take: move_to heading for it at [5, 0, 3]",
-             heads_for((5.0, 0.0, 3.0))),
-    Scenario("exploration", "Nothing visible, only 20% explored. Should explore.",
-             sdk_body("exploration", 10),
-             "move_to somewhere at least 1 unit away (idle explores nothing)", moves_at_least(1.0)),
-    Scenario("crafting_opportunity", "Has wood + stone, workbench nearby. Should craft a torch.",
-             sdk_body("crafting_opportunity", 5, inventory={"wood": 2, "stone": 1}, stations=[
-                 {"name": "workbench_001", "type": "workbench", "position": [1.0, 0.0, 0.0], "distance": 1.0}]),
-             'craft_item {"recipe": "torch"} (workbench 1.0 away, wood and stone held)', crafts("torch")),
+    Scenario(
+        "hazard_escape",
+        "Fire is 1.5 units away. Agent should flee.",
+        sdk_body(
+            "hazard_escape",
+            1,
+            health=80.0,
+            hazards=[{"name": "fire_001", "type": "fire", "position": [1.0, 0.0, 0.0], "distance": 1.5}],
+        ),
+        "move_to a point at least 3.0 from the fire at [1, 0, 0] (out of MockArena's damage radius)",
+        moves_clear_of((1.0, 0.0, 0.0)),
+    ),
+    Scenario(
+        "resource_collection",
+        "Berry 8 units away, no threats.",
+        sdk_body(
+            "resource_collection",
+            1,
+            resources=[{"name": "berry_001", "type": "berry", "position": [10.0, 0.0, 5.0], "distance": 8.0}],
+        ),
+        "move_to heading for the berry at [10, 0, 5] (within 45 degrees of its direction)",
+        heads_for((10.0, 0.0, 5.0)),
+    ),
+    Scenario(
+        "danger_vs_reward",
+        "Fire 2 units away AND berry 3 units away. Safety vs reward tradeoff.",
+        sdk_body(
+            "danger_vs_reward",
+            1,
+            health=60.0,
+            hazards=[{"name": "fire_002", "type": "fire", "position": [2.0, 0.0, 0.0], "distance": 2.0}],
+            resources=[{"name": "berry_002", "type": "berry", "position": [3.0, 0.0, 1.0], "distance": 3.0}],
+        ),
+        "safety first, as every SDK starter: move_to at least 3.0 from the fire at [2, 0, 0] "
+        "(the berry lies 1.4 from the fire, inside its damage radius)",
+        moves_clear_of((2.0, 0.0, 0.0)),
+    ),
+    Scenario(
+        "low_health_triage",
+        "Health critical (15 HP), berry nearby. Should be cautious.",
+        sdk_body(
+            "low_health_triage",
+            1,
+            health=15.0,
+            resources=[{"name": "berry_003", "type": "berry", "position": [5.0, 0.0, 3.0], "distance": 4.0}],
+        ),
+        "no hazard in sight, so the berry (food) is safe to take: move_to heading for it at [5, 0, 3]",
+        heads_for((5.0, 0.0, 3.0)),
+    ),
+    Scenario(
+        "exploration",
+        "Nothing visible, only 20% explored. Should explore.",
+        sdk_body("exploration", 10),
+        "move_to somewhere at least 1 unit away (idle explores nothing)",
+        moves_at_least(1.0),
+    ),
+    Scenario(
+        "crafting_opportunity",
+        "Has wood + stone, workbench nearby. Should craft a torch.",
+        sdk_body(
+            "crafting_opportunity",
+            5,
+            inventory={"wood": 2, "stone": 1},
+            stations=[{"name": "workbench_001", "type": "workbench", "position": [1.0, 0.0, 0.0], "distance": 1.0}],
+        ),
+        'craft_item {"recipe": "torch"} (workbench 1.0 away, wood and stone held)',
+        crafts("torch"),
+    ),
 )
 
 
@@ -371,7 +452,9 @@ class ScenarioResult:
         return sum(self.good) * 2 > len(self.good)
 
     def line(self) -> str:
-        calls = "; ".join(f"{'+' if ok else '-'} {d.get('tool')} {d.get('params')}" for d, ok in zip(self.decisions, self.good))
+        calls = "; ".join(
+            f"{'+' if ok else '-'} {d.get('tool')} {d.get('params')}" for d, ok in zip(self.decisions, self.good)
+        )
         return f"  {'GOOD' if self.passed else 'bad '} {self.scenario:<21} {sum(self.good)}/{len(self.good)}  {calls}"
 
 
@@ -381,27 +464,32 @@ async def eval_scenarios(policy: Policy, draws: int = 3) -> list[ScenarioResult]
     decisions = await policy.decide(1, bodies)
     results = []
     for index, scenario in enumerate(SCENARIOS):
-        drawn = decisions[index * draws:(index + 1) * draws]
+        drawn = decisions[index * draws : (index + 1) * draws]
         results.append(ScenarioResult(scenario.name, scenario.rubric, drawn, [scenario.judge(d) for d in drawn]))
     return results
 
 
 def summary(results: Sequence[RunResult]) -> list[str]:
     """A table a human reads: per rule set and policy, the median over runs of each figure."""
-    header = (f"{'rules':<9} {'policy':<8} {'runs':>4} {'resources':>11} {'crafts':>6} {'damage':>7} "
-              f"{'not exec.':>9} {'model':>6} {'lat. med':>9} {'lat. p95':>9} {'tok/call':>8}")
+    header = (
+        f"{'rules':<9} {'policy':<8} {'runs':>4} {'resources':>11} {'crafts':>6} {'damage':>7} "
+        f"{'not exec.':>9} {'model':>6} {'lat. med':>9} {'lat. p95':>9} {'tok/call':>8}"
+    )
     lines = [header, "-" * len(header)]
     groups: dict[tuple[str, str], list[RunResult]] = {}
     for r in results:
         groups.setdefault((r.rules, r.policy), []).append(r)
     for (rules, policy), runs in groups.items():
+
         def med(values: list[float]) -> float:
             return statistics.median(values)
+
         tokens = [r.tokens_per_call for r in runs if r.tokens_per_call is not None]
         lines.append(
             f"{rules:<9} {policy:<8} {len(runs):>4} {med([r.collected for r in runs]):>6.0f}/{runs[0].resources_total:<4} "
             f"{med([r.crafted for r in runs]):>6.0f} {med([r.damage for r in runs]):>7.0f} "
             f"{med([r.problems for r in runs]):>9.0f} {med([r.model_share for r in runs]):>6.0%} "
             f"{med([r.latency(0.5) for r in runs]):>8.3f}s {med([r.latency(0.95) for r in runs]):>8.3f}s "
-            + (f"{med(tokens):>8.1f}" if tokens else f"{'-':>8}"))
+            + (f"{med(tokens):>8.1f}" if tokens else f"{'-':>8}")
+        )
     return lines

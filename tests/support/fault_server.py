@@ -24,7 +24,8 @@ import socket
 import threading
 import time
 import uuid
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Request
@@ -71,7 +72,7 @@ class FaultServer:
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True)
 
-    def __enter__(self) -> "FaultServer":
+    def __enter__(self) -> FaultServer:
         self._thread.start()
         deadline = time.monotonic() + 10
         while not self._server.started:
@@ -146,10 +147,13 @@ class FaultServer:
             properties = tool.get("parameters", {}).get("properties") or {"unexpected_argument": None}
             arguments = {name: None for name in properties}  # null matches no declared type
         if self.mode == "text_call":
-            return f'<tool_call>\n{json.dumps({"name": tool["name"], "arguments": arguments})}\n</tool_call>', None
+            return f"<tool_call>\n{json.dumps({'name': tool['name'], 'arguments': arguments})}\n</tool_call>", None
         encoded = '{"target_position": [1, 2,' if self.mode == "malformed_args" else json.dumps(arguments)
-        call = {"id": f"chatcmpl-tool-{uuid.uuid4().hex[:8]}", "type": "function",
-                "function": {"name": tool["name"], "arguments": encoded}}
+        call = {
+            "id": f"chatcmpl-tool-{uuid.uuid4().hex[:8]}",
+            "type": "function",
+            "function": {"name": tool["name"], "arguments": encoded},
+        }
         return None, [call]
 
     def _schema_answer(self, tools: list[dict]) -> str:
@@ -162,9 +166,9 @@ class FaultServer:
             properties = tool.get("parameters", {}).get("properties") or {"unexpected_argument": None}
             arguments = {name: None for name in properties}
         if self.mode == "malformed_args":
-            return '{"%s": {"target_position": [1, 2,' % tool["name"]
+            return '{"' + tool["name"] + '": {"target_position": [1, 2,'
         if self.mode == "text_call":
-            return f'<tool_call>\n{json.dumps({"name": tool["name"], "arguments": arguments})}\n</tool_call>'
+            return f"<tool_call>\n{json.dumps({'name': tool['name'], 'arguments': arguments})}\n</tool_call>"
         return json.dumps({tool["name"]: arguments}, separators=(",", ":"))
 
     def _completion(self, body: dict, content: str | None, tool_calls: list[dict] | None) -> dict:
@@ -172,17 +176,26 @@ class FaultServer:
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
         message = {"role": "assistant", "content": content, "tool_calls": tool_calls or []}
         return {
-            "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
+            "id": f"chatcmpl-{uuid.uuid4().hex}",
+            "object": "chat.completion",
+            "created": int(time.time()),
             "model": self.model,
             "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if tool_calls else "stop"}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                      "total_tokens": prompt_tokens + completion_tokens},
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
         }
 
     async def _chunks(self, text: str) -> AsyncIterator[str]:
         """Server-sent events, one word per chunk, then [DONE], as vLLM streams."""
-        base = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk",
-                "created": int(time.time()), "model": self.model}
+        base = {
+            "id": f"chatcmpl-{uuid.uuid4().hex}",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": self.model,
+        }
         words = text.split(" ")
         for i, word in enumerate(words):
             piece = word if i == 0 else " " + word
@@ -196,8 +209,11 @@ def _tools_of_schema(body: dict) -> list[dict]:
     """The tools a ``response_format`` one-call schema offers (``backends.tools.one_call_schema``), else []."""
     response_format = body.get("response_format") or {}
     schema = (response_format.get("json_schema") or {}).get("schema") or {}
-    return [{"name": name, "parameters": parameters}
-            for branch in schema.get("anyOf") or [] for name, parameters in branch.get("properties", {}).items()]
+    return [
+        {"name": name, "parameters": parameters}
+        for branch in schema.get("anyOf") or []
+        for name, parameters in branch.get("properties", {}).items()
+    ]
 
 
 def _error(status: int, message: str, kind: str) -> JSONResponse:

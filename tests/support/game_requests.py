@@ -24,8 +24,13 @@ from typing import Any
 
 #: scenes/foraging.tscn: Resources/*, Hazards/*, Stations/* (name -> global position).
 RESOURCES = {
-    "Apple": (-5.0, 0.5, 3.0), "Apple2": (4.0, 0.5, -6.0), "Apple3": (-1.0, 0.5, -5.0),
-    "Stone": (7.0, 0.3, 4.0), "Stone2": (-8.0, 0.3, -3.0), "Wood": (9.0, 0.3, -2.0), "Wood2": (-4.0, 0.3, 8.0),
+    "Apple": (-5.0, 0.5, 3.0),
+    "Apple2": (4.0, 0.5, -6.0),
+    "Apple3": (-1.0, 0.5, -5.0),
+    "Stone": (7.0, 0.3, 4.0),
+    "Stone2": (-8.0, 0.3, -3.0),
+    "Wood": (9.0, 0.3, -2.0),
+    "Wood2": (-4.0, 0.3, 8.0),
 }
 HAZARDS = {"Pit": (1.0, 0.0, 1.0), "Pit2": (-3.0, 0.0, -3.0)}
 STATIONS = {"Workbench": (12.0, 0.0, 10.0, "workbench"), "Anvil": (-10.0, 0.0, -8.0, "anvil")}
@@ -55,8 +60,9 @@ def hazard_type(name: str) -> str:
     return "fire" if "Fire" in name else "pit" if "Pit" in name else "unknown"
 
 
-def _seen(position: tuple[float, float, float], things: dict[str, tuple], kind: Any,
-          radius: float = PERCEPTION_RADIUS) -> list[dict[str, Any]]:
+def _seen(
+    position: tuple[float, float, float], things: dict[str, tuple], kind: Any, radius: float = PERCEPTION_RADIUS
+) -> list[dict[str, Any]]:
     """scripts/foraging.gd ``_build_observations_for_agent``'s loops, then the conversion's
     ``{name, type, distance, position: [x, y, z]}`` (base_scene_controller.gd and foraging.gd
     ``_convert_observation_to_backend_format``)."""
@@ -138,17 +144,38 @@ def tool_result(tool: str, success: bool, result: dict[str, Any], error: str = "
 #: Outcomes the scripts report, one per agent in turn: scripts/simple_agent.gd ``_physics_process``
 #: (move_to reached / stuck), foraging.gd ``_collect_resource`` and ``craft_item``, the idle entry.
 _OUTCOMES = [
-    lambda p: tool_result("move_to", True, {"success": True, "final_position": list(p), "target_position": list(p),
-                                            "duration_ticks": 4}, duration=4),
-    lambda p: tool_result("collect", True, {"resource_name": "Apple", "resource_type": "berry",
-                                            "resources_collected": 1, "resources_remaining": 6}),
-    lambda p: tool_result("craft_item", False, {"success": False, "error":
-                          "Not near a workbench station (need to be within 2.5 units)"},
-                          "Not near a workbench station (need to be within 2.5 units)"),
+    lambda p: tool_result(
+        "move_to",
+        True,
+        {"success": True, "final_position": list(p), "target_position": list(p), "duration_ticks": 4},
+        duration=4,
+    ),
+    lambda p: tool_result(
+        "collect",
+        True,
+        {"resource_name": "Apple", "resource_type": "berry", "resources_collected": 1, "resources_remaining": 6},
+    ),
+    lambda p: tool_result(
+        "craft_item",
+        False,
+        {"success": False, "error": "Not near a workbench station (need to be within 2.5 units)"},
+        "Not near a workbench station (need to be within 2.5 units)",
+    ),
     lambda p: tool_result("idle", True, {}),
-    lambda p: tool_result("move_to", False, {"success": False, "error": "stuck", "final_position": list(p),
-                                             "target_position": [9.0, 0.0, -2.0], "distance_remaining": 6.2,
-                                             "duration_ticks": 9}, "stuck", 9),
+    lambda p: tool_result(
+        "move_to",
+        False,
+        {
+            "success": False,
+            "error": "stuck",
+            "final_position": list(p),
+            "target_position": [9.0, 0.0, -2.0],
+            "distance_remaining": 6.2,
+            "duration_ticks": 9,
+        },
+        "stuck",
+        9,
+    ),
 ]
 
 
@@ -166,13 +193,17 @@ def foraging_ticks(ticks: int = 3, agents: int = 16) -> list[list[dict[str, Any]
         bodies = []
         for n in range(agents):
             position = agent_position(n, tick)
-            bodies.append(foraging_observe(
-                f"forager_{n:02d}", tick, position,
-                health=100.0 - 2.5 * (n % 5) * tick,
-                inventory={"berry": n % 3, "wood": (n + tick) % 2, "stone": n % 2} if n % 4 else {},
-                tool_result=_OUTCOMES[(n + tick) % len(_OUTCOMES)](position) if tick > 1 else None,
-                exploration=exploration_summary(position, min(100.0, 5.0 * tick + n)) if n % 2 == 0 else None,
-            ))
+            bodies.append(
+                foraging_observe(
+                    f"forager_{n:02d}",
+                    tick,
+                    position,
+                    health=100.0 - 2.5 * (n % 5) * tick,
+                    inventory={"berry": n % 3, "wood": (n + tick) % 2, "stone": n % 2} if n % 4 else {},
+                    tool_result=_OUTCOMES[(n + tick) % len(_OUTCOMES)](position) if tick > 1 else None,
+                    exploration=exploration_summary(position, min(100.0, 5.0 * tick + n)) if n % 2 == 0 else None,
+                )
+            )
         replay.append(bodies)
     return replay
 
@@ -193,8 +224,14 @@ def foraging_at_work(tick: int = 1) -> list[dict[str, Any]]:
     return bodies
 
 
-def hazard_experience(agent_id: str, tick: int, position: tuple[float, float, float], hazard: str = "Pit2",
-                      damage: float = 5.0 / 60.0, health: float = 72.5) -> dict[str, Any]:
+def hazard_experience(
+    agent_id: str,
+    tick: int,
+    position: tuple[float, float, float],
+    hazard: str = "Pit2",
+    damage: float = 5.0 / 60.0,
+    health: float = 72.5,
+) -> dict[str, Any]:
     """The ``POST /experience`` body of scripts/hazards/base_hazard.gd ``_report_damage_to_backend``
     (a pit: scripts/hazards/pit.gd sets ``hazard_type = "pit"``, 5 damage per second, one physics frame)."""
     return {

@@ -9,17 +9,39 @@ from __future__ import annotations
 
 H100_CUDA_TOTAL_GIB = 79.18
 
-QWEN25_15B = dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
-                  num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True, torch_dtype="bfloat16",
-                  max_position_embeddings=32768)
-QWEN25_7B = dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
-                 num_key_value_heads=4, vocab_size=152064, tie_word_embeddings=False, torch_dtype="bfloat16",
-                 max_position_embeddings=32768)
-QWEN25_7B_AWQ = dict(QWEN25_7B, torch_dtype="float16",
-                     quantization_config={"bits": 4, "group_size": 128, "quant_method": "awq", "zero_point": True})
+QWEN25_15B = dict(
+    hidden_size=1536,
+    intermediate_size=8960,
+    num_hidden_layers=28,
+    num_attention_heads=12,
+    num_key_value_heads=2,
+    vocab_size=151936,
+    tie_word_embeddings=True,
+    torch_dtype="bfloat16",
+    max_position_embeddings=32768,
+)
+QWEN25_7B = dict(
+    hidden_size=3584,
+    intermediate_size=18944,
+    num_hidden_layers=28,
+    num_attention_heads=28,
+    num_key_value_heads=4,
+    vocab_size=152064,
+    tie_word_embeddings=False,
+    torch_dtype="bfloat16",
+    max_position_embeddings=32768,
+)
+QWEN25_7B_AWQ = dict(
+    QWEN25_7B,
+    torch_dtype="float16",
+    quantization_config={"bits": 4, "group_size": 128, "quant_method": "awq", "zero_point": True},
+)
 #: The profiles' models (configs/profile/*.yaml) -> their config.json shape.
-PROFILE_MODELS = {"Qwen/Qwen2.5-1.5B-Instruct": QWEN25_15B, "Qwen/Qwen2.5-7B-Instruct": QWEN25_7B,
-                  "Qwen/Qwen2.5-7B-Instruct-AWQ": QWEN25_7B_AWQ}
+PROFILE_MODELS = {
+    "Qwen/Qwen2.5-1.5B-Instruct": QWEN25_15B,
+    "Qwen/Qwen2.5-7B-Instruct": QWEN25_7B,
+    "Qwen/Qwen2.5-7B-Instruct-AWQ": QWEN25_7B_AWQ,
+}
 
 #: (case, profile, config, util passed to vLLM, vLLM's "Model loading took" GiB, logged KV tokens)
 MEASURED = [
@@ -36,6 +58,14 @@ MEASURED = [
 ]
 
 #: config.json of the stack tests' tiny model (tests/support/make_tiny_model.py; vocabulary from its tokenizer).
-TINY_CONFIG = dict(hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=2,
-                   num_key_value_heads=1, vocab_size=2052, tie_word_embeddings=True, dtype="bfloat16",
-                   max_position_embeddings=4096)
+TINY_CONFIG = dict(
+    hidden_size=128,
+    intermediate_size=256,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    num_key_value_heads=1,
+    vocab_size=2052,
+    tie_word_embeddings=True,
+    dtype="bfloat16",
+    max_position_embeddings=4096,
+)

@@ -78,8 +78,11 @@ def sample_calls(count: int = 400) -> list[str]:
     calls = []
     for _ in range(count):
         position = [round(rng.uniform(-100, 100), rng.choice([0, 1, 2, 6])) for _ in range(3)]
-        calls.append(json.dumps({"name": "move_to", "arguments": {"target_position": position,
-                                                                  "speed": round(rng.uniform(0.1, 2), 3)}}))
+        calls.append(
+            json.dumps(
+                {"name": "move_to", "arguments": {"target_position": position, "speed": round(rng.uniform(0.1, 2), 3)}}
+            )
+        )
         name = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz0123456789_") for _ in range(rng.randint(3, 32)))
         calls.append(json.dumps({"name": "collect", "arguments": {"target_name": name}}))
     return [f"<tool_call>\n{call}\n</tool_call>" for call in calls]

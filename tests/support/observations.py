@@ -12,7 +12,9 @@ OBSERVATION = {
         {"name": "berry_1", "type": "berry", "position": [3.0, 0.0, 4.0], "distance": 5.0},
         {"name": "wood_7", "type": "wood", "position": [-12.0, 0.0, 5.0], "distance": 13.0},
     ],
-    "nearby_hazards": [{"name": "fire_1", "type": "fire", "position": [-6.0, 0.0, 8.0], "distance": 10.0, "damage": 10}],
+    "nearby_hazards": [
+        {"name": "fire_1", "type": "fire", "position": [-6.0, 0.0, 8.0], "distance": 10.0, "damage": 10}
+    ],
     "nearby_stations": [],
     "inventory": [{"id": "item_1", "name": "wood", "quantity": 2}],
     "health": 90.0,
@@ -20,8 +22,11 @@ OBSERVATION = {
     "perception_radius": 50.0,
     "exploration": {"exploration_percentage": 12.5, "total_cells": 400, "seen_cells": 50},
     "scenario_name": "foraging",
-    "objective": {"description": "Collect resources while avoiding hazards", "time_limit": 600,
-                  "success_metrics": {"resources_collected": {"target": 10, "weight": 1.0}}},
+    "objective": {
+        "description": "Collect resources while avoiding hazards",
+        "time_limit": 600,
+        "success_metrics": {"resources_collected": {"target": 10, "weight": 1.0}},
+    },
     "current_progress": {"resources_collected": 1},
     "custom": {"weather": "rain"},
 }

@@ -26,16 +26,42 @@ SDK_TRACE: dict[str, Any] = {
     "trace_id": "1a2b3c4d",
     "start_time": 1764100000.5,
     "steps": [
-        {"name": "observation", "timestamp": 1764100000.5, "elapsed_ms": 0.01,
-         "data": {"position": [0.0, 0.0, 0.0], "health": 90.0, "energy": 75.5, "nearby_resources": 2, "nearby_hazards": 1}},
-        {"name": "prompt", "timestamp": 1764100000.5, "elapsed_ms": 0.02,
-         "data": {"system_prompt": "You are...", "user_prompt": "Tick 42..."}},
-        {"name": "llm_response", "timestamp": 1764100001.0, "elapsed_ms": 500.0,
-         "data": {"raw_output": "{...}", "tokens_used": 45, "finish_reason": None}},
-        {"name": "parse", "timestamp": 1764100001.0, "elapsed_ms": 500.1,
-         "data": {"method": "json", "parsed_json": None}},
-        {"name": "decision", "timestamp": 1764100001.0, "elapsed_ms": 500.2,
-         "data": {"tool": "move_to", "params": {}, "reasoning": "nearest berry"}},
+        {
+            "name": "observation",
+            "timestamp": 1764100000.5,
+            "elapsed_ms": 0.01,
+            "data": {
+                "position": [0.0, 0.0, 0.0],
+                "health": 90.0,
+                "energy": 75.5,
+                "nearby_resources": 2,
+                "nearby_hazards": 1,
+            },
+        },
+        {
+            "name": "prompt",
+            "timestamp": 1764100000.5,
+            "elapsed_ms": 0.02,
+            "data": {"system_prompt": "You are...", "user_prompt": "Tick 42..."},
+        },
+        {
+            "name": "llm_response",
+            "timestamp": 1764100001.0,
+            "elapsed_ms": 500.0,
+            "data": {"raw_output": "{...}", "tokens_used": 45, "finish_reason": None},
+        },
+        {
+            "name": "parse",
+            "timestamp": 1764100001.0,
+            "elapsed_ms": 500.1,
+            "data": {"method": "json", "parsed_json": None},
+        },
+        {
+            "name": "decision",
+            "timestamp": 1764100001.0,
+            "elapsed_ms": 500.2,
+            "data": {"tool": "move_to", "params": {}, "reasoning": "nearest berry"},
+        },
     ],
 }
 
@@ -45,22 +71,63 @@ SDK_CAPTURE: dict[str, Any] = {
     "tick": 42,
     "start_time": "2026-11-25T20:00:00.000000Z",
     "entries": [
-        {"timestamp": "2026-11-25T20:00:00.000000Z", "agent_id": "forager_1", "tick": 42, "stage": "observation",
-         "data": {"agent_id": "forager_1", "tick": 42, "position": [0.0, 0.0, 0.0], "health": 90.0, "energy": 75.5,
-                  "nearby_resources": [{"name": "berry_1", "type": "berry", "distance": 5.0, "position": [3.0, 0.0, 4.0]}],
-                  "nearby_hazards": []}},
-        {"timestamp": "2026-11-25T20:00:00.000000Z", "agent_id": "forager_1", "tick": 42, "stage": "prompt_building",
-         "data": {"system_prompt": "You are...", "memory_context": {"count": 0, "items": []},
-                  "final_prompt": "Tick 42...", "prompt_length": 1250, "estimated_tokens": 312}},
-        {"timestamp": "2026-11-25T20:00:00.000000Z", "agent_id": "forager_1", "tick": 42, "stage": "llm_request",
-         "data": {"model": "tiny", "prompt": "Tick 42...", "tools": [{"name": "move_to", "description": "Move"}],
-                  "temperature": 0.7, "max_tokens": 256}},
-        {"timestamp": "2026-11-25T20:00:00.000000Z", "agent_id": "forager_1", "tick": 42, "stage": "llm_response",
-         "data": {"raw_text": "...", "tokens_used": 45, "finish_reason": None,
-                  "metadata": {}, "latency_ms": 342.0}},  # the result's metadata: tool_call when there was one
-        {"timestamp": "2026-11-25T20:00:00.000000Z", "agent_id": "forager_1", "tick": 42, "stage": "decision",
-         "data": {"tool": "move_to", "params": {}, "reasoning": "nearest berry",
-                  "total_latency_ms": 345.0}},
+        {
+            "timestamp": "2026-11-25T20:00:00.000000Z",
+            "agent_id": "forager_1",
+            "tick": 42,
+            "stage": "observation",
+            "data": {
+                "agent_id": "forager_1",
+                "tick": 42,
+                "position": [0.0, 0.0, 0.0],
+                "health": 90.0,
+                "energy": 75.5,
+                "nearby_resources": [
+                    {"name": "berry_1", "type": "berry", "distance": 5.0, "position": [3.0, 0.0, 4.0]}
+                ],
+                "nearby_hazards": [],
+            },
+        },
+        {
+            "timestamp": "2026-11-25T20:00:00.000000Z",
+            "agent_id": "forager_1",
+            "tick": 42,
+            "stage": "prompt_building",
+            "data": {
+                "system_prompt": "You are...",
+                "memory_context": {"count": 0, "items": []},
+                "final_prompt": "Tick 42...",
+                "prompt_length": 1250,
+                "estimated_tokens": 312,
+            },
+        },
+        {
+            "timestamp": "2026-11-25T20:00:00.000000Z",
+            "agent_id": "forager_1",
+            "tick": 42,
+            "stage": "llm_request",
+            "data": {
+                "model": "tiny",
+                "prompt": "Tick 42...",
+                "tools": [{"name": "move_to", "description": "Move"}],
+                "temperature": 0.7,
+                "max_tokens": 256,
+            },
+        },
+        {
+            "timestamp": "2026-11-25T20:00:00.000000Z",
+            "agent_id": "forager_1",
+            "tick": 42,
+            "stage": "llm_response",
+            "data": {"raw_text": "...", "tokens_used": 45, "finish_reason": None, "metadata": {}, "latency_ms": 342.0},
+        },  # the result's metadata: tool_call when there was one
+        {
+            "timestamp": "2026-11-25T20:00:00.000000Z",
+            "agent_id": "forager_1",
+            "tick": 42,
+            "stage": "decision",
+            "data": {"tool": "move_to", "params": {}, "reasoning": "nearest berry", "total_latency_ms": 345.0},
+        },
     ],
 }
 
@@ -124,7 +191,9 @@ def assert_shape(ours: Any, sdk: Any, path: str = "$") -> None:
     elif isinstance(sdk, bool):
         assert isinstance(ours, bool), f"{path}: expected a boolean, got {ours!r:.200}"
     elif isinstance(sdk, (int, float)):
-        assert isinstance(ours, (int, float)) and not isinstance(ours, bool), f"{path}: expected a number, got {ours!r:.200}"
+        assert isinstance(ours, (int, float)) and not isinstance(ours, bool), (
+            f"{path}: expected a number, got {ours!r:.200}"
+        )
     else:
         assert isinstance(ours, type(sdk)), f"{path}: expected {type(sdk).__name__}, got {ours!r:.200}"
 

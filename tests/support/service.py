@@ -17,10 +17,10 @@ from contextlib import contextmanager
 
 import httpx
 import uvicorn
-from arena_vllm.agent.app import create_app
-from arena_vllm.config import Settings, load_settings
 from prometheus_client.parser import text_string_to_metric_families
 
+from arena_vllm.agent.app import create_app
+from arena_vllm.config import Settings, load_settings
 from tests.support.fault_server import FaultServer
 
 MOVE = {"target_position": [3.0, 0.0, 4.0]}
@@ -60,8 +60,14 @@ def agent_client(fault: FaultServer, *overrides: str) -> Iterator[httpx.Client]:
     """An HTTP client of a fresh agent service whose backend is ``fault``; its requests have the native
     tool shape (``format=openai``) unless ``overrides`` say otherwise, since most tests read what was sent."""
     settings = cached_settings(
-        f"backend.api_base={fault.api_base}", "backend.model=tiny", "backend.max_retries=0", "backend.timeout_s=10",
-        "agent.tick_deadline_s=5", COORDINATES, "backend.function_calling.format=openai", *overrides,
+        f"backend.api_base={fault.api_base}",
+        "backend.model=tiny",
+        "backend.max_retries=0",
+        "backend.timeout_s=10",
+        "agent.tick_deadline_s=5",
+        COORDINATES,
+        "backend.function_calling.format=openai",
+        *overrides,
     )
     with serving(create_app(settings)) as url, httpx.Client(base_url=url, timeout=60) as client:
         yield client

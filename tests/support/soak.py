@@ -109,8 +109,12 @@ class SoakResult:
     @property
     def ok(self) -> bool:
         """The soak's verdict: every tick answered well-formed, every decision the model's, at least one."""
-        return self.errors == 0 and self.decisions > 0 and self.model_decisions == self.decisions \
+        return (
+            self.errors == 0
+            and self.decisions > 0
+            and self.model_decisions == self.decisions
             and self.not_from_model == 0
+        )
 
     def error(self, message: str) -> None:
         self.errors += 1
@@ -126,7 +130,9 @@ def require_loopback(url: str) -> None:
     except socket.gaierror as exc:
         raise SystemExit(f"soak: cannot resolve {host!r} in {url}: {exc}") from None
     if not addresses or not all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses):
-        raise SystemExit(f"soak: {url} is not a loopback address ({sorted(addresses)}); the soak runs against this machine only")
+        raise SystemExit(
+            f"soak: {url} is not a loopback address ({sorted(addresses)}); the soak runs against this machine only"
+        )
 
 
 def observation(agent: int, tick: int, rng: random.Random) -> dict[str, Any]:
@@ -138,7 +144,11 @@ def observation(agent: int, tick: int, rng: random.Random) -> dict[str, Any]:
         "position": [x, 0.0, z],
         "rotation": [0.0, rng.uniform(0, 360), 0.0],
         "nearby_resources": [
-            {"name": f"berry_{n}", "type": "berry", "position": [x + rng.uniform(-10, 10), 0.0, z + rng.uniform(-10, 10)]}
+            {
+                "name": f"berry_{n}",
+                "type": "berry",
+                "position": [x + rng.uniform(-10, 10), 0.0, z + rng.uniform(-10, 10)],
+            }
             for n in range(rng.randint(0, 4))
         ],
         "nearby_hazards": [{"name": "fire_1", "type": "fire", "position": [x + 6.0, 0.0, z], "damage": 10}],
@@ -151,9 +161,10 @@ def observation(agent: int, tick: int, rng: random.Random) -> dict[str, Any]:
 
 
 def tick_body(agents: int, tick: int, rng: random.Random) -> dict[str, Any]:
-    return {"tick": tick, "agents": [
-        {"agent_id": f"soak_{n}", "observations": observation(n, tick, rng)} for n in range(agents)
-    ]}
+    return {
+        "tick": tick,
+        "agents": [{"agent_id": f"soak_{n}", "observations": observation(n, tick, rng)} for n in range(agents)],
+    }
 
 
 def check_tick(response: httpx.Response, body: dict[str, Any], result: SoakResult) -> None:
@@ -229,8 +240,14 @@ def memory(container: Container | None) -> Memory | None:
     detail = stats.get("stats", {})
     cache = detail.get("inactive_file", detail.get("total_inactive_file", 0))  # cgroup v2, v1
     status = container.exec_run(["cat", "/proc/1/status"])
-    rss = next((int(line.split()[1]) * 1024 for line in status.output.decode().splitlines()
-                if line.startswith("VmRSS:")), None) if status.exit_code == 0 else None
+    rss = (
+        next(
+            (int(line.split()[1]) * 1024 for line in status.output.decode().splitlines() if line.startswith("VmRSS:")),
+            None,
+        )
+        if status.exit_code == 0
+        else None
+    )
     return Memory(container_bytes=stats["usage"] - cache, rss_bytes=rss)
 
 
@@ -265,8 +282,12 @@ def run_soak(options: SoakOptions, container: Container | None = None, progress_
                 check_tick(response, body, result)
             result.ticks_done += 1
             if progress_every and result.ticks_done % progress_every == 0:
-                print(f"soak: {result.ticks_done}/{options.ticks} ticks, {time.monotonic() - started:.0f} s, "
-                      f"{result.errors} errors", file=sys.stderr, flush=True)
+                print(
+                    f"soak: {result.ticks_done}/{options.ticks} ticks, {time.monotonic() - started:.0f} s, "
+                    f"{result.errors} errors",
+                    file=sys.stderr,
+                    flush=True,
+                )
         result.elapsed_s = time.monotonic() - started
         count_from_metrics(result, counted_from, decisions_by_source(client))
         stats = client.get("/debug/stats")
@@ -297,8 +318,12 @@ def report(options: SoakOptions, result: SoakResult) -> str:
         f"made by the model: {result.model_decisions}/{result.decisions}; not by the model (a failed or late "
         f"call): {result.not_from_model}",
         *(f"  x{count}: {reason}" for reason, count in result.failure_reasons.most_common(5)),
-        "verdict: " + ("ok" if result.ok else "FAILED (errors, or decisions the model did not make: no fault was "
-                                              "injected, so each one is a failure)"),
+        "verdict: "
+        + (
+            "ok"
+            if result.ok
+            else "FAILED (errors, or decisions the model did not make: no fault was injected, so each one is a failure)"
+        ),
     ]
     start, end, before = result.memory_start, result.memory_end, result.memory_before_warmup
     if start and end and before:
@@ -312,8 +337,12 @@ def report(options: SoakOptions, result: SoakResult) -> str:
     else:
         lines.append("agent memory: n/a (no agent container found; pass --agent-container)")
     store = result.trace_store
-    lines.append("decision inspector: off" if store is None else (
-        f"decision inspector store: {store['traces']} traces of {store['agents']} agents, {_mib(store['bytes'])} "
-        f"of its {_mib(store['max_bytes'])} cap ({store['dropped']} dropped)"
-    ))
+    lines.append(
+        "decision inspector: off"
+        if store is None
+        else (
+            f"decision inspector store: {store['traces']} traces of {store['agents']} agents, {_mib(store['bytes'])} "
+            f"of its {_mib(store['max_bytes'])} cap ({store['dropped']} dropped)"
+        )
+    )
     return "\n".join(lines)

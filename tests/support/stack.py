@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import docker
-from arena_vllm.config import Device
 from testcontainers.compose import DockerCompose
 
+from arena_vllm.config import Device
 from ops import real_model
 from ops.compose import REPO, compose_files, engine, service_container
 
@@ -74,7 +74,7 @@ class Stack:
             raise RuntimeError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
         return result
 
-    def container(self, service: str) -> "docker.models.containers.Container":
+    def container(self, service: str) -> docker.models.containers.Container:
         """The docker SDK handle of one service's container."""
         return service_container(engine(), self.project, service)
 
@@ -136,13 +136,25 @@ class StackModel:
 MODELS = {
     "tiny": StackModel(ensure_tiny_model, SERVED_MODEL, ENGINE_OVERRIDES),
     # the agent waits for ticks of several real-model calls on 2 shared cores (agent=cpu's 25 s is the game's bound)
-    "smollm2": StackModel(ensure_smollm2, real_model.SERVED_NAME, real_model.SERVE_OVERRIDES,
-                          "agent.tick_deadline_s=120 backend.timeout_s=115"),
+    "smollm2": StackModel(
+        ensure_smollm2,
+        real_model.SERVED_NAME,
+        real_model.SERVE_OVERRIDES,
+        "agent.tick_deadline_s=120 backend.timeout_s=115",
+    ),
 }
 
 
-def write_env_file(workdir: Path, project: str, model_dir: Path, hf_token: str, api_key: str,
-                   served_name: str = SERVED_MODEL, overrides: str = ENGINE_OVERRIDES, agent_overrides: str = "") -> Path:
+def write_env_file(
+    workdir: Path,
+    project: str,
+    model_dir: Path,
+    hf_token: str,
+    api_key: str,
+    served_name: str = SERVED_MODEL,
+    overrides: str = ENGINE_OVERRIDES,
+    agent_overrides: str = "",
+) -> Path:
     """The compose variables for one isolated test stack (own project name, ports and secrets)."""
     values = {
         "COMPOSE_PROJECT_NAME": project,
@@ -189,8 +201,9 @@ def start_stack(workdir: Path, device: Device, extra_files: Sequence[str] = (), 
         raise RuntimeError(f"docker compose build failed:\n{build.stdout[-5000:]}\n{build.stderr[-5000:]}")
     image = f"{os.environ.get('ARENA_IMAGE_PREFIX', 'arena-vllm')}/vllm:{device}"
     model_dir = served.make(image)
-    env_file = write_env_file(workdir, project, model_dir, hf_token, api_key, served.served_name, served.overrides,
-                              served.agent_overrides)
+    env_file = write_env_file(
+        workdir, project, model_dir, hf_token, api_key, served.served_name, served.overrides, served.agent_overrides
+    )
     compose = DockerCompose(context=REPO, compose_file_name=files, env_file=str(env_file), wait=True)
     env = read_env_file(env_file)
     stack = Stack(

@@ -22,7 +22,9 @@ def _obs(**fields: object) -> Observation:
 
 #: scripts/foraging.gd: an agent 1.4 from the Workbench (CRAFTING_RADIUS 2.5) holding a torch's inputs, and
 #: one 1.4 from Apple2 (COLLECTION_RADIUS 2.0).
-AT_WORKBENCH = Observation.model_validate(foraging_observe("smith", 1, (11.0, 0.0, 9.0), inventory={"wood": 1, "stone": 1}))
+AT_WORKBENCH = Observation.model_validate(
+    foraging_observe("smith", 1, (11.0, 0.0, 9.0), inventory={"wood": 1, "stone": 1})
+)
 AT_APPLE2 = Observation.model_validate(foraging_observe("picker", 1, (3.0, 0.0, -5.0)))
 
 
@@ -35,7 +37,9 @@ def test_collect_is_an_enum_of_exactly_the_resources_within_the_games_collect_ra
     offered = 0
     for observation in REPLAY:
         tools = {tool["name"]: tool for tool in tools_for(observation, SETTINGS)}
-        in_range = [r.name for r in sorted(observation.nearby_resources, key=lambda r: r.distance) if r.distance <= radius]
+        in_range = [
+            r.name for r in sorted(observation.nearby_resources, key=lambda r: r.distance) if r.distance <= radius
+        ]
         if in_range:
             offered += 1
             assert tools["collect"]["parameters"]["properties"]["target_name"]["enum"] == in_range
@@ -46,8 +50,10 @@ def test_collect_is_an_enum_of_exactly_the_resources_within_the_games_collect_ra
 
 
 def test_enums_hold_at_most_cap_names() -> None:
-    many = _obs(nearby_resources=[{"name": f"r{n}", "position": [n / 1000, 0, 0]} for n in range(512)],
-                custom={"recipes": {f"recipe{n}": {"inputs": {}} for n in range(64)}})
+    many = _obs(
+        nearby_resources=[{"name": f"r{n}", "position": [n / 1000, 0, 0]} for n in range(512)],
+        custom={"recipes": {f"recipe{n}": {"inputs": {}} for n in range(64)}},
+    )
     tools = {tool["name"]: tool for tool in tools_for(many, SETTINGS, cap=3)}
     assert tools["collect"]["parameters"]["properties"]["target_name"]["enum"] == ["r0", "r1", "r2"]
     assert tools["craft_item"]["parameters"]["properties"]["recipe"]["enum"] == ["recipe0", "recipe1", "recipe10"]
@@ -75,7 +81,9 @@ def test_craft_item_offers_the_recipes_craftable_where_the_agent_stands() -> Non
 
 def test_recipes_come_from_the_game_else_the_scene_and_no_recipes_means_no_craft_item() -> None:
     body = foraging_observe("smith", 1, (11.0, 0.0, 9.0), inventory={"wood": 1})
-    sent = Observation.model_validate({**body, "custom": {**body["custom"], "recipes": {"rope": {"inputs": {"wood": 1}, "station": "workbench"}}}})
+    sent = Observation.model_validate(
+        {**body, "custom": {**body["custom"], "recipes": {"rope": {"inputs": {"wood": 1}, "station": "workbench"}}}}
+    )
     assert tools_for(sent, SETTINGS)[-1]["parameters"]["properties"]["recipe"]["enum"] == ["rope"]
     assert tools_for(AT_WORKBENCH, SETTINGS)[-1]["parameters"]["properties"]["recipe"]["enum"] == ["torch"]
     plain = load_settings(["scene=plain", "scene.tools=[move_to,craft_item,idle]"])
@@ -118,20 +126,29 @@ def test_game_problems_are_named(tool: str, params: dict, problem: str) -> None:
 
 def test_executable_decisions_pass() -> None:
     for observation, tool, params in [
-        (AT_APPLE2, "collect", {"target_name": "Apple2"}), (AT_WORKBENCH, "craft_item", {"recipe": "torch"}),
-        (AT_APPLE2, "move_to", {"target_position": [1.5, 0, -100]}), (AT_APPLE2, "idle", {}),
+        (AT_APPLE2, "collect", {"target_name": "Apple2"}),
+        (AT_WORKBENCH, "craft_item", {"recipe": "torch"}),
+        (AT_APPLE2, "move_to", {"target_position": [1.5, 0, -100]}),
+        (AT_APPLE2, "idle", {}),
     ]:
         assert game_problem(tool, params, observation, SETTINGS) is None
 
 
 def test_craft_item_without_the_inputs_is_named() -> None:
-    empty = AT_WORKBENCH.model_copy(update={"custom": AT_WORKBENCH.custom.model_copy(update={"inventory": {"wood": 1}})})
-    assert "needs {'stone': 1} more than held {'wood': 1}" in game_problem("craft_item", {"recipe": "torch"}, empty, SETTINGS)
+    empty = AT_WORKBENCH.model_copy(
+        update={"custom": AT_WORKBENCH.custom.model_copy(update={"inventory": {"wood": 1}})}
+    )
+    assert "needs {'stone': 1} more than held {'wood': 1}" in game_problem(
+        "craft_item", {"recipe": "torch"}, empty, SETTINGS
+    )
 
 
 def test_fallback_flees_a_hazard_closer_than_3() -> None:
-    obs = _obs(position=[2, 0, 1], nearby_hazards=[{"name": "Pit", "position": [1, 0, 1], "distance": 1.0}],
-               nearby_resources=[{"name": "Apple", "position": [5, 0, 5]}])
+    obs = _obs(
+        position=[2, 0, 1],
+        nearby_hazards=[{"name": "Pit", "position": [1, 0, 1], "distance": 1.0}],
+        nearby_resources=[{"name": "Apple", "position": [5, 0, 5]}],
+    )
     decision = fallback_decision(obs, SETTINGS, "deadline")
     assert (decision.tool, decision.source) == ("move_to", "fallback")
     assert decision.params["target_position"] == [7.0, 0.0, 1.0]  # 5 units straight away from the pit
@@ -140,12 +157,19 @@ def test_fallback_flees_a_hazard_closer_than_3() -> None:
 
 def test_fallback_then_walks_to_the_closest_resource_then_an_explore_target_then_idles() -> None:
     far_hazard = [{"name": "Pit", "position": [4, 0, 0]}]  # 4 > 3: not fled
-    obs = _obs(nearby_hazards=far_hazard, nearby_resources=[
-        {"name": "Wood", "position": [9, 0, 0]}, {"name": "Apple2", "position": [0, 0, 6]}])
+    obs = _obs(
+        nearby_hazards=far_hazard,
+        nearby_resources=[{"name": "Wood", "position": [9, 0, 0]}, {"name": "Apple2", "position": [0, 0, 6]}],
+    )
     assert fallback_decision(obs, SETTINGS, "x").params == {"target_position": [0.0, 0.0, 6.0]}
-    explore = _obs(exploration={"explore_targets": [
-        {"direction": "east", "distance": 14, "position": [14, 0, 0]},
-        {"direction": "north", "distance": 12, "position": [0, 0, -12]}]})
+    explore = _obs(
+        exploration={
+            "explore_targets": [
+                {"direction": "east", "distance": 14, "position": [14, 0, 0]},
+                {"direction": "north", "distance": 12, "position": [0, 0, -12]},
+            ]
+        }
+    )
     decision = fallback_decision(explore, SETTINGS, "x")
     assert decision.params == {"target_position": [0.0, 0.0, -12.0]} and '"north"' in decision.reasoning
     assert fallback_decision(_obs(), SETTINGS, "x").tool == "idle"
@@ -158,8 +182,9 @@ def test_every_fallback_on_the_replay_is_game_executable() -> None:
         assert all(math.isfinite(v) for v in decision.params.get("target_position", []))
 
 
-@pytest.mark.parametrize(("mode", "narrowed"), [("named", ("move_to", "craft_item", "collect")),
-                                               ("coordinates", ("craft_item", "collect"))])
+@pytest.mark.parametrize(
+    ("mode", "narrowed"), [("named", ("move_to", "craft_item", "collect")), ("coordinates", ("craft_item", "collect"))]
+)
 def test_every_agent_shares_the_system_prompt_and_only_the_narrowed_tools_vary(mode: str, narrowed: tuple) -> None:
     """The cacheable prefix: the system prompt, then tools whose schemas are the same for every agent."""
     from arena_vllm.agent.policy import plan_call

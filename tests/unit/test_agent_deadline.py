@@ -24,7 +24,7 @@ HANG_S = 30.0
 #: Far below the hang, far above the deadline: "on time" without a tight wall-clock assert.
 ON_TIME_BOUND_S = DEADLINE_S + 9
 #: A written call, so an answer that arrives in time (after a short hang) is a real decision.
-WRITTEN_CALL = f'<tool_call>\n{json.dumps({"name": "move_to", "arguments": MOVE})}\n</tool_call>'
+WRITTEN_CALL = f"<tool_call>\n{json.dumps({'name': 'move_to', 'arguments': MOVE})}\n</tool_call>"
 
 
 @pytest.fixture
@@ -58,8 +58,11 @@ def test_queued_agents_are_late_too_and_the_tick_returns_on_time(fault: FaultSer
         assert [action["agent_id"] for action in actions] == ids
         for action in actions:
             assert action["action"] == {  # nothing in sight: the fallback's last resort
-                "tool": "idle", "params": {}, "source": "fallback",
-                "reasoning": "fallback: idle, nothing in sight to move to (model call timed out)"}
+                "tool": "idle",
+                "params": {},
+                "source": "fallback",
+                "reasoning": "fallback: idle, nothing in sight to move to (model call timed out)",
+            }
         assert elapsed < ON_TIME_BOUND_S, f"the tick took {elapsed:.1f} s with a {DEADLINE_S:g} s deadline"
         assert metric(client, "arena_agent_backend_errors_total", kind="deadline") - deadlines_before == len(ids)
         assert len(fault.requests) == 2  # the queued agents never reached the engine

@@ -27,13 +27,19 @@ def test_serves_with_settings_from_the_environment_and_prints_no_secret() -> Non
     port = free_port()
     with FaultServer(model="tiny", tool_args={"target_position": [1, 2, 3]}) as fault:
         env = {
-            **os.environ, "VLLM_API_BASE": fault.api_base, "VLLM_SERVED_MODEL_NAME": "tiny",
-            "VLLM_API_KEY": "sk-do-not-print", "AGENT_PORT": str(port),
+            **os.environ,
+            "VLLM_API_BASE": fault.api_base,
+            "VLLM_SERVED_MODEL_NAME": "tiny",
+            "VLLM_API_KEY": "sk-do-not-print",
+            "AGENT_PORT": str(port),
             "ARENA_OVERRIDES": f"agent.host=127.0.0.1 agent.tick_deadline_s=3 {COORDINATES}",
         }
         process = subprocess.Popen(
             [sys.executable, "-m", "arena_vllm.agent", "scene=plain"],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         try:
             url = f"http://127.0.0.1:{port}"

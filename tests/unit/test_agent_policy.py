@@ -38,10 +38,18 @@ def called(name: str, arguments: dict, text: str = "") -> GenerationResult:
     ("answer", "detail", "kind", "generic"),
     [
         (called("teleport", {}), "the model called 'teleport'", "unknown_tool", "model gave no usable call"),
-        (called("move_to", {"target_position": [float("nan"), 0, 0]}), "NaN or Infinity", "no_valid_call",
-         "model gave no usable call"),
-        (RuntimeError("boom at http://vllm:8000/v1"), "internal error (RuntimeError): boom at http://vllm:8000/v1",
-         "internal", "internal error"),
+        (
+            called("move_to", {"target_position": [float("nan"), 0, 0]}),
+            "NaN or Infinity",
+            "no_valid_call",
+            "model gave no usable call",
+        ),
+        (
+            RuntimeError("boom at http://vllm:8000/v1"),
+            "internal error (RuntimeError): boom at http://vllm:8000/v1",
+            "internal",
+            "internal error",
+        ),
     ],
     ids=["unknown-tool", "nan-arguments", "bug"],
 )

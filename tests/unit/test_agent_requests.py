@@ -29,10 +29,15 @@ def settings_() -> Iterator[Settings]:
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))  # bound, never listening, held for the module: nothing else gets it
         port = closed.getsockname()[1]
-        yield load_settings([
-            f"backend.api_base=http://127.0.0.1:{port}/v1", "backend.model=tiny", "backend.max_retries=0",
-            "agent.max_agents_per_tick=4", "agent.max_body_bytes=65536",
-        ])
+        yield load_settings(
+            [
+                f"backend.api_base=http://127.0.0.1:{port}/v1",
+                "backend.model=tiny",
+                "backend.max_retries=0",
+                "agent.max_agents_per_tick=4",
+                "agent.max_body_bytes=65536",
+            ]
+        )
 
 
 @pytest.fixture
@@ -49,7 +54,8 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 async def test_the_game_may_send_more_than_we_read(client: httpx.AsyncClient) -> None:
     """New top-level keys are ignored, entities keep extra keys, distance and observation ids are optional."""
     observation = {
-        **VALID, "future_field": {"x": 1},
+        **VALID,
+        "future_field": {"x": 1},
         "nearby_resources": [{"name": "berry_1", "type": "berry", "position": [1, 0, 1], "value": 5}],
         "inventory": {"wood": 2},  # the older dict form
     }

@@ -21,8 +21,13 @@ def test_observe_returns_the_models_tool_call(agent: httpx.Client, fault: FaultS
     response = agent.post("/observe", json=OBSERVATION)
 
     assert response.status_code == 200
-    assert response.json() == {"agent_id": "forager_1", "tool": "move_to", "params": MOVE, "source": "native",
-                               "reasoning": 'model: move_to (3.0, 0.0, 4.0), 5.0 away toward "berry_1"'}
+    assert response.json() == {
+        "agent_id": "forager_1",
+        "tool": "move_to",
+        "params": MOVE,
+        "source": "native",
+        "reasoning": 'model: move_to (3.0, 0.0, 4.0), 5.0 away toward "berry_1"',
+    }
     [sent] = fault.requests
     assert sent["tool_choice"] == "required"
     assert [tool["function"]["name"] for tool in sent["tools"]] == ["move_to", "idle"]  # nothing within reach
@@ -39,8 +44,12 @@ def test_tick_of_8_answers_in_input_order(agent: httpx.Client, fault: FaultServe
     body = response.json()
     assert body["tick"] == 12
     assert [action["agent_id"] for action in body["actions"]] == ids
-    assert all(action["action"]["tool"] == "move_to" and action["action"]["params"] == MOVE
-               and action["action"]["source"] == "native" for action in body["actions"])
+    assert all(
+        action["action"]["tool"] == "move_to"
+        and action["action"]["params"] == MOVE
+        and action["action"]["source"] == "native"
+        for action in body["actions"]
+    )
     assert len(fault.requests) == 8
     assert metric(agent, "arena_agent_decisions_total", tool="move_to", source="native") == 8
 
@@ -86,7 +95,11 @@ def test_model_and_engine_failures_become_the_fallback_with_a_generic_reason(
 
     assert observe.status_code == 200 and tick.status_code == 200
     moved = observe.json()  # OBSERVATION shows berry_1 5.0 away: the SDK's fallback walks there
-    assert (moved["tool"], moved["params"], moved["source"]) == ("move_to", {"target_position": [3.0, 0.0, 4.0]}, "fallback")
+    assert (moved["tool"], moved["params"], moved["source"]) == (
+        "move_to",
+        {"target_position": [3.0, 0.0, 4.0]},
+        "fallback",
+    )
     assert moved["reasoning"] == f'fallback: moving to "berry_1" at 5.0 ({reason})'
     for action in tick.json()["actions"]:  # nothing in sight: idle, still marked as the fallback
         decision = action["action"]
@@ -205,9 +218,16 @@ def test_root_answers_as_the_sdks_server_with_its_counters(agent: httpx.Client) 
 def test_the_games_event_types_are_counted_by_name(agent: httpx.Client, event_type: str) -> None:
     """What the game POSTs (bf2cafb): damage (base_hazard.gd), trapped (pit.gd), collision (simple_agent.gd)."""
     before = metric(agent, "arena_agent_experiences_total", event_type=event_type)
-    body = {"agent_id": "a1", "tick": 3, "event_type": event_type, "description": "Fell into pit and trapped",
-            "position": [1.0, 0.0, 2.0], "object_name": "pit_1", "damage_taken": 5.0,
-            "metadata": {"trap_duration": 3, "hazard_type": "pit"}}
+    body = {
+        "agent_id": "a1",
+        "tick": 3,
+        "event_type": event_type,
+        "description": "Fell into pit and trapped",
+        "position": [1.0, 0.0, 2.0],
+        "object_name": "pit_1",
+        "damage_taken": 5.0,
+        "metadata": {"trap_duration": 3, "hazard_type": "pit"},
+    }
     assert agent.post("/experience", json=body).json() == {"success": True}
     assert metric(agent, "arena_agent_experiences_total", event_type=event_type) == before + 1
     assert metric(agent, "arena_agent_experiences_total", event_type="other") == 0

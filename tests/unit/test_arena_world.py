@@ -7,14 +7,21 @@ import math
 import pytest
 
 from tests.support.arena_world import (
-    ForagingWorld, Layout, MockArenaWorld, Thing, VisibilityTracker, make_layouts, make_world,
+    ForagingWorld,
+    Layout,
+    MockArenaWorld,
+    Thing,
+    VisibilityTracker,
+    make_layouts,
+    make_world,
 )
 from tests.support.game_requests import foraging_observe
 
 
 def layout(resources=(), hazards=(), stations=()) -> Layout:
-    return Layout(seed=0, start=(0.0, 0.0, 0.0), resources=tuple(resources), hazards=tuple(hazards),
-                  stations=tuple(stations))
+    return Layout(
+        seed=0, start=(0.0, 0.0, 0.0), resources=tuple(resources), hazards=tuple(hazards), stations=tuple(stations)
+    )
 
 
 def move(x: float, z: float, y: float = 0.0) -> dict:
@@ -59,12 +66,15 @@ def test_mockarena_hurts_5_per_hazard_within_3_and_stops_at_health_0() -> None:
     assert world.health == 0.0 and not world.playing
 
 
-@pytest.mark.parametrize(("decision", "problem"), [
-    ({"tool": "explore", "params": {}}, "unknown tool"),
-    ({"tool": "move_to", "params": {"target_position": [1, 2]}}, "three finite numbers"),
-    ({"tool": "collect", "params": {"target_name": "Berry"}}, "no resource of that name within 1.5"),
-    ({"tool": "craft_item", "params": {"recipe": "torch"}}, "MockArena has no crafting"),
-])
+@pytest.mark.parametrize(
+    ("decision", "problem"),
+    [
+        ({"tool": "explore", "params": {}}, "unknown tool"),
+        ({"tool": "move_to", "params": {"target_position": [1, 2]}}, "three finite numbers"),
+        ({"tool": "collect", "params": {"target_name": "Berry"}}, "no resource of that name within 1.5"),
+        ({"tool": "craft_item", "params": {"recipe": "torch"}}, "MockArena has no crafting"),
+    ],
+)
 def test_mockarena_counts_what_it_cannot_carry_out(decision: dict, problem: str) -> None:
     world = MockArenaWorld(layout([Thing("Berry", "berry", (4.0, 0.0, 0.0))]), "a")
     world.observe()
@@ -73,11 +83,17 @@ def test_mockarena_counts_what_it_cannot_carry_out(decision: dict, problem: str)
 
 
 def test_mockarena_bodies_are_the_scene_s_shape_without_stations_or_exploration() -> None:
-    world = MockArenaWorld(layout([Thing("Stone2", "stone", (30.0, 0.0, 0.0))], stations=[
-        Thing("Workbench", "workbench", (1.0, 0.0, 0.0))]), "a")
+    world = MockArenaWorld(
+        layout(
+            [Thing("Stone2", "stone", (30.0, 0.0, 0.0))], stations=[Thing("Workbench", "workbench", (1.0, 0.0, 0.0))]
+        ),
+        "a",
+    )
     body = world.observe()
     assert set(body) == set(foraging_observe("x", 0, (0.0, 0.0, 0.0)))
-    assert body["nearby_resources"] == [{"name": "Stone2", "type": "stone", "distance": 30.0, "position": [30.0, 0.0, 0.0]}]
+    assert body["nearby_resources"] == [
+        {"name": "Stone2", "type": "stone", "distance": 30.0, "position": [30.0, 0.0, 0.0]}
+    ]
     assert body["nearby_stations"] == [] and "exploration" not in body and body["tick"] == 0
 
 
@@ -109,11 +125,14 @@ def test_foraging_collects_within_2_at_the_tick_into_the_inventory() -> None:
     assert second["custom"]["recipes"]["meal"] == {"inputs": {"berry": 2}, "station": "workbench"}
 
 
-@pytest.mark.parametrize(("where", "held", "error"), [
-    ((2.4, 0.0, 0.0), {"wood": 1, "stone": 1}, None),
-    ((2.6, 0.0, 0.0), {"wood": 1, "stone": 1}, "Not near a workbench station"),
-    ((1.0, 0.0, 0.0), {"wood": 1}, "Missing stone: need 1, have 0"),
-])
+@pytest.mark.parametrize(
+    ("where", "held", "error"),
+    [
+        ((2.4, 0.0, 0.0), {"wood": 1, "stone": 1}, None),
+        ((2.6, 0.0, 0.0), {"wood": 1, "stone": 1}, "Not near a workbench station"),
+        ((1.0, 0.0, 0.0), {"wood": 1}, "Missing stone: need 1, have 0"),
+    ],
+)
 def test_foraging_crafts_at_the_station_within_2_5_with_the_inputs(where, held, error) -> None:
     world = ForagingWorld(layout(stations=[Thing("Workbench", "workbench", where)]), "a")
     world.inventory = dict(held)
@@ -149,7 +168,9 @@ def test_foraging_pit_hurts_25_on_falling_in_then_5_a_second() -> None:
 
 
 def test_foraging_shows_only_what_lies_within_10_and_the_exploration_summary() -> None:
-    world = ForagingWorld(layout([Thing("Stone", "stone", (9.9, 0.0, 0.0)), Thing("Wood", "wood", (10.5, 0.0, 0.0))]), "a")
+    world = ForagingWorld(
+        layout([Thing("Stone", "stone", (9.9, 0.0, 0.0)), Thing("Wood", "wood", (10.5, 0.0, 0.0))]), "a"
+    )
     body = world.observe()
     assert [r["name"] for r in body["nearby_resources"]] == ["Stone"]
     explored = body["exploration"]
@@ -167,7 +188,15 @@ def test_visibility_tracker_names_directions_as_the_game() -> None:
     tracker.update((0.0, 0.0, 0.0), 10.0)
     summary = tracker.summary((0.0, 0.0, 0.0))
     assert set(summary["frontiers_by_direction"]) == {
-        "east", "northeast", "north", "northwest", "west", "southwest", "south", "southeast"}
+        "east",
+        "northeast",
+        "north",
+        "northwest",
+        "west",
+        "southwest",
+        "south",
+        "southeast",
+    }
     moved = tracker.summary((0.0, 0.0, 12.0))  # standing south of all it saw: every frontier lies north
     assert {t["direction"] for t in moved["explore_targets"]} <= {"north", "northeast", "northwest", "east", "west"}
     assert all(t["position"][2] < 12.0 for t in moved["explore_targets"] if t["direction"] == "north")
@@ -183,7 +212,7 @@ def test_layouts_are_seeded_and_as_the_issue_describes() -> None:
         assert len(each.resources) == 3 and 1 <= len(each.hazards) <= 2
         assert all(math.dist(r.position, each.start) >= 3.0 for r in each.resources)
         things = [t.position for t in (*each.resources, *each.hazards, *each.stations)]
-        assert all(math.dist(a, b) >= 1.5 for i, a in enumerate(things) for b in things[i + 1:])
+        assert all(math.dist(a, b) >= 1.5 for i, a in enumerate(things) for b in things[i + 1 :])
         assert len({t.name for t in each.resources}) == 3
     assert any(len(each.hazards) == 2 for each in layouts)
 

@@ -8,7 +8,6 @@ from pydantic import ValidationError
 from arena_vllm.backends import VLLMBackendConfig
 from arena_vllm.config import OVERRIDES_ENV, load_settings
 
-
 pytestmark = pytest.mark.usefixtures("clean_environment")  # no VLLM_* or ARENA_* from the shell
 
 
@@ -17,14 +16,22 @@ def test_seed_constructor_keeps_working() -> None:
         model_path="Qwen/Qwen2.5-0.5B-Instruct", api_base="http://localhost:8000/v1", temperature=0.7, max_tokens=256
     )
     assert (config.model_path, config.api_base, config.temperature, config.max_tokens) == (
-        "Qwen/Qwen2.5-0.5B-Instruct", "http://localhost:8000/v1", 0.7, 256)
+        "Qwen/Qwen2.5-0.5B-Instruct",
+        "http://localhost:8000/v1",
+        0.7,
+        256,
+    )
 
 
 def test_omitted_values_come_from_the_backend_yaml() -> None:
     config, settings = VLLMBackendConfig(), load_settings().backend
     assert config == VLLMBackendConfig.from_settings(settings)
     assert (config.timeout_s, config.max_retries, config.top_p, config.tool_choice) == (
-        settings.timeout_s, settings.max_retries, settings.top_p, settings.function_calling.tool_choice)
+        settings.timeout_s,
+        settings.max_retries,
+        settings.top_p,
+        settings.function_calling.tool_choice,
+    )
     assert config.timeout_s < 600 and config.max_retries < 2  # never the OpenAI SDK's defaults
 
 
@@ -74,21 +81,40 @@ def test_api_key_is_secret_and_never_printed() -> None:
 
 @pytest.mark.parametrize(
     ("api_base", "root"),
-    [("http://h:8000/v1", "http://h:8000"), ("http://h:8000/v1/", "http://h:8000"),
-     ("https://proxy/vllm/v1", "https://proxy/vllm"), ("http://h:8000", "http://h:8000")],
+    [
+        ("http://h:8000/v1", "http://h:8000"),
+        ("http://h:8000/v1/", "http://h:8000"),
+        ("https://proxy/vllm/v1", "https://proxy/vllm"),
+        ("http://h:8000", "http://h:8000"),
+    ],
 )
 def test_server_root_is_where_health_lives(api_base: str, root: str) -> None:
     assert VLLMBackendConfig(api_base=api_base).server_root == root
 
 
 def test_from_settings_maps_every_field() -> None:
-    settings = load_settings(["backend.model=tiny", "backend.temperature=0.2", "backend.top_p=0.5",
-                              "backend.max_tokens=64", "backend.timeout_s=3", "backend.max_retries=0",
-                              "backend.api_key=k", "backend.function_calling.tool_choice=required"])
+    settings = load_settings(
+        [
+            "backend.model=tiny",
+            "backend.temperature=0.2",
+            "backend.top_p=0.5",
+            "backend.max_tokens=64",
+            "backend.timeout_s=3",
+            "backend.max_retries=0",
+            "backend.api_key=k",
+            "backend.function_calling.tool_choice=required",
+        ]
+    )
     config = VLLMBackendConfig.from_settings(settings.backend)
     assert config.model_dump(exclude={"api_key"}) == {
-        "model_path": "tiny", "api_base": "http://localhost:8000/v1", "temperature": 0.2, "top_p": 0.5,
-        "max_tokens": 64, "timeout_s": 3.0, "max_retries": 0, "tool_choice": "required",
+        "model_path": "tiny",
+        "api_base": "http://localhost:8000/v1",
+        "temperature": 0.2,
+        "top_p": 0.5,
+        "max_tokens": 64,
+        "timeout_s": 3.0,
+        "max_retries": 0,
+        "tool_choice": "required",
         "function_calling_format": "schema",
     }
     assert config.api_key.get_secret_value() == "k"
@@ -96,8 +122,12 @@ def test_from_settings_maps_every_field() -> None:
 
 @pytest.mark.parametrize(
     ("overrides", "expected"),
-    [([], "schema"), (["backend.function_calling.format=openai"], "openai"), (["backend.function_calling.format=prompt"], "prompt"),
-     (["backend.function_calling.enabled=false"], "prompt")],
+    [
+        ([], "schema"),
+        (["backend.function_calling.format=openai"], "openai"),
+        (["backend.function_calling.format=prompt"], "prompt"),
+        (["backend.function_calling.enabled=false"], "prompt"),
+    ],
     ids=["default", "format-openai", "format-prompt", "disabled"],
 )
 def test_disabled_function_calling_means_prompt_based(overrides: list[str], expected: str) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import socket
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import openai
 import pytest
@@ -43,8 +44,9 @@ def closed_port_base() -> str:
 
 
 def make_backend(api_base: str, **options: Any) -> VLLMBackend:
-    return VLLMBackend(VLLMBackendConfig(**{"model_path": "tiny", "api_base": api_base, "timeout_s": 1,
-                                            "max_retries": 0, **options}))
+    return VLLMBackend(
+        VLLMBackendConfig(**{"model_path": "tiny", "api_base": api_base, "timeout_s": 1, "max_retries": 0, **options})
+    )
 
 
 # -- raised errors -------------------------------------------------------------------------------

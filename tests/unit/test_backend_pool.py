@@ -13,11 +13,11 @@ from typing import Any
 
 import httpx
 import pytest
+
 from arena_vllm.agent.app import create_app
 from arena_vllm.backends import BackendConnectionError, BackendTimeoutError, LLMBackend, VLLMBackend, VLLMBackendConfig
 from arena_vllm.backends.pool import ReplicaPool, backend_from_settings
 from arena_vllm.config import ConfigError, load_settings
-
 from tests.support.fault_server import FaultServer
 from tests.support.service import COORDINATES, serving, tick_body
 
@@ -44,8 +44,9 @@ def dead_api_base() -> str:
 
 
 def backend(api_base: str, **options: Any) -> VLLMBackend:
-    return VLLMBackend(VLLMBackendConfig(**{"model_path": "tiny", "api_base": api_base, "timeout_s": 5,
-                                            "max_retries": 0, **options}))
+    return VLLMBackend(
+        VLLMBackendConfig(**{"model_path": "tiny", "api_base": api_base, "timeout_s": 5, "max_retries": 0, **options})
+    )
 
 
 @pytest.fixture
@@ -154,10 +155,15 @@ def test_a_bad_replica_url_names_the_key() -> None:
 
 def test_agent_ready_says_which_replicas_are_up_and_ticks_survive_a_dead_one(servers: list[FaultServer]) -> None:
     dead = dead_api_base()
-    settings = load_settings([
-        f"backend.api_bases=[{servers[0].api_base},{dead}]", "backend.model=tiny", "backend.max_retries=0",
-        "agent.tick_deadline_s=5", COORDINATES,
-    ])
+    settings = load_settings(
+        [
+            f"backend.api_bases=[{servers[0].api_base},{dead}]",
+            "backend.model=tiny",
+            "backend.max_retries=0",
+            "agent.tick_deadline_s=5",
+            COORDINATES,
+        ]
+    )
     with serving(create_app(settings)) as url, httpx.Client(base_url=url, timeout=30) as client:
         ready = client.get("/ready")
         assert ready.status_code == 200

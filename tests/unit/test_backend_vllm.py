@@ -9,10 +9,13 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from typing import Any, AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
 
 import pytest
 
+from arena_vllm.agent.actions import tools_for
+from arena_vllm.agent.schemas import Observation
 from arena_vllm.backends import (
     GenerationResult,
     LLMBackend,
@@ -21,15 +24,14 @@ from arena_vllm.backends import (
     VLLMBackend,
     VLLMBackendConfig,
 )
-from arena_vllm.agent.actions import tools_for
-from arena_vllm.agent.schemas import Observation
 from arena_vllm.config import load_settings
 from tests.support.fault_server import TEXT_ANSWER, FaultServer
 
 #: The agent's tools for one observation (flat, bounded): move_to, collect (enum ["berry_1"]), idle.
 TOOLS = tools_for(
-    Observation.model_validate({"agent_id": "a", "position": [0, 0, 0],
-                                "nearby_resources": [{"name": "berry_1", "position": [1, 0, 1]}]}),
+    Observation.model_validate(
+        {"agent_id": "a", "position": [0, 0, 0], "nearby_resources": [{"name": "berry_1", "position": [1, 0, 1]}]}
+    ),
     load_settings(["scene.tools=[move_to,collect,idle]", "scene.move_targets=coordinates"]),
 )
 MOVE = {"target_position": [1.0, 2.0, 3.0]}
@@ -39,7 +41,7 @@ OPENAI_MOVE_TO = {"type": "function", "function": FLAT_MOVE_TO}
 
 def written(name: str, arguments: dict) -> str:
     """A call as a Hermes-style model writes it in text."""
-    return f'<tool_call>\n{json.dumps({"name": name, "arguments": arguments})}\n</tool_call>'
+    return f"<tool_call>\n{json.dumps({'name': name, 'arguments': arguments})}\n</tool_call>"
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +59,18 @@ def fresh_server(server: FaultServer) -> None:
 
 
 def make_backend(server: FaultServer, **options: Any) -> VLLMBackend:
-    return VLLMBackend(VLLMBackendConfig(**{"model_path": "tiny", "api_base": server.api_base, "timeout_s": 5,
-                                            "max_retries": 0, "function_calling_format": "openai", **options}))
+    return VLLMBackend(
+        VLLMBackendConfig(
+            **{
+                "model_path": "tiny",
+                "api_base": server.api_base,
+                "timeout_s": 5,
+                "max_retries": 0,
+                "function_calling_format": "openai",
+                **options,
+            }
+        )
+    )
 
 
 @pytest.fixture
@@ -110,8 +122,10 @@ def test_generate_returns_text_tokens_and_latency(backend: VLLMBackend, server: 
     assert result.tokens_used == meta["prompt_tokens"] + meta["completion_tokens"] > 0
     assert meta["latency_s"] > 0
     (body,) = server.requests
-    assert body["messages"] == [{"role": "system", "content": "Be brief."},
-                                {"role": "user", "content": "Where are the berries?"}]
+    assert body["messages"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Where are the berries?"},
+    ]
     assert (body["temperature"], body["top_p"], body["max_tokens"]) == (0.7, 0.9, 256)
     assert "tools" not in body
 
@@ -285,8 +299,10 @@ async def test_prompt_format_never_sends_tools(server: FaultServer) -> None:
 
 @pytest.mark.parametrize(
     ("tool_choice", "message"),
-    [("jump", "tool_choice 'jump' is neither auto, required nor one of ['collect', 'idle', 'move_to']"),
-     ("none", "tool_choice 'none' asks for no tool call")],
+    [
+        ("jump", "tool_choice 'jump' is neither auto, required nor one of ['collect', 'idle', 'move_to']"),
+        ("none", "tool_choice 'none' asks for no tool call"),
+    ],
     ids=["unknown-tool", "none"],
 )
 async def test_bad_tool_choice_fails_before_any_request(

@@ -23,8 +23,12 @@ MOVE_TO = {
     "parameters": {
         "type": "object",
         "properties": {
-            "target_position": {"type": "array", "minItems": 3, "maxItems": 3,
-                                "items": {"type": "integer", "minimum": -100, "maximum": 100}},
+            "target_position": {
+                "type": "array",
+                "minItems": 3,
+                "maxItems": 3,
+                "items": {"type": "integer", "minimum": -100, "maximum": 100},
+            },
             # 0.25, not 0.1: jsonschema checks multipleOf in binary floats (0.3 / 0.1 is not whole there)
             "speed": {"type": "number", "minimum": 0.25, "maximum": 2.0, "multipleOf": 0.25},
         },
@@ -34,15 +38,22 @@ MOVE_TO = {
 }
 COLLECT = {
     "name": "collect",
-    "parameters": {"type": "object", "properties": {"target_name": {"type": "string", "pattern": NAME_PATTERN}},
-                   "required": ["target_name"], "additionalProperties": False},
+    "parameters": {
+        "type": "object",
+        "properties": {"target_name": {"type": "string", "pattern": NAME_PATTERN}},
+        "required": ["target_name"],
+        "additionalProperties": False,
+    },
 }
 SAY = {
     "name": "say",
     "parameters": {
         "type": "object",
-        "properties": {"mood": {"enum": ["calm", "alarmed"]}, "loud": {"type": "boolean"},
-                       "text": {"anyOf": [{"type": "string", "maxLength": 4}, {"type": "null"}]}},
+        "properties": {
+            "mood": {"enum": ["calm", "alarmed"]},
+            "loud": {"type": "boolean"},
+            "text": {"anyOf": [{"type": "string", "maxLength": 4}, {"type": "null"}]},
+        },
         "additionalProperties": False,
     },
 }
@@ -84,8 +95,10 @@ def test_the_bound_is_the_longest_call_not_more() -> None:
 )
 def test_random_valid_calls_fit(position: list[int], speed: float, name: str) -> None:
     bound = max_call_bytes(TOOLS)
-    for tool, arguments in (("move_to", {"target_position": position, "speed": speed}),
-                            ("collect", {"target_name": name})):
+    for tool, arguments in (
+        ("move_to", {"target_position": position, "speed": speed}),
+        ("collect", {"target_name": name}),
+    ):
         assert validate_tool_call(tool, arguments, TOOLS) is None
         assert len(written(tool, arguments)) <= bound
 

@@ -66,8 +66,11 @@ def test_move_to_takes_a_name_in_sight_or_bounded_integers() -> None:
     assert validate_tool_call("move_to", {"target_position": [101, 0, 0]}, plan.tools) is not None
 
 
-@pytest.mark.parametrize("overrides", [["backend.function_calling.tool_choice=auto"], ["backend.max_tokens_from_tools=false"]],
-                         ids=["auto", "off"])
+@pytest.mark.parametrize(
+    "overrides",
+    [["backend.function_calling.tool_choice=auto"], ["backend.max_tokens_from_tools=false"]],
+    ids=["auto", "off"],
+)
 def test_max_tokens_stays_configured_unforced_or_when_off(overrides: list[str]) -> None:
     """With tool_choice auto the model may write text before its call; with the setting off there is no cap."""
     settings = load_settings(overrides)
@@ -99,7 +102,10 @@ class Recording:
     async def agenerate_with_tools(self, prompt: str, tools: Any, **options: Any) -> GenerationResult:
         self.options.append(options)
         first_target = tools[0]["parameters"]["properties"]["target"]["enum"][0]  # move_to, by name
-        metadata = {"tool_call": {"name": "move_to", "arguments": {"target": first_target}}, "tool_call_source": "native"}
+        metadata = {
+            "tool_call": {"name": "move_to", "arguments": {"target": first_target}},
+            "tool_call_source": "native",
+        }
         return GenerationResult(text="", tokens_used=1, finish_reason="tool_calls", metadata=metadata)
 
 

@@ -30,7 +30,11 @@ def compose_config(files: list[str], **env: str) -> dict[str, Any]:
     args = [arg for file in files for arg in ("-f", file)]
     result = subprocess.run(
         ["docker", "compose", *args, "config", "--format", "json"],
-        cwd=REPO, capture_output=True, text=True, env={**clean_env, **env}, check=False,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**clean_env, **env},
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
@@ -113,8 +117,9 @@ def test_cpu_switch_uses_its_own_shm_instead_of_the_hosts_ipc() -> None:
 
 
 def test_limits_and_usage_stats_come_from_variables() -> None:
-    services = compose_config(CPU_FILES, VLLM_MEM_LIMIT="3g", AGENT_PIDS_LIMIT="64", VLLM_NO_USAGE_STATS="0",
-                              ARENA_LOG_MAX_SIZE="1m")["services"]
+    services = compose_config(
+        CPU_FILES, VLLM_MEM_LIMIT="3g", AGENT_PIDS_LIMIT="64", VLLM_NO_USAGE_STATS="0", ARENA_LOG_MAX_SIZE="1m"
+    )["services"]
     assert int(services["vllm"]["mem_limit"]) == 3 * 2**30
     assert services["agent"]["pids_limit"] == 64
     assert services["vllm"]["environment"]["VLLM_NO_USAGE_STATS"] == "0"

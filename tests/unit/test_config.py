@@ -19,7 +19,6 @@ from arena_vllm.config import (
     load_settings,
 )
 
-
 pytestmark = pytest.mark.usefixtures("clean_environment")  # no VLLM_* or ARENA_* from the shell
 
 

@@ -11,10 +11,11 @@ import typing
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
+
 from arena_vllm.backends import VLLMBackendConfig
 from arena_vllm.config import Settings, available_options, compose_raw, default_config_dir
 from ops.engine.model_config import SHIPPED_FOLDER
-from pydantic import BaseModel
 
 pytestmark = pytest.mark.usefixtures("clean_environment")
 

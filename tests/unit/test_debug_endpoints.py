@@ -6,12 +6,11 @@ the traces hold what was really sent and answered; its faults give fallback deci
 
 from __future__ import annotations
 
-
 import httpx
 import pytest
+
 from arena_vllm.agent.debug import PAGE_POLICY, inspector_enabled, is_loopback
 from arena_vllm.agent.traces import ENTRY_OVERHEAD
-
 from ops.compose import REPO
 from tests.support.fault_server import FaultServer
 from tests.support.inspector import API_KEY, HOSTILE, inspector, inspector_settings, observation
@@ -23,9 +22,12 @@ def play(client: httpx.Client) -> None:
     """Three ticks of two agents; a1 gains berry_2 at tick 2 and loses berry_1 at tick 3."""
     seen = {1: ["berry_1"], 2: ["berry_1", "berry_2"], 3: ["berry_2"]}
     for tick, resources in seen.items():
-        body = {"tick": tick, "agents": [
-            {"agent_id": agent, "observations": observation(agent, tick, resources)} for agent in ("a1", "a2")
-        ]}
+        body = {
+            "tick": tick,
+            "agents": [
+                {"agent_id": agent, "observations": observation(agent, tick, resources)} for agent in ("a1", "a2")
+            ],
+        }
         assert client.post("/tick", json=body).status_code == 200
 
 
@@ -45,7 +47,11 @@ def test_prompts_hold_what_the_model_was_sent_and_answered(fault: FaultServer) -
         captures = client.get("/debug/prompts", params={"agent_id": "a1"}).json()
         assert captures["count"] == 3 and [c["tick"] for c in captures["captures"]] == [1, 2, 3]
         stages = {e["stage"]: e["data"] for e in captures["captures"][-1]["entries"]}
-        [sent] = [r for r in fault.requests if any(stages["prompt_building"]["final_prompt"] in m["content"] for m in r["messages"])]
+        [sent] = [
+            r
+            for r in fault.requests
+            if any(stages["prompt_building"]["final_prompt"] in m["content"] for m in r["messages"])
+        ]
         assert stages["prompt_building"]["estimated_tokens"] == stages["prompt_building"]["prompt_tokens"] > 0  # usage
         assert [t["name"] for t in stages["llm_request"]["tools"]] == [t["function"]["name"] for t in sent["tools"]]
         assert stages["llm_response"]["metadata"]["tool_call"] == {"name": "move_to", "arguments": MOVE}
@@ -75,7 +81,9 @@ def test_changes_say_what_came_into_and_out_of_view(fault: FaultServer) -> None:
         play(client)
         changes = client.get("/debug/changes", params={"agent_id": "a1"}).json()["changes"]
         assert [(c["tick"], c["gained_resources"], c["lost_resources"]) for c in changes] == [
-            (1, ["berry_1"], []), (2, ["berry_2"], []), (3, [], ["berry_1"]),
+            (1, ["berry_1"], []),
+            (2, ["berry_2"], []),
+            (3, [], ["berry_1"]),
         ]
         observations = client.get("/debug/observations", params={"agent_id": "a1", "limit": 1}).json()
         assert observations["count"] == 1 and observations["observations"][0]["visible_resources"] == ["berry_2"]
@@ -136,7 +144,10 @@ def test_no_secret_is_shown(fault: FaultServer) -> None:
     fault.mode = "text"
     with inspector(fault) as client:
         client.post("/observe", json=observation("a1", 1, [API_KEY]))
-        bodies = [client.get(path).text for path in ("/debug/traces", "/debug/prompts", "/debug/observations", "/debug/summary")]
+        bodies = [
+            client.get(path).text
+            for path in ("/debug/traces", "/debug/prompts", "/debug/observations", "/debug/summary")
+        ]
         [row] = client.get("/debug/summary").json()["agents"]
         bodies.append(client.get(f"/debug/trace/{row['decisions'][0]['trace_id']}").text)
         assert all(API_KEY not in body for body in bodies)
@@ -150,15 +161,21 @@ def test_a_hostile_name_is_stored_as_data(fault: FaultServer) -> None:
         assert client.get("/debug/prompts", params={"agent_id": HOSTILE}).json()["count"] == 1
 
 
-@pytest.mark.parametrize(("overrides", "on"), [
-    (("agent.debug.enabled=auto", "agent.published_host=127.0.0.1"), True),
-    (("agent.debug.enabled=auto", "agent.published_host=0.0.0.0"), False),
-    (("agent.debug.enabled=auto", "agent.published_host=null", "agent.host=0.0.0.0"), False),
-    (("agent.debug.enabled=auto", "agent.published_host=null", "agent.host=localhost"), True),
-    (("agent.debug.enabled=false", "agent.published_host=127.0.0.1"), False),
-    (("agent.debug.enabled=true", "agent.published_host=0.0.0.0"), True),
-], ids=["auto-loopback", "auto-published-everywhere", "auto-bound-everywhere", "auto-localhost", "off", "forced-on"])
-def test_on_by_default_only_where_published_on_loopback(fault: FaultServer, overrides: tuple[str, ...], on: bool) -> None:
+@pytest.mark.parametrize(
+    ("overrides", "on"),
+    [
+        (("agent.debug.enabled=auto", "agent.published_host=127.0.0.1"), True),
+        (("agent.debug.enabled=auto", "agent.published_host=0.0.0.0"), False),
+        (("agent.debug.enabled=auto", "agent.published_host=null", "agent.host=0.0.0.0"), False),
+        (("agent.debug.enabled=auto", "agent.published_host=null", "agent.host=localhost"), True),
+        (("agent.debug.enabled=false", "agent.published_host=127.0.0.1"), False),
+        (("agent.debug.enabled=true", "agent.published_host=0.0.0.0"), True),
+    ],
+    ids=["auto-loopback", "auto-published-everywhere", "auto-bound-everywhere", "auto-localhost", "off", "forced-on"],
+)
+def test_on_by_default_only_where_published_on_loopback(
+    fault: FaultServer, overrides: tuple[str, ...], on: bool
+) -> None:
     with inspector(fault, *overrides) as client:
         assert inspector_enabled(inspector_settings(fault, *overrides).agent) is on
         for path in ("/debug", "/debug/traces", "/debug/prompts"):
@@ -166,10 +183,20 @@ def test_on_by_default_only_where_published_on_loopback(fault: FaultServer, over
         assert client.post("/observe", json=observation("a1", 1, [])).status_code == 200  # the game is unaffected
 
 
-@pytest.mark.parametrize(("host", "loopback"), [
-    ("127.0.0.1", True), ("127.0.1.1", True), ("::1", True), ("[::1]", True), ("localhost", True),
-    ("0.0.0.0", False), ("::", False), ("192.168.1.5", False), ("example.org", False),
-])
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.0.1.1", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("localhost", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("192.168.1.5", False),
+        ("example.org", False),
+    ],
+)
 def test_is_loopback(host: str, loopback: bool) -> None:
     assert is_loopback(host) is loopback
 

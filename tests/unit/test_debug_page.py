@@ -18,13 +18,18 @@ from tests.support.service import MOVE
 HOSTILE_RESOURCE = '"><img src=x onerror="window.__pwned=2">'
 
 
-def test_agents_and_their_decisions_show_and_hostile_text_stays_text(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_agents_and_their_decisions_show_and_hostile_text_stays_text(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     with FaultServer(model="tiny", tool_args=MOVE) as fault, inspector(fault) as client:
         for tick in (1, 2):
-            body = {"tick": tick, "agents": [
-                {"agent_id": agent, "observations": observation(agent, tick, ["berry_1", HOSTILE_RESOURCE])}
-                for agent in ("forager_1", HOSTILE)
-            ]}
+            body = {
+                "tick": tick,
+                "agents": [
+                    {"agent_id": agent, "observations": observation(agent, tick, ["berry_1", HOSTILE_RESOURCE])}
+                    for agent in ("forager_1", HOSTILE)
+                ],
+            }
             assert client.post("/tick", json=body).status_code == 200
         fault.mode = "error_500"
         assert client.post("/observe", json=observation("forager_2", 3, [])).json()["tool"] == "idle"

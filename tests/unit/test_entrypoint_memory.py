@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from arena_vllm.config import load_settings
-from ops import cli
-from ops import run_vllm_server
+from ops import cli, run_vllm_server
 from ops.engine import gpus as smi
 from ops.engine.fit import fit_memory, planner_settings
 from ops.engine.gpus import GpuMemory
@@ -43,14 +42,19 @@ def gpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         """nvidia-smi's answer for one card; ``reserved`` may be "[N/A]" as virtual and consumer GPUs answer."""
         free = total_mib - (reserved if isinstance(reserved, int) else 0) - used_mib
         gpu_line = f"{total_mib}, {free}" if old_driver else f"{total_mib}, {reserved}, {free}"
-        reserved_case = ('  *memory.reserved*) echo "Field \\"memory.reserved\\" is not a valid field to query.";'
-                         " exit 2;;\n" if old_driver else "")
-        smi_file.write_text("#!/bin/sh\n"
-                            'for a in "$@"; do case "$a" in\n' + reserved_case +
-                            f'  --query-gpu=*) echo "{gpu_line}";;\n'
-                            f'  --query-compute-apps=*) printf "{apps}";;\n'
-                            "esac; done\n")
+        reserved_case = (
+            '  *memory.reserved*) echo "Field \\"memory.reserved\\" is not a valid field to query."; exit 2;;\n'
+            if old_driver
+            else ""
+        )
+        smi_file.write_text(
+            "#!/bin/sh\n"
+            'for a in "$@"; do case "$a" in\n' + reserved_case + f'  --query-gpu=*) echo "{gpu_line}";;\n'
+            f'  --query-compute-apps=*) printf "{apps}";;\n'
+            "esac; done\n"
+        )
         smi_file.chmod(0o755)
+
     return card
 
 
@@ -71,6 +75,7 @@ def dry_run(capsys: pytest.CaptureFixture[str]) -> tuple[int | str | None, str]:
 
 # --- nvidia-smi, field by field -------------------------------------------------------------------
 
+
 def test_reads_cuda_total_and_free_with_a_reserve_n_a_and_a_driver_refusing_the_field(gpu) -> None:
     gpu(81559, 1536, reserved=479)
     assert smi.gpu_memory() == [GpuMemory(81080, 81559 - 479 - 1536)]
@@ -90,6 +95,7 @@ def test_a_line_without_total_or_free_is_no_card_and_no_nvidia_smi_is_no_gpu(gpu
 
 
 # --- issue 20's table: each card with no model on disk ---------------------------------------------
+
 
 def test_row_1_16gb_reserve_n_a_auto_picks_gpu_16gb_fitted(gpu, monkeypatch, capsys) -> None:
     gpu(16380, 1536, reserved=NA)
@@ -115,8 +121,13 @@ def test_row_3_24gb_almost_all_held_auto_refuses_before_the_download(gpu, monkey
     code, out = dry_run(capsys)
     assert isinstance(code, str) and code.count("\n") == 0 and "Traceback" not in out  # one line
     assert code.startswith("run_vllm_server: no GPU profile starts in the 0.99 GiB of VRAM free now")
-    for needed in ("gpu-24gb needs", "gpu-16gb needs", "gpu-8gb needs", "/usr/bin/python3 (pid 4242, 23000 MiB)",
-                   "VLLM_PROFILE=cpu"):
+    for needed in (
+        "gpu-24gb needs",
+        "gpu-16gb needs",
+        "gpu-8gb needs",
+        "/usr/bin/python3 (pid 4242, 23000 MiB)",
+        "VLLM_PROFILE=cpu",
+    ):
         assert needed in code, code
     assert "exec" not in out
 
@@ -132,6 +143,7 @@ def test_row_4_8gb_7gb_held_gpu_8gb_refused_naming_need_free_holder_and_fix(gpu,
 
 
 # --- the rest of the fit ---------------------------------------------------------------------------
+
 
 def test_idle_card_keeps_the_profile_util(gpu, monkeypatch) -> None:
     gpu(24 * GIB_MIB, 300)
@@ -204,6 +216,15 @@ def test_ops_plan_prints_the_split_offline_from_the_shipped_config(gpu, capsys) 
         cli.main(["plan", "--profile", "gpu-8gb", "--vram", "8", "--free", "6.5"])
     out = capsys.readouterr().out
     assert done.value.code == 0
-    for label in ("shipped Qwen--Qwen2.5-1.5B-Instruct.json", "weights", "activation", "CUDA graphs",
-                  "28,672 B", "KV tokens", "max concurrency at 8,192 tokens", "fits", "lowered to 0.6875"):
+    for label in (
+        "shipped Qwen--Qwen2.5-1.5B-Instruct.json",
+        "weights",
+        "activation",
+        "CUDA graphs",
+        "28,672 B",
+        "KV tokens",
+        "max concurrency at 8,192 tokens",
+        "fits",
+        "lowered to 0.6875",
+    ):
         assert label in out, out

@@ -77,6 +77,9 @@ def test_every_variable_has_a_one_line_meaning_above_it() -> None:
 
 
 def test_assignments_are_commented_out_so_a_copy_changes_nothing() -> None:
-    active = [line for line in (REPO / ".env.example").read_text().splitlines() if DOCUMENTED.match(line)
-              and not line.startswith("#")]
+    active = [
+        line
+        for line in (REPO / ".env.example").read_text().splitlines()
+        if DOCUMENTED.match(line) and not line.startswith("#")
+    ]
     assert not active, f"uncommented assignments would pin defaults in a copied .env: {active}"

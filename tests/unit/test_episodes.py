@@ -5,11 +5,18 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from arena_vllm.config import load_settings
 
+from arena_vllm.config import load_settings
 from tests.support.arena_world import make_layouts
 from tests.support.episodes import (
-    SCENARIOS, BeginnerPolicy, FallbackPolicy, IdlePolicy, beginner_decision, eval_scenarios, play, summary,
+    SCENARIOS,
+    BeginnerPolicy,
+    FallbackPolicy,
+    IdlePolicy,
+    beginner_decision,
+    eval_scenarios,
+    play,
+    summary,
 )
 from tests.support.game_requests import foraging_observe
 
@@ -17,8 +24,16 @@ pytestmark = pytest.mark.usefixtures("clean_environment")
 
 
 def body(position=(0.0, 0.0, 0.0), resources=None, hazards=None, stations=None, inventory=None, exploration=None):
-    return foraging_observe("a", 1, position, inventory=inventory, exploration=exploration,
-                            resources=resources or {}, hazards=hazards or {}, stations=stations or {})
+    return foraging_observe(
+        "a",
+        1,
+        position,
+        inventory=inventory,
+        exploration=exploration,
+        resources=resources or {},
+        hazards=hazards or {},
+        stations=stations or {},
+    )
 
 
 def test_beginner_escapes_a_hazard_closer_than_3_to_5_beyond_it() -> None:
@@ -27,8 +42,12 @@ def test_beginner_escapes_a_hazard_closer_than_3_to_5_beyond_it() -> None:
 
 
 def test_beginner_walks_to_the_closest_resource_before_crafting() -> None:
-    seen = body(hazards={"Pit": (3.5, 0.0, 0.0)}, resources={"Berry": (6.0, 0.5, 0.0), "Wood": (0.0, 0.3, -4.0)},
-                stations={"Workbench": (1.0, 0.0, 0.0, "workbench")}, inventory={"wood": 1, "stone": 1})
+    seen = body(
+        hazards={"Pit": (3.5, 0.0, 0.0)},
+        resources={"Berry": (6.0, 0.5, 0.0), "Wood": (0.0, 0.3, -4.0)},
+        stations={"Workbench": (1.0, 0.0, 0.0, "workbench")},
+        inventory={"wood": 1, "stone": 1},
+    )
     assert beginner_decision(seen)["params"] == {"target_position": [0.0, 0.3, -4.0]}
 
 
@@ -40,8 +59,13 @@ def test_beginner_crafts_at_a_workbench_from_custom_inventory(inventory, recipe)
 
 def test_beginner_explores_the_first_target_else_idles() -> None:
     target = {"direction": "east", "distance": 9.0, "position": [9.0, 0.0, 0.0]}
-    explore = {"exploration_percentage": 5.0, "total_cells": 676, "seen_cells": 30,
-               "frontiers_by_direction": {"east": 9.0}, "explore_targets": [target]}
+    explore = {
+        "exploration_percentage": 5.0,
+        "total_cells": 676,
+        "seen_cells": 30,
+        "frontiers_by_direction": {"east": 9.0},
+        "explore_targets": [target],
+    }
     assert beginner_decision(body(exploration=explore))["params"] == {"target_position": [9.0, 0.0, 0.0]}
     assert beginner_decision(body())["tool"] == "idle"
 
@@ -50,8 +74,10 @@ def test_beginner_explores_the_first_target_else_idles() -> None:
 def test_the_baselines_play_better_than_idle(rules) -> None:
     layouts = make_layouts(8)
     settings = load_settings()
-    idle, beginner, fallback = (asyncio.run(play(policy, rules, layouts, ticks=20))
-                                for policy in (IdlePolicy(), BeginnerPolicy(), FallbackPolicy(settings)))
+    idle, beginner, fallback = (
+        asyncio.run(play(policy, rules, layouts, ticks=20))
+        for policy in (IdlePolicy(), BeginnerPolicy(), FallbackPolicy(settings))
+    )
     assert idle.collected == 0
     assert beginner.collected >= 8 and fallback.collected >= 8
     assert beginner.problems == fallback.problems == idle.problems == 0
@@ -78,15 +104,22 @@ def test_scenarios_score_by_majority_of_draws() -> None:
     beginner = {r.scenario: r for r in asyncio.run(eval_scenarios(BeginnerPolicy()))}
     # the starter flees, heads for berries; it idles with nothing in sight, and reads custom.inventory only
     assert [name for name, r in beginner.items() if r.passed] == [
-        "hazard_escape", "resource_collection", "danger_vs_reward", "low_health_triage"]
+        "hazard_escape",
+        "resource_collection",
+        "danger_vs_reward",
+        "low_health_triage",
+    ]
     assert all(len(r.good) == 3 for r in beginner.values())
     assert not any(r.passed for r in asyncio.run(eval_scenarios(IdlePolicy())))
 
 
 def test_the_summary_has_a_row_per_rule_set_and_policy() -> None:
     layouts = make_layouts(2)
-    runs = [asyncio.run(play(IdlePolicy(), rules, layouts, ticks=3, run=n)) for rules in ("mockarena", "foraging")
-            for n in (1, 2)]
+    runs = [
+        asyncio.run(play(IdlePolicy(), rules, layouts, ticks=3, run=n))
+        for rules in ("mockarena", "foraging")
+        for n in (1, 2)
+    ]
     table = summary(runs)
     assert len(table) == 4 and table[2].split()[:3] == ["mockarena", "idle", "2"]
     assert runs[0].as_dict()["decisions"] == 6 and "latencies_s" not in runs[0].as_dict()

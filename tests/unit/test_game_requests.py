@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import httpx
 
 from tests.support.fault_server import FaultServer
@@ -17,7 +16,10 @@ from tests.support.game_requests import (
 )
 from tests.support.service import MOVE, agent_client, metric
 
-def test_every_foraging_observe_body_is_accepted_with_agent_specific_tools(agent: httpx.Client, fault: FaultServer) -> None:
+
+def test_every_foraging_observe_body_is_accepted_with_agent_specific_tools(
+    agent: httpx.Client, fault: FaultServer
+) -> None:
     for body in foraging_ticks(ticks=2, agents=16)[1]:
         fault.requests.clear()
         response = agent.post("/observe", json=body)
@@ -31,10 +33,11 @@ def test_every_foraging_observe_body_is_accepted_with_agent_specific_tools(agent
         else:
             assert "collect" not in tools
         prompt = sent["messages"][1]["content"]
-        assert f'Last action: {body["tool_result"]["tool"]} ' in prompt
+        assert f"Last action: {body['tool_result']['tool']} " in prompt
         kinds = {station["type"] for station in body["nearby_stations"]}  # recipes made at a station in sight
         assert ("shelter" in prompt) == ("anvil" in kinds) and ('"torch": 1 wood + 1 stone at workbench' in prompt) == (
-            "workbench" in kinds)
+            "workbench" in kinds
+        )
         assert "Recipes" in prompt or not kinds
 
 
@@ -77,8 +80,10 @@ def test_only_the_last_n_experiences_are_kept(fault: FaultServer) -> None:
 
 
 def test_tools_execute_is_acknowledged_like_the_sdk(agent: httpx.Client, fault: FaultServer) -> None:
-    for body in (cpp_tool_execute("move_to", {"target_position": [1, 0, 2], "agent_id": "a"}, "a", 12),
-                 cpp_tool_execute("idle", {})):
+    for body in (
+        cpp_tool_execute("move_to", {"target_position": [1, 0, 2], "agent_id": "a"}, "a", 12),
+        cpp_tool_execute("idle", {}),
+    ):
         response = agent.post("/tools/execute", json=body)
         assert (response.status_code, response.json()) == (200, {"success": True, "result": None, "error": ""})
     assert fault.requests == []  # nothing reaches the model
@@ -97,10 +102,24 @@ def test_the_cpp_perceptions_tick_gets_a_flat_action_per_perception(agent: httpx
 
 
 def test_unknown_extra_fields_are_ignored_not_rejected(agent: httpx.Client) -> None:
-    body = {**foraging_observe("a", 1, (0.0, 0.0, 0.0)), "team": "red", "resources_collected": 2,
-            "damage_taken": 1.5, "future_field": {"x": [1, 2]}}
-    body["tool_result"] = {"tool": "move_to", "success": True, "result": {}, "error": "", "duration_ticks": 3,
-                           "newer_key": 1}
+    body = {
+        **foraging_observe("a", 1, (0.0, 0.0, 0.0)),
+        "team": "red",
+        "resources_collected": 2,
+        "damage_taken": 1.5,
+        "future_field": {"x": [1, 2]},
+    }
+    body["tool_result"] = {
+        "tool": "move_to",
+        "success": True,
+        "result": {},
+        "error": "",
+        "duration_ticks": 3,
+        "newer_key": 1,
+    }
     assert agent.post("/observe", json=body).status_code == 200
     assert agent.post("/experience", json={**hazard_experience("a", 1, (0.0, 0.0, 0.0)), "extra": 1}).status_code == 200
-    assert agent.post("/tools/execute", json={**cpp_tool_execute("idle", {}), "tool_name": "idle", "x": 1}).status_code == 200
+    assert (
+        agent.post("/tools/execute", json={**cpp_tool_execute("idle", {}), "tool_name": "idle", "x": 1}).status_code
+        == 200
+    )

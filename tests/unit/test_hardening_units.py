@@ -27,13 +27,22 @@ OBSERVATION = {"agent_id": "a1", "tick": 1, "position": [0.0, 0.0, 0.0]}
 
 # --- the agent's bearer token -----------------------------------------------------------------
 
+
 @pytest.fixture
 async def keyed(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     key = tmp_path / "agent_key"
     key.write_text("s3cret-token\n")
-    settings = load_settings([f"agent.api_key_file={key}", "backend.api_base=http://127.0.0.1:9/v1",
-                              "backend.max_retries=0", "backend.timeout_s=1"])
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(create_app(settings)), base_url="http://agent") as client:
+    settings = load_settings(
+        [
+            f"agent.api_key_file={key}",
+            "backend.api_base=http://127.0.0.1:9/v1",
+            "backend.max_retries=0",
+            "backend.timeout_s=1",
+        ]
+    )
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(create_app(settings)), base_url="http://agent"
+    ) as client:
         yield client
 
 
@@ -59,6 +68,7 @@ def test_no_token_file_or_an_empty_one_means_no_auth(tmp_path: Path) -> None:
 
 
 # --- the in-flight cap --------------------------------------------------------------------------
+
 
 async def test_requests_over_the_in_flight_cap_get_503_with_retry_after() -> None:
     release = asyncio.Event()
@@ -100,13 +110,20 @@ async def test_the_app_counts_rejections_in_metrics() -> None:
 
 # --- secrets to vLLM ------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def secret_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, str]:
     token, key = tmp_path / "hf_token", tmp_path / "api_key"
     token.write_text("hf_FakeTokenForTheTest1234567890\n")
     key.write_text("sk-a:b#c 'key'\n")  # YAML-hostile on purpose
-    values = {"HF_TOKEN_FILE": str(token), "VLLM_API_KEY_FILE": str(key), "VLLM_PROFILE": "cpu",
-              "ARENA_SECRET_DIR": str(tmp_path / "run"), "VLLM_API_KEY": "sk-from-env", "HF_TOKEN": "hf_envtoken"}
+    values = {
+        "HF_TOKEN_FILE": str(token),
+        "VLLM_API_KEY_FILE": str(key),
+        "VLLM_PROFILE": "cpu",
+        "ARENA_SECRET_DIR": str(tmp_path / "run"),
+        "VLLM_API_KEY": "sk-from-env",
+        "HF_TOKEN": "hf_envtoken",
+    }
     for name, value in values.items():
         monkeypatch.setenv(name, value)
     return {"token": "hf_FakeTokenForTheTest1234567890", "key": "sk-a:b#c 'key'", "dir": str(tmp_path / "run")}
@@ -139,7 +156,9 @@ def test_an_open_secret_folder_of_ours_is_closed_before_the_key_goes_in(secret_e
     assert stat.S_IMODE(Path(secret_env["dir"]).stat().st_mode) == 0o700
 
 
-def test_a_secret_folder_of_another_user_is_refused(secret_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_secret_folder_of_another_user_is_refused(
+    secret_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     Path(secret_env["dir"]).mkdir(mode=0o700)
     monkeypatch.setattr(server.os, "getuid", lambda: os.stat(secret_env["dir"]).st_uid + 1)
     with pytest.raises(EngineError, match="must be owned by uid"):
@@ -160,11 +179,15 @@ def test_without_secrets_nothing_is_added(monkeypatch: pytest.MonkeyPatch, tmp_p
 
 # --- the backend config's key -------------------------------------------------------------------
 
-@pytest.mark.parametrize(("env", "expected"), [
-    ({"VLLM_API_KEY": "v", "OPENAI_API_KEY": "o"}, "v"),
-    ({"OPENAI_API_KEY": "o"}, "o"),
-    ({}, "EMPTY"),
-])
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"VLLM_API_KEY": "v", "OPENAI_API_KEY": "o"}, "v"),
+        ({"OPENAI_API_KEY": "o"}, "o"),
+        ({}, "EMPTY"),
+    ],
+)
 def test_backend_config_reads_the_key_from_the_environment(
     monkeypatch: pytest.MonkeyPatch, env: dict[str, str], expected: str
 ) -> None:
@@ -178,6 +201,7 @@ def test_backend_config_reads_the_key_from_the_environment(
 
 
 # --- doctor: exposure ------------------------------------------------------------------------------
+
 
 def test_doctor_fails_a_port_beyond_loopback_without_a_key(tmp_path: Path) -> None:
     key, empty = tmp_path / "key", tmp_path / "empty"

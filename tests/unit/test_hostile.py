@@ -29,8 +29,14 @@ CORPUS = hostile_corpus()
 
 def sent_bytes(request: dict) -> int:
     """system + tools + user prompt of a chat request as the FaultServer got it, counted as the budget counts them."""
-    tools = [{"name": t["function"]["name"], "description": t["function"].get("description", ""),
-              "parameters": t["function"]["parameters"]} for t in request["tools"]]
+    tools = [
+        {
+            "name": t["function"]["name"],
+            "description": t["function"].get("description", ""),
+            "parameters": t["function"]["parameters"],
+        }
+        for t in request["tools"]
+    ]
     prompts = [message["content"] for message in request["messages"]]
     return sum(len(text.encode()) for text in prompts) + len(json.dumps(normalize_tools(tools)).encode())
 
@@ -106,10 +112,23 @@ def test_the_widest_case_needed_the_budget() -> None:
 
 
 def test_printable_refuses_exactly_the_control_format_and_separator_categories() -> None:
-    for char in ("\x00", "\n", "\t", "\x7f", "\x85", "\x9f", "\u200b", "\u200d", "\u202e", "\ufeff", "\u2028", "\u2029"):
+    for char in (
+        "\x00",
+        "\n",
+        "\t",
+        "\x7f",
+        "\x85",
+        "\x9f",
+        "\u200b",
+        "\u200d",
+        "\u202e",
+        "\ufeff",
+        "\u2028",
+        "\u2029",
+    ):
         with pytest.raises(ValueError, match=f"U\\+{ord(char):04X}"):
             printable(f"a{char}b")
-    for text in ("Apple2", "forager 01", "caf\u00e9", "\u00a0nbsp", "\U0001F34E", "\u4e2d\u6587", 'q"uote'):
+    for text in ("Apple2", "forager 01", "caf\u00e9", "\u00a0nbsp", "\U0001f34e", "\u4e2d\u6587", 'q"uote'):
         assert printable(text) == text
 
 

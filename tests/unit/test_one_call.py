@@ -9,7 +9,8 @@ The one-call schema admits exactly the valid calls of the offered tools, one obj
 from __future__ import annotations
 
 import json
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from jsonschema import Draft202012Validator
@@ -52,8 +53,11 @@ def server() -> Iterator[FaultServer]:
 
 
 def schema_backend(server: FaultServer) -> VLLMBackend:
-    return VLLMBackend(VLLMBackendConfig(model_path="tiny", api_base=server.api_base, timeout_s=5, max_retries=0,
-                                         function_calling_format="schema"))
+    return VLLMBackend(
+        VLLMBackendConfig(
+            model_path="tiny", api_base=server.api_base, timeout_s=5, max_retries=0, function_calling_format="schema"
+        )
+    )
 
 
 def tools() -> list[dict[str, Any]]:
@@ -68,7 +72,9 @@ def test_a_schema_call_is_one_json_answer_read_as_a_native_call(server: FaultSer
     assert "tools" not in sent and sent["response_format"]["type"] == "json_schema"
     assert sent["response_format"]["json_schema"]["schema"] == one_call_schema(normalize_tools(tools()))
     system = sent["messages"][0]["content"]
-    assert system.startswith("play\n\nTools (call exactly one):\nmove_to(target: ") and "for example {\"move_to\":" in system
+    assert (
+        system.startswith("play\n\nTools (call exactly one):\nmove_to(target: ") and 'for example {"move_to":' in system
+    )
     assert result.metadata["tool_call"] == {"name": "move_to", "arguments": MOVE}
     assert result.metadata["tool_call_source"] == "native" and result.text == ""
 

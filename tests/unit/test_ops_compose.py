@@ -42,10 +42,10 @@ def config_with(environment: dict[str, str], models_source: Path | None = None) 
     ("forced", "runtimes", "vram", "expected"),
     [
         (None, {"runc", "nvidia"}, 23.6, "gpu"),
-        (None, {"runc"}, 23.6, "cpu"),          # a card the engine cannot hand to containers
+        (None, {"runc"}, 23.6, "cpu"),  # a card the engine cannot hand to containers
         (None, {"runc", "nvidia"}, None, "cpu"),  # runtime registered, driver broken
         (None, set(), None, "cpu"),
-        ("gpu", set(), None, "gpu"),            # the user knows better
+        ("gpu", set(), None, "gpu"),  # the user knows better
         ("cpu", {"nvidia"}, 80.0, "cpu"),
     ],
     ids=["gpu", "no-runtime", "no-driver", "nothing", "forced-gpu", "forced-cpu"],
@@ -56,7 +56,14 @@ def test_choose_device(forced: str | None, runtimes: set[str], vram: float | Non
 
 def test_cpu_stack_adds_the_override_file_and_gpu_uses_the_base_only() -> None:
     assert compose.compose_cmd("cpu", "ps") == [
-        "docker", "compose", "-f", "docker-compose.yml", "-f", "docker-compose.cpu.yml", "ps"]
+        "docker",
+        "compose",
+        "-f",
+        "docker-compose.yml",
+        "-f",
+        "docker-compose.cpu.yml",
+        "ps",
+    ]
     assert compose.compose_cmd("gpu", "ps") == ["docker", "compose", "-f", "docker-compose.yml", "ps"]
 
 

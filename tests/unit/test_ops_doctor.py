@@ -74,8 +74,9 @@ def test_wsl_notes_and_windows_drive_paths() -> None:
 
 def test_port_checks() -> None:
     assert doctor.check_port("vllm", "127.0.0.1", 8000, True, None, "arena-vllm", "VLLM_HOST_PORT").status == "OK"
-    ours = doctor.check_port("vllm", "127.0.0.1", 8000, False, ("arena-vllm-vllm-1", "arena-vllm"),
-                             "arena-vllm", "VLLM_HOST_PORT")
+    ours = doctor.check_port(
+        "vllm", "127.0.0.1", 8000, False, ("arena-vllm-vllm-1", "arena-vllm"), "arena-vllm", "VLLM_HOST_PORT"
+    )
     assert ours.status == "OK" and "our running stack" in ours.detail
     taken = doctor.check_port("agent", "127.0.0.1", 5000, False, None, "arena-vllm", "AGENT_HOST_PORT")
     assert taken.status == "FAIL" and "AGENT_HOST_PORT" in taken.next_step
@@ -83,8 +84,13 @@ def test_port_checks() -> None:
 
 @pytest.mark.parametrize(
     ("mode", "uid", "gid", "readable"),
-    [(0o600, 1000, 0, True), (0o600, 0, 0, False), (0o640, 0, 1000, True), (0o644, 0, 0, True),
-     (0o200, 1000, 0, False)],
+    [
+        (0o600, 1000, 0, True),
+        (0o600, 0, 0, False),
+        (0o640, 0, 1000, True),
+        (0o644, 0, 0, True),
+        (0o200, 1000, 0, False),
+    ],
     ids=["owner", "root-private", "group", "world", "owner-without-read"],
 )
 def test_readable_by_the_server_uid(mode: int, uid: int, gid: int, readable: bool) -> None:
@@ -159,10 +165,12 @@ def test_cached_model_size_comes_from_the_hf_cache_layout(tmp_path: Path) -> Non
 
 
 def test_published_ports_come_from_the_resolved_config() -> None:
-    config = {"services": {
-        "vllm": {"ports": [{"host_ip": "127.0.0.1", "target": 8000, "published": "8001"}]},
-        "agent": {"ports": [{"target": 5000, "published": "5000"}]},
-    }}
+    config = {
+        "services": {
+            "vllm": {"ports": [{"host_ip": "127.0.0.1", "target": 8000, "published": "8001"}]},
+            "agent": {"ports": [{"target": 5000, "published": "5000"}]},
+        }
+    }
     assert doctor.published_ports(config) == [("agent", "0.0.0.0", 5000), ("vllm", "127.0.0.1", 8001)]
 
 
@@ -171,8 +179,11 @@ def fake_config(token_file: Path) -> dict[str, Any]:
         "name": "arena-vllm",
         "secrets": {"hf_token": {"file": str(token_file)}},
         "services": {
-            "vllm": {"environment": {"VLLM_PROFILE": "cpu"}, "volumes": [],
-                     "ports": [{"host_ip": "127.0.0.1", "published": "8000"}]},
+            "vllm": {
+                "environment": {"VLLM_PROFILE": "cpu"},
+                "volumes": [],
+                "ports": [{"host_ip": "127.0.0.1", "published": "8000"}],
+            },
             "agent": {"ports": [{"host_ip": "127.0.0.1", "published": "5000"}]},
         },
     }
@@ -189,8 +200,12 @@ def machine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Any]:
     def engine() -> dict[str, Any]:
         if facts.get("engine_down"):
             raise DockerException("connection refused")
-        return {"ServerVersion": "27.3.1", "OperatingSystem": "Ubuntu", "Runtimes": {"runc": {}},
-                "DockerRootDir": "/var/lib/docker"}
+        return {
+            "ServerVersion": "27.3.1",
+            "OperatingSystem": "Ubuntu",
+            "Runtimes": {"runc": {}},
+            "DockerRootDir": "/var/lib/docker",
+        }
 
     monkeypatch.setattr(doctor, "probe_engine", engine)
     monkeypatch.setattr(doctor, "probe_gpus", lambda: [])
@@ -210,8 +225,17 @@ def machine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Any]:
 def test_a_healthy_cpu_machine_passes(machine: dict[str, Any]) -> None:
     checks = doctor.run_checks()
     assert [c.status for c in checks] == ["OK"] * len(checks)
-    assert {c.name for c in checks} >= {"docker engine", "compose v2", "nvidia gpu", "profile", "wsl2", "hf token",
-                                        "disk", "port 127.0.0.1:8000", "port 127.0.0.1:5000"}
+    assert {c.name for c in checks} >= {
+        "docker engine",
+        "compose v2",
+        "nvidia gpu",
+        "profile",
+        "wsl2",
+        "hf token",
+        "disk",
+        "port 127.0.0.1:8000",
+        "port 127.0.0.1:5000",
+    }
     assert doctor.exit_code(checks) == 0
 
 
@@ -228,8 +252,9 @@ def test_a_busy_port_fails_the_run(machine: dict[str, Any]) -> None:
     assert checks["port 127.0.0.1:8000"].status == "FAIL" and checks["port 127.0.0.1:5000"].status == "OK"
 
 
-def test_json_output_is_machine_readable_and_secret_free(machine: dict[str, Any],
-                                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_json_output_is_machine_readable_and_secret_free(
+    machine: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
     machine["busy_ports"] = {5000}
     assert doctor.run(argparse.Namespace(json=True)) == 1
     out = capsys.readouterr().out
@@ -238,8 +263,9 @@ def test_json_output_is_machine_readable_and_secret_free(machine: dict[str, Any]
     assert TOKEN not in out
 
 
-def test_text_output_shows_next_steps_under_problems(machine: dict[str, Any],
-                                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_text_output_shows_next_steps_under_problems(
+    machine: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
     machine["busy_ports"] = {5000}
     doctor.run(argparse.Namespace(json=False))
     lines = capsys.readouterr().out.splitlines()
@@ -260,13 +286,17 @@ def test_wsl2_older_kernels_and_the_driver_folder(tmp_path) -> None:
     assert empty.status == "WARN" and "libcuda" in empty.detail
 
 
-@pytest.mark.parametrize(("ready", "status", "says"), [
-    (None, "OK", "not running"),
-    ({"ready": True, "tools_seen_in": "template"}, "OK", "renders the tools"),
-    ({"ready": True, "tools_seen_in": "system_prompt"}, "OK", "drops tools"),
-    ({"ready": True, "tools_seen_in": "unknown"}, "WARN", "cannot say"),
-    ({"detail": "missing bearer token"}, "WARN", "missing bearer token"),
-], ids=["down", "template", "system-prompt", "unknown", "needs-key"])
+@pytest.mark.parametrize(
+    ("ready", "status", "says"),
+    [
+        (None, "OK", "not running"),
+        ({"ready": True, "tools_seen_in": "template"}, "OK", "renders the tools"),
+        ({"ready": True, "tools_seen_in": "system_prompt"}, "OK", "drops tools"),
+        ({"ready": True, "tools_seen_in": "unknown"}, "WARN", "cannot say"),
+        ({"detail": "missing bearer token"}, "WARN", "missing bearer token"),
+    ],
+    ids=["down", "template", "system-prompt", "unknown", "needs-key"],
+)
 def test_doctor_says_where_tools_reach_the_model(machine: dict[str, Any], ready: Any, status: str, says: str) -> None:
     machine["ready"] = ready
     [tools] = [check for check in doctor.run_checks() if check.name == "tools"]

@@ -18,7 +18,7 @@ TOKEN = "hf_doNotPrintMe0123456789"
 def test_command_runs_hf_in_the_vllm_service_with_the_token_path_only() -> None:
     cmd = download.download_command("cpu", "org/model", "v1.0", "arena-vllm-download-abc")
     assert cmd[:6] == ["docker", "compose", "-f", "docker-compose.yml", "-f", "docker-compose.cpu.yml"]
-    run = cmd[cmd.index("run"):]
+    run = cmd[cmd.index("run") :]
     assert run[:6] == ["run", "--no-deps", "--name", "arena-vllm-download-abc", "--entrypoint", "hf"]
     assert "HF_TOKEN_PATH=/run/secrets/hf_token" in run and "HF_HUB_OFFLINE=0" in run
     assert run[-5:] == ["vllm", "download", "org/model", "--revision", "v1.0"]
@@ -38,8 +38,13 @@ def test_cli_model_is_optional() -> None:
 
 @pytest.mark.parametrize(
     ("state", "compose_code", "expected"),
-    [({"Running": False, "ExitCode": 0}, 0, 0), ({"Running": False, "ExitCode": 1}, 0, 1),  # compose said 0
-     ({"Running": True, "ExitCode": 0}, 130, 130), (None, 0, 1), (None, 125, 125)],
+    [
+        ({"Running": False, "ExitCode": 0}, 0, 0),
+        ({"Running": False, "ExitCode": 1}, 0, 1),  # compose said 0
+        ({"Running": True, "ExitCode": 0}, 130, 130),
+        (None, 0, 1),
+        (None, 125, 125),
+    ],
     ids=["ok", "failed-but-compose-said-0", "interrupted", "never-started", "compose-error"],
 )
 def test_exit_code_comes_from_the_container(state: dict[str, Any] | None, compose_code: int, expected: int) -> None:
@@ -53,8 +58,11 @@ def stack(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Any]:
     token.write_text(TOKEN)
     token.chmod(0o644)
     seen: dict[str, Any] = {"calls": []}
-    config = {"name": "arena-vllm", "secrets": {"hf_token": {"file": str(token)}},
-              "services": {"vllm": {"environment": {"VLLM_PROFILE": "cpu"}, "volumes": []}}}
+    config = {
+        "name": "arena-vllm",
+        "secrets": {"hf_token": {"file": str(token)}},
+        "services": {"vllm": {"environment": {"VLLM_PROFILE": "cpu"}, "volumes": []}},
+    }
 
     def fake_stream(cmd: list[str]) -> int:
         seen["calls"].append(cmd)
@@ -70,7 +78,7 @@ def stack(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Any]:
 
 def test_download_never_shows_or_passes_the_token(stack: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
     assert download.run_download("org/model", None, None) == 0
-    cmd, = stack["calls"]
+    (cmd,) = stack["calls"]
     assert TOKEN not in " ".join(cmd)
     out = capsys.readouterr().out
     assert TOKEN not in out and "arena-vllm_hf-cache" in out and "done" in out
@@ -78,7 +86,7 @@ def test_download_never_shows_or_passes_the_token(stack: dict[str, Any], capsys:
 
 def test_default_model_is_the_one_up_would_serve(stack: dict[str, Any]) -> None:
     download.run_download(None, None, None)
-    cmd, = stack["calls"]
+    (cmd,) = stack["calls"]
     assert cmd[-1] == load_settings(["profile=cpu"]).profile.model
 
 

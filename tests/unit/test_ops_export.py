@@ -20,9 +20,9 @@ import helm_python as helm
 import kubernetes_validate
 import pytest
 import yaml
-from arena_vllm.config import ConfigError, available_options, load_settings
 from jsonschema import Draft202012Validator
 
+from arena_vllm.config import ConfigError, available_options, load_settings
 from ops.export import (
     CHART,
     ROUTER_SERVICE,
@@ -36,7 +36,9 @@ COMMITTED = REPO / "deploy" / "k8s"
 KUBERNETES_VERSION = "1.33"
 SCHEMA = json.loads((CHART / "values.schema.json").read_text())
 TEMPLATES = "\n".join(path.read_text() for path in sorted((CHART / "templates").glob("*.yaml")))
-GPU_PROFILES = [name for name in available_options("profile") if load_settings([f"profile={name}"]).profile.device == "gpu"]
+GPU_PROFILES = [
+    name for name in available_options("profile") if load_settings([f"profile={name}"]).profile.device == "gpu"
+]
 
 
 def test_there_are_gpu_profiles_to_export() -> None:
@@ -71,7 +73,11 @@ def test_values_carry_the_profile_and_secrets_only_by_reference(export: dict[str
     profile = load_settings([f"profile={spec['name']}"]).profile
     config = spec["vllmConfig"]
     assert (spec["modelURL"], config["dtype"], config["maxModelLen"], config["maxNumSeqs"]) == (
-        profile.model, profile.dtype, profile.max_model_len, profile.max_num_seqs)
+        profile.model,
+        profile.dtype,
+        profile.max_model_len,
+        profile.max_num_seqs,
+    )
     assert config["gpuMemoryUtilization"] == profile.gpu_memory_utilization
     assert config["tensorParallelSize"] == spec["requestGPU"] == profile.tensor_parallel_size
     assert spec["enableTool"] is True and spec["toolCallParser"] == profile.tool_call_parser
@@ -150,7 +156,9 @@ def test_agent_probes_secret_reference_and_resources(export: dict[str, str]) -> 
     assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
     assert container["resources"]["requests"]
     assert {"name": "vllm-api-key", "secret": {"secretName": "arena-vllm-api-key"}} in pod["volumes"]
-    assert not any("API_KEY" in env["name"] and "value" in env and "FILE" not in env["name"] for env in container["env"])
+    assert not any(
+        "API_KEY" in env["name"] and "value" in env and "FILE" not in env["name"] for env in container["env"]
+    )
 
 
 def test_a_broken_manifest_is_caught() -> None:
@@ -159,7 +167,9 @@ def test_a_broken_manifest_is_caught() -> None:
     deployment["spec"]["template"]["spec"]["containers"][0]["startupProbes"] = {}
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(deployment, KUBERNETES_VERSION, strict=True)
-    values = production_stack_values(load_settings([f"profile={GPU_PROFILES[0]}"]).profile, ExportOptions(GPU_PROFILES[0]))
+    values = production_stack_values(
+        load_settings([f"profile={GPU_PROFILES[0]}"]).profile, ExportOptions(GPU_PROFILES[0])
+    )
     values["servingEngineSpec"]["modelSpec"][0]["vllmConfig"]["maxModelLen"] = "long"
     assert list(Draft202012Validator(SCHEMA).iter_errors(values))
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ops import cli, run_vllm_server
-from ops.compose import REPO, REPLICAS_FILE
+from ops.compose import REPLICAS_FILE, REPO
 
 #: docker 27 without the plugin: `docker compose -f x config` parses -f as docker's own flag.
 NO_PLUGIN_DOCKER = """#!/bin/sh
@@ -84,8 +84,9 @@ def test_doctor_names_the_missing_plugin_as_a_check(no_compose_plugin, capsys) -
     assert "FAIL  compose v2" in printed and "install the Compose v2 plugin" in printed
 
 
-def test_a_local_model_only_root_can_read_is_refused_before_the_start(tmp_path, no_compose_plugin, monkeypatch,
-                                                                      capsys) -> None:
+def test_a_local_model_only_root_can_read_is_refused_before_the_start(
+    tmp_path, no_compose_plugin, monkeypatch, capsys
+) -> None:
     """Weights at mode 0600 owned by root, as a conversion script run as root leaves them."""
     from ops import compose, up
 
@@ -97,9 +98,16 @@ def test_a_local_model_only_root_can_read_is_refused_before_the_start(tmp_path, 
     weights.chmod(0o600)
     if os.stat(weights).st_uid == compose.SERVER_UID:
         pytest.skip("this test runs as the server's uid, which may read its own file")
-    monkeypatch.setattr(compose, "resolved_config", lambda device, env=None: {
-        "name": "arena-vllm", "services": {"vllm": {"volumes": [
-            {"type": "bind", "source": str(folder), "target": "/models", "read_only": True}]}}})
+    monkeypatch.setattr(
+        compose,
+        "resolved_config",
+        lambda device, env=None: {
+            "name": "arena-vllm",
+            "services": {
+                "vllm": {"volumes": [{"type": "bind", "source": str(folder), "target": "/models", "read_only": True}]}
+            },
+        },
+    )
     monkeypatch.setattr(up, "run_build", lambda cmd, env: pytest.fail("built although the model is unreadable"))
     line, _ = failure(["up", "--cpu", "--model", str(folder)], capsys)
     assert "cannot read" in line and "model.safetensors (-rw-------" in line and "chmod -R a+rX" in line

@@ -91,12 +91,19 @@ def test_up_with_a_model_or_on_a_gpu_keeps_its_environment() -> None:
     assert up.with_default_model(up.UpOptions(), "gpu", env) is env
 
 
-def test_up_cpu_offline_serves_the_real_model_with_its_dtype_first(tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_up_cpu_offline_serves_the_real_model_with_its_dtype_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     built = tmp_path / "smollm2"
     monkeypatch.setattr(real_model, "ensure_real_model", lambda image, log: built)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLLM_MODEL": "", "VLLM_MODEL_DIR": str(tmp_path / "empty"),
-           "VLLM_OVERRIDES": "profile.max_num_seqs=4", "VLLM_SERVED_MODEL_NAME": ""}
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "VLLM_MODEL": "",
+        "VLLM_MODEL_DIR": str(tmp_path / "empty"),
+        "VLLM_OVERRIDES": "profile.max_num_seqs=4",
+        "VLLM_SERVED_MODEL_NAME": "",
+    }
     (tmp_path / "empty").mkdir()
     served = real_model.cpu_default_env(env)
     assert served["VLLM_MODEL_DIR"] == str(built) and served["VLLM_MODEL"] == ""

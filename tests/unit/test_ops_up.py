@@ -18,8 +18,9 @@ from ops.compose import OpsError
 
 def profile_for(device: str) -> str:
     """A profile written for 'gpu' or 'cpu', found in configs/."""
-    return next(name for name in available_options("profile")
-                if load_settings([f"profile={name}"]).profile.device == device)
+    return next(
+        name for name in available_options("profile") if load_settings([f"profile={name}"]).profile.device == device
+    )
 
 
 def test_cli_flags_map_to_one_options_field_each() -> None:
@@ -36,8 +37,9 @@ def test_a_repo_id_sets_vllm_model() -> None:
     assert up.model_env("Qwen/Qwen2.5-7B-Instruct") == {"VLLM_MODEL": "Qwen/Qwen2.5-7B-Instruct"}
 
 
-def test_a_model_folder_is_mounted_by_absolute_path_and_clears_vllm_model(tmp_path: Path,
-                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_model_folder_is_mounted_by_absolute_path_and_clears_vllm_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / "tiny").mkdir()
     (tmp_path / "tiny" / "config.json").write_text("{}")
     monkeypatch.chdir(tmp_path)
@@ -73,17 +75,21 @@ def test_build_first_then_up_starts_detached_and_waits() -> None:
     build, cmd = up.build_command("cpu"), up.up_command("cpu", 600)
     assert build[:6] == cmd[:6] == ["docker", "compose", "-f", "docker-compose.yml", "-f", "docker-compose.cpu.yml"]
     assert build[-1] == "build"
-    assert cmd[cmd.index("up"):] == ["up", "-d", "--wait", "--wait-timeout", "600"]
+    assert cmd[cmd.index("up") :] == ["up", "-d", "--wait", "--wait-timeout", "600"]
     assert "docker-compose.cpu.yml" not in up.up_command("gpu", 600)
 
 
 #: A build that fails the way BuildKit does: many step lines, the error last, a non-zero exit.
-FAILING_BUILD = [sys.executable, "-c", (
-    "import sys\n"
-    "for i in range(60): print(f'#{i} [cpu 3/9] RUN pip install step {i}')\n"
-    "print('ERROR: failed to solve: process \"/bin/sh -c pip install torch\" did not complete successfully: exit code: 1')\n"
-    "sys.exit(17)\n"
-)]
+FAILING_BUILD = [
+    sys.executable,
+    "-c",
+    (
+        "import sys\n"
+        "for i in range(60): print(f'#{i} [cpu 3/9] RUN pip install step {i}')\n"
+        "print('ERROR: failed to solve: process \"/bin/sh -c pip install torch\" did not complete successfully: exit code: 1')\n"
+        "sys.exit(17)\n"
+    ),
+]
 
 
 def test_run_build_echoes_the_build_and_keeps_its_last_lines(capsys: pytest.CaptureFixture[str]) -> None:
@@ -108,9 +114,9 @@ def test_a_failed_build_is_reported_as_a_build_failure_with_its_last_lines(
     assert up.run_up(up.UpOptions(device="cpu")) == 17
 
     out = capsys.readouterr().out
-    report = out[out.index("up: the image build failed"):]
+    report = out[out.index("up: the image build failed") :]
     assert "docker compose build exited 17" in report
-    assert "  | ERROR: failed to solve: process \"/bin/sh -c pip install torch\"" in report
+    assert '  | ERROR: failed to solve: process "/bin/sh -c pip install torch"' in report
     assert "  | #59 [cpu 3/9]" in report and "  | #0 [cpu 3/9]" not in report  # the last lines only
     assert "not healthy" not in out
 
@@ -149,13 +155,16 @@ class FakeProc:
         return self.returncode
 
 
-def test_watch_prints_changes_only_and_returns_composes_code(monkeypatch: pytest.MonkeyPatch,
-                                                             capsys: pytest.CaptureFixture[str]) -> None:
-    snapshots = iter([
-        ({"vllm": "running/starting"}, "Loading weights"),
-        ({"vllm": "running/starting"}, "Loading weights"),
-        ({"vllm": "running/healthy", "agent": "running/starting"}, "Application startup complete."),
-    ])
+def test_watch_prints_changes_only_and_returns_composes_code(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    snapshots = iter(
+        [
+            ({"vllm": "running/starting"}, "Loading weights"),
+            ({"vllm": "running/starting"}, "Loading weights"),
+            ({"vllm": "running/healthy", "agent": "running/starting"}, "Application startup complete."),
+        ]
+    )
     monkeypatch.setattr(up.compose, "engine", lambda: object())
     monkeypatch.setattr(up, "snapshot", lambda client, project: next(snapshots))
     assert up.watch(FakeProc(polls=3, returncode=0), "arena-vllm", poll_s=0) == 0  # type: ignore[arg-type]

@@ -18,5 +18,6 @@ def test_profiles_table_matches_configs() -> None:
 
 def test_test_command_is_the_one_ci_runs() -> None:
     ci = (REPO / ".ci" / "run").read_text()
-    assert "pip install -e 'client[test]' && python -m pytest" in README
+    assert "pip install -e 'client[test]' && ruff check . && ruff format --check . && python -m pytest" in README
+    assert ".venv/bin/ruff check . && .venv/bin/ruff format --check ." in ci
     assert ".venv/bin/python -m pytest" in ci

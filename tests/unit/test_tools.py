@@ -7,11 +7,11 @@ import re
 import pytest
 from pydantic import ValidationError
 
+from arena_vllm.agent.actions import tools_for
+from arena_vllm.agent.schemas import Observation
 from arena_vllm.backends import VLLMBackendConfig, normalize_tools, parse_tool_call_from_text, validate_tool_call
 from arena_vllm.backends.chat import tools_for_choice
 from arena_vllm.config import ConfigError, ToolSetSettings, load_settings
-from arena_vllm.agent.actions import tools_for
-from arena_vllm.agent.schemas import Observation
 
 MOVE_TO_FLAT = {
     "name": "move_to",
@@ -80,16 +80,27 @@ CALL = {"name": "move_to", "arguments": {"target_position": [1, 2, 3]}}
         '{"name": "move_to", "arguments": "{\\"target_position\\": [1, 2, 3]}"}',  # arguments double-encoded
         '{"type": "function", "function": {"name": "move_to", "arguments": {"target_position": [1, 2, 3]}}}',
     ],
-    ids=["tags", "unclosed-tag", "json-fence", "bare-fence", "bare-json", "tool-params", "parameters",
-         "string-arguments", "openai-shape"],
+    ids=[
+        "tags",
+        "unclosed-tag",
+        "json-fence",
+        "bare-fence",
+        "bare-json",
+        "tool-params",
+        "parameters",
+        "string-arguments",
+        "openai-shape",
+    ],
 )
 def test_parse_finds_the_call_in_every_written_form(text: str) -> None:
     assert parse_tool_call_from_text(text) == CALL
 
 
 def test_parse_prefers_the_tagged_call_over_earlier_json() -> None:
-    text = 'Example: {"name": "idle", "arguments": {}}\n<tool_call>{"name": "move_to", "arguments": ' \
-           '{"target_position": [1, 2, 3]}}</tool_call>'
+    text = (
+        'Example: {"name": "idle", "arguments": {}}\n<tool_call>{"name": "move_to", "arguments": '
+        '{"target_position": [1, 2, 3]}}</tool_call>'
+    )
     assert parse_tool_call_from_text(text) == CALL
 
 
@@ -99,8 +110,13 @@ def test_parse_defaults_missing_arguments_to_an_empty_object() -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["", "I would walk north.", '{"target_position": [1, 2, 3]}', '<tool_call>{"name": "move_to", </tool_call>',
-     "[1, 2, 3]"],
+    [
+        "",
+        "I would walk north.",
+        '{"target_position": [1, 2, 3]}',
+        '<tool_call>{"name": "move_to", </tool_call>',
+        "[1, 2, 3]",
+    ],
     ids=["empty", "prose", "no-name", "truncated", "not-an-object"],
 )
 def test_parse_returns_none_without_a_call(text: str) -> None:
@@ -130,9 +146,15 @@ def test_validate_says_why_a_call_does_not_fit(name: str, arguments: object, mes
 
 
 def test_validate_checks_bounds_and_enums_of_an_agents_tools() -> None:
-    observation = Observation.model_validate({  # within collect range, at a workbench with two berries
-        "agent_id": "a", "position": [0, 0, 0], "nearby_resources": [{"name": "Apple2", "position": [1, 0.5, -1]}],
-        "nearby_stations": [{"name": "Workbench", "type": "workbench", "position": [1, 0, 1]}], "custom": {"inventory": {"berry": 2}}})
+    observation = Observation.model_validate(
+        {  # within collect range, at a workbench with two berries
+            "agent_id": "a",
+            "position": [0, 0, 0],
+            "nearby_resources": [{"name": "Apple2", "position": [1, 0.5, -1]}],
+            "nearby_stations": [{"name": "Workbench", "type": "workbench", "position": [1, 0, 1]}],
+            "custom": {"inventory": {"berry": 2}},
+        }
+    )
     tools = tools_for(observation, load_settings())
     assert validate_tool_call("collect", {"target_name": "Apple2"}, tools) is None
     assert "is not one of ['Apple2']" in validate_tool_call("collect", {"target_name": "apple2"}, tools)
@@ -167,9 +189,15 @@ def _request_reason(choice: str, tools: list[dict]) -> str | None:
     return None
 
 
-@pytest.mark.parametrize(("choice", "refused_by_all"), [
-    ("none", True), ("required", False), ("auto", False), ("move_to", False),
-])
+@pytest.mark.parametrize(
+    ("choice", "refused_by_all"),
+    [
+        ("none", True),
+        ("required", False),
+        ("auto", False),
+        ("move_to", False),
+    ],
+)
 def test_tool_choice_is_one_rule_everywhere(choice: str, refused_by_all: bool) -> None:
     reasons = [
         _settings_reason([f"backend.function_calling.tool_choice={choice}"]),
@@ -190,11 +218,15 @@ def test_an_unknown_tool_name_is_refused_where_the_tools_are_known() -> None:
     assert "tool_choice 'jump' is neither auto, required nor one of ['move_to']" in request_reason
 
 
-@pytest.mark.parametrize(("tools", "says"), [
-    ([{**MOVE_TO_FLAT, "parameters": {"type": "objekt"}}], "has an invalid parameters schema"),
-    ([{**MOVE_TO_FLAT, "parameters": {"type": "string"}}], "parameters must be a JSON schema of type 'object'"),
-    ([MOVE_TO_FLAT, MOVE_TO_FLAT], "tool names must be unique; repeated: ['move_to']"),
-], ids=["bad-schema", "not-object", "repeated"])
+@pytest.mark.parametrize(
+    ("tools", "says"),
+    [
+        ([{**MOVE_TO_FLAT, "parameters": {"type": "objekt"}}], "has an invalid parameters schema"),
+        ([{**MOVE_TO_FLAT, "parameters": {"type": "string"}}], "parameters must be a JSON schema of type 'object'"),
+        ([MOVE_TO_FLAT, MOVE_TO_FLAT], "tool names must be unique; repeated: ['move_to']"),
+    ],
+    ids=["bad-schema", "not-object", "repeated"],
+)
 def test_a_bad_tool_set_is_refused_by_the_settings_and_the_request_alike(tools: list[dict], says: str) -> None:
     with pytest.raises(ValidationError) as settings_error:
         ToolSetSettings.model_validate({"name": "scene", "tools": tools})

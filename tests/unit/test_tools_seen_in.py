@@ -6,13 +6,20 @@ import logging
 from collections.abc import Iterator
 
 import pytest
-from arena_vllm.backends import VLLMBackend, VLLMBackendConfig
 
+from arena_vllm.backends import VLLMBackend, VLLMBackendConfig
 from tests.support.fault_server import FaultServer
 
-MOVE_TO = {"name": "move_to", "description": "", "parameters": {
-    "type": "object", "properties": {"target": {"enum": ["Apple2", "away from Fire"]}}, "required": ["target"],
-    "additionalProperties": False}}
+MOVE_TO = {
+    "name": "move_to",
+    "description": "",
+    "parameters": {
+        "type": "object",
+        "properties": {"target": {"enum": ["Apple2", "away from Fire"]}},
+        "required": ["target"],
+        "additionalProperties": False,
+    },
+}
 IDLE = {"name": "idle", "parameters": {"type": "object", "additionalProperties": False}}
 
 
@@ -22,10 +29,17 @@ def server() -> Iterator[FaultServer]:
         yield running
 
 
-def _call(server: FaultServer, backend: VLLMBackend | None = None, call_format: str = "openai") -> tuple[VLLMBackend, dict]:
-    backend = backend or VLLMBackend(VLLMBackendConfig(model_path="tiny", api_base=server.api_base, max_retries=0,
-                                                       function_calling_format=call_format))
-    result = backend.generate_with_tools("Tick 1.", [MOVE_TO, IDLE], system_prompt="Foraging game.", tool_choice="required")
+def _call(
+    server: FaultServer, backend: VLLMBackend | None = None, call_format: str = "openai"
+) -> tuple[VLLMBackend, dict]:
+    backend = backend or VLLMBackend(
+        VLLMBackendConfig(
+            model_path="tiny", api_base=server.api_base, max_retries=0, function_calling_format=call_format
+        )
+    )
+    result = backend.generate_with_tools(
+        "Tick 1.", [MOVE_TO, IDLE], system_prompt="Foraging game.", tool_choice="required"
+    )
     assert result.metadata["tool_call"] == {"name": "move_to", "arguments": {"target": "Apple2"}}
     return backend, server.requests[-1]
 
@@ -58,8 +72,9 @@ def test_a_template_that_renders_tools_keeps_the_system_prompt(server: FaultServ
     assert backend.status().tools_seen_in == "template"
 
 
-def test_a_server_without_tokenize_is_asked_once_and_left_as_it_is(server: FaultServer,
-                                                                   caplog: pytest.LogCaptureFixture) -> None:
+def test_a_server_without_tokenize_is_asked_once_and_left_as_it_is(
+    server: FaultServer, caplog: pytest.LogCaptureFixture
+) -> None:
     with caplog.at_level(logging.WARNING, logger="arena_vllm.backends.vllm"):
         backend, request = _call(server)
         _call(server, backend)

@@ -7,20 +7,30 @@ import json
 import tracemalloc
 
 from arena_vllm.agent.traces import ENTRY_OVERHEAD, REDACTED, TraceStore
-
 from tests.support.observations import OBSERVATION
 
 
-def trace(agent: str, tick: int, tool: str = "move_to", resources: tuple[str, ...] = ("berry_1",), pad: int = 0) -> dict:
+def trace(
+    agent: str, tick: int, tool: str = "move_to", resources: tuple[str, ...] = ("berry_1",), pad: int = 0
+) -> dict:
     """A trace shaped like the recorder's, ~2.5 KB (the sample observation, a prompt, one call)."""
     return {
-        "trace_id": f"{agent}-{tick}", "agent_id": agent, "tick": tick, "start_time": 1.0,
-        "observation": {**OBSERVATION, "agent_id": agent, "tick": tick,
-                        "nearby_resources": [{"name": r, "position": [1.0, 0.0, 1.0]} for r in resources]},
+        "trace_id": f"{agent}-{tick}",
+        "agent_id": agent,
+        "tick": tick,
+        "start_time": 1.0,
+        "observation": {
+            **OBSERVATION,
+            "agent_id": agent,
+            "tick": tick,
+            "nearby_resources": [{"name": r, "position": [1.0, 0.0, 1.0]} for r in resources],
+        },
         "prompt": {"system_prompt": "You control one agent." * 5, "user_prompt": f"Tick {tick}." + "x" * pad},
         "calls": [{"tools": [{"name": "move_to"}, {"name": "collect"}], "response": {"raw_text": "ok"}}],
         "decision": {"tool": tool, "params": {"target_position": [1.0, 0.0, 1.0]}, "reasoning": "nearest"},
-        "source": "native", "fallback_reason": None, "timings_ms": {"queue": 0.1, "model": 20.0, "total": 20.5},
+        "source": "native",
+        "fallback_reason": None,
+        "timings_ms": {"queue": 0.1, "model": 20.0, "total": 20.5},
     }
 
 
@@ -78,7 +88,8 @@ def test_visibility_changes_against_the_previous_trace_of_the_same_agent() -> No
     store.add(trace("a", 3, resources=("berry_2",)))
     changed = store.traces(agent_id="a", changed_only=True)
     assert [(t["tick"], t["visibility"]["gained_resources"], t["visibility"]["lost_resources"]) for t in changed] == [
-        (1, ["berry_1"], []), (3, ["berry_2"], ["berry_1"]),
+        (1, ["berry_1"], []),
+        (3, ["berry_2"], ["berry_1"]),
     ]
 
 
@@ -111,9 +122,11 @@ def test_memory_stays_within_the_cap_under_a_soak_like_load(capsys) -> None:
         tracemalloc.stop()
     stats = store.stats()
     with capsys.disabled():
-        print(f"\n[trace store] offered {offered / 2**20:.0f} MiB; holds {stats['traces']} traces, "
-              f"{stats['bytes'] / 2**20:.2f} MiB counted (cap {cap / 2**20:.0f} MiB), "
-              f"{held / 2**20:.2f} MiB of Python memory in all; {stats['dropped']} dropped")
+        print(
+            f"\n[trace store] offered {offered / 2**20:.0f} MiB; holds {stats['traces']} traces, "
+            f"{stats['bytes'] / 2**20:.2f} MiB counted (cap {cap / 2**20:.0f} MiB), "
+            f"{held / 2**20:.2f} MiB of Python memory in all; {stats['dropped']} dropped"
+        )
     assert stats["bytes"] <= cap and stats["traces"] > 0
     assert held < 1.25 * cap  # the count includes each entry's bookkeeping (ENTRY_OVERHEAD)
 

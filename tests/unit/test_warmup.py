@@ -28,8 +28,24 @@ def test_a_warm_up_sends_two_rounds_at_the_seat_count_with_the_agents_sampling()
 def test_failed_requests_still_write_the_warm_file_saying_so(tmp_path: Path) -> None:
     warm_file = tmp_path / "warm"
     with FaultServer(model="tiny", mode="error_500") as server:
-        done = subprocess.run([sys.executable, "-m", "ops.engine.warmup", "--url", server.api_base.removesuffix("/v1"),
-                               "--model", "tiny", "--seats", "2"], input="", text=True, capture_output=True, cwd=REPO,
-                              env={"ARENA_WARM_FILE": str(warm_file), "PATH": "/usr/bin:/bin"}, timeout=60)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "ops.engine.warmup",
+                "--url",
+                server.api_base.removesuffix("/v1"),
+                "--model",
+                "tiny",
+                "--seats",
+                "2",
+            ],
+            input="",
+            text=True,
+            capture_output=True,
+            cwd=REPO,
+            env={"ARENA_WARM_FILE": str(warm_file), "PATH": "/usr/bin:/bin"},
+            timeout=60,
+        )
     assert done.returncode == 0, done.stderr
     assert "4 of 4 requests failed" in warm_file.read_text()

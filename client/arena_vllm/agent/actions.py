@@ -53,7 +53,9 @@ def tools_for(observation: Observation, settings: Settings, cap: int | None = No
     return tools
 
 
-def resolve_call(tool: str, arguments: dict[str, Any], observation: Observation, settings: Settings) -> dict[str, Any] | None:
+def resolve_call(
+    tool: str, arguments: dict[str, Any], observation: Observation, settings: Settings
+) -> dict[str, Any] | None:
     """The game's arguments for the model's call (a move target's name -> ``target_position``); None if it names
     nothing this agent sees."""
     return game_tool(tool).resolve(arguments, Situation(observation, settings))
@@ -70,4 +72,3 @@ def game_problem(tool: str, params: dict[str, Any], observation: Observation, se
     if tool not in settings.scene.tools:
         return f"{tool!r} is not a tool of scene {settings.scene.name!r} ({settings.scene.tools})"
     return game_tool(tool).problem(params, Situation(observation, settings))
-

@@ -60,7 +60,7 @@ from arena_vllm.agent.schemas import (
     ToolExecuteRequest,
     ToolExecuteResponse,
 )
-from arena_vllm.backends import LLMBackend, VLLMBackend, VLLMBackendConfig
+from arena_vllm.backends import LLMBackend
 from arena_vllm.backends.pool import backend_from_settings
 from arena_vllm.config import Settings
 
@@ -106,7 +106,9 @@ def create_app(settings: Settings, backend: LLMBackend | None = None) -> FastAPI
     )
     app.add_middleware(InputBounds, limits=InputLimits.from_settings(settings))  # agent.input.* for every body
     app.add_middleware(
-        InFlightLimit, limit=settings.agent.max_requests_in_flight, retry_after_s=settings.agent.retry_after_s,
+        InFlightLimit,
+        limit=settings.agent.max_requests_in_flight,
+        retry_after_s=settings.agent.retry_after_s,
         on_reject=metrics.rejected.labels(reason="in_flight").inc,
     )
 
@@ -138,19 +140,25 @@ def create_app(settings: Settings, backend: LLMBackend | None = None) -> FastAPI
             field = "agents" if request.agents is not None else "perceptions"
             raise HTTPException(
                 status_code=413,
-                detail=[{
-                    "loc": ["body", field],
-                    "msg": f"{len(observations)} agents in one tick; at most {max_agents} (agent.max_agents_per_tick)",
-                    "type": "too_many_agents",
-                }],
+                detail=[
+                    {
+                        "loc": ["body", field],
+                        "msg": f"{len(observations)} agents in one tick; at most {max_agents} (agent.max_agents_per_tick)",
+                        "type": "too_many_agents",
+                    }
+                ],
             )
         decisions = await policy.decide_tick(observations)
         sdk_metrics["total_ticks"] += 1
         sdk_metrics["total_observations"] += len(observations)
         if request.agents is None:
-            return PerceptionsTickResponse(tick=request.tick, actions=[
-                ActionMessage(agent_id=o.agent_id, tick=o.tick, **d.model_dump()) for o, d in zip(observations, decisions)
-            ])
+            return PerceptionsTickResponse(
+                tick=request.tick,
+                actions=[
+                    ActionMessage(agent_id=o.agent_id, tick=o.tick, **d.model_dump())
+                    for o, d in zip(observations, decisions)
+                ],
+            )
         actions = [TickAction(agent_id=a.agent_id, action=d) for a, d in zip(request.agents, decisions)]
         return TickResponse(tick=request.tick, actions=actions)
 
@@ -181,7 +189,9 @@ def create_app(settings: Settings, backend: LLMBackend | None = None) -> FastAPI
         status = await backend.astatus()
         replicas = {"replicas": status.replicas} if status.replicas else {}
         if status.available:
-            return JSONResponse({"ready": True, "models": status.models, "tools_seen_in": status.tools_seen_in, **replicas})
+            return JSONResponse(
+                {"ready": True, "models": status.models, "tools_seen_in": status.tools_seen_in, **replicas}
+            )
         return JSONResponse({"ready": False, "reason": status.reason, **replicas}, status_code=503)
 
     @app.get("/metrics", include_in_schema=False)

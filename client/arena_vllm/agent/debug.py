@@ -22,10 +22,10 @@ Example::
 from __future__ import annotations
 
 import ipaddress
-import math
 import logging
+import math
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
@@ -55,13 +55,20 @@ def trace_store(settings: Settings) -> TraceStore | None:
     """
     debug = settings.agent.debug
     if not inspector_enabled(settings.agent):
-        logger.info("decision inspector off (agent.debug.enabled=%s, published on %s)", debug.enabled,
-                    settings.agent.published_host or settings.agent.host)
+        logger.info(
+            "decision inspector off (agent.debug.enabled=%s, published on %s)",
+            debug.enabled,
+            settings.agent.published_host or settings.agent.host,
+        )
         return None
-    logger.info("decision inspector on at /debug (last %d decisions per agent, %d bytes at most)",
-                debug.ticks_per_agent, debug.max_bytes)
+    logger.info(
+        "decision inspector on at /debug (last %d decisions per agent, %d bytes at most)",
+        debug.ticks_per_agent,
+        debug.max_bytes,
+    )
     secrets = [
-        settings.backend.api_key.get_secret_value(), read_token(settings.agent.api_key_file) or "",
+        settings.backend.api_key.get_secret_value(),
+        read_token(settings.agent.api_key_file) or "",
         *(os.environ.get(key, "") for key in _TOKEN_ENV),
     ]
     return TraceStore(debug.ticks_per_agent, debug.max_bytes, secrets=[s for s in secrets if s and s != "EMPTY"])
@@ -110,7 +117,9 @@ def debug_router(store: TraceStore) -> APIRouter:
         """The page's rows: each agent's last ``per_agent`` decisions (newest first) and the store's size."""
         rows = store.latest(per_agent)
         return {
-            "agents": [{"agent_id": agent, "decisions": [_row(t) for t in reversed(traces)]} for agent, traces in rows.items()],
+            "agents": [
+                {"agent_id": agent, "decisions": [_row(t) for t in reversed(traces)]} for agent, traces in rows.items()
+            ],
             "store": store.stats(),
         }
 
@@ -169,7 +178,10 @@ def debug_router(store: TraceStore) -> APIRouter:
         """Prompt/response captures (the SDK's PromptInspector): one per agent and tick, the latest."""
         if tick is not None and agent_id:
             tick_start = tick_end = tick
-        latest = {(t["agent_id"], t["tick"]): t for t in store.traces(agent_id=agent_id or None, tick_start=tick_start, tick_end=tick_end)}
+        latest = {
+            (t["agent_id"], t["tick"]): t
+            for t in store.traces(agent_id=agent_id or None, tick_start=tick_start, tick_end=tick_end)
+        }
         captures = [sdk_capture(latest[key]) for key in sorted(latest, key=lambda k: (k[1], k[0]))]
         return {"captures": captures, "count": len(captures)}
 
@@ -196,10 +208,15 @@ def _row(trace: dict[str, Any]) -> dict[str, Any]:
     """One decision as the page's row shows it."""
     decision = trace.get("decision") or {}
     return {
-        "trace_id": trace["trace_id"], "tick": trace["tick"], "time": trace["start_time"],
-        "tool": decision.get("tool", ""), "target": target_of(decision.get("params") or {}),
-        "reasoning": decision.get("reasoning", ""), "source": trace.get("source", ""),
-        "fallback_reason": trace.get("fallback_reason"), "timings_ms": trace.get("timings_ms", {}),
+        "trace_id": trace["trace_id"],
+        "tick": trace["tick"],
+        "time": trace["start_time"],
+        "tool": decision.get("tool", ""),
+        "target": target_of(decision.get("params") or {}),
+        "reasoning": decision.get("reasoning", ""),
+        "source": trace.get("source", ""),
+        "fallback_reason": trace.get("fallback_reason"),
+        "timings_ms": trace.get("timings_ms", {}),
     }
 
 
@@ -222,7 +239,7 @@ def target_of(params: dict[str, Any]) -> str:
 
 def _iso(epoch: float) -> str:
     """The SDK's timestamps: ISO 8601 in UTC."""
-    return datetime.fromtimestamp(epoch, tz=timezone.utc).isoformat()
+    return datetime.fromtimestamp(epoch, tz=UTC).isoformat()
 
 
 def _last_call(trace: dict[str, Any]) -> dict[str, Any] | None:
@@ -233,9 +250,13 @@ def _last_call(trace: dict[str, Any]) -> dict[str, Any] | None:
 def _decision_data(trace: dict[str, Any]) -> dict[str, Any]:
     decision = trace.get("decision") or {}
     return {
-        "tool": decision.get("tool", ""), "params": decision.get("params", {}), "reasoning": decision.get("reasoning", ""),
-        "source": trace.get("source", ""), "fallback_reason": trace.get("fallback_reason"),
-        "total_latency_ms": trace["timings_ms"]["total"], "timings_ms": trace["timings_ms"],
+        "tool": decision.get("tool", ""),
+        "params": decision.get("params", {}),
+        "reasoning": decision.get("reasoning", ""),
+        "source": trace.get("source", ""),
+        "fallback_reason": trace.get("fallback_reason"),
+        "total_latency_ms": trace["timings_ms"]["total"],
+        "timings_ms": trace["timings_ms"],
         **({"error": trace["fallback_reason"]} if trace.get("fallback_reason") else {}),
     }
 
@@ -244,45 +265,74 @@ def sdk_trace(trace: dict[str, Any]) -> dict[str, Any]:
     """A trace in the shape of the SDK's ``DebugTrace.to_dict()``, steps as its ``_record_decision_trace`` adds them."""
     start, timings = trace["start_time"], trace["timings_ms"]
     obs = trace["observation"]
-    steps: list[tuple[str, Any, float]] = [(
-        "observation",
-        {
-            "position": obs.get("position", []), "health": obs.get("health"), "energy": obs.get("energy"),
-            "nearby_resources": len(obs.get("nearby_resources", [])), "nearby_hazards": len(obs.get("nearby_hazards", [])),
-        },
-        0.0,
-    )]
+    steps: list[tuple[str, Any, float]] = [
+        (
+            "observation",
+            {
+                "position": obs.get("position", []),
+                "health": obs.get("health"),
+                "energy": obs.get("energy"),
+                "nearby_resources": len(obs.get("nearby_resources", [])),
+                "nearby_hazards": len(obs.get("nearby_hazards", [])),
+            },
+            0.0,
+        )
+    ]
     call = _last_call(trace)
     if call is not None:
         response = call.get("response") or {}
         queued = call["queue_ms"] or 0.0
         answered = queued + (call["model_ms"] or 0.0)
         steps += [
-            ("prompt", {
-                "system_prompt": call["system_prompt"], "user_prompt": call["user_prompt"],
-                "prompt_tokens": (trace.get("prompt") or {}).get("prompt_tokens"), "tools": call["tools"],
-            }, queued),
-            ("llm_response", {
-                "raw_output": response.get("raw_text", ""), "tokens_used": response.get("tokens_used", 0),
-                "finish_reason": response.get("finish_reason"), "error": call.get("error"),
-            }, answered),
-            ("parse", {
-                "method": response.get("tool_call_source", "none"),
-                "parsed_json": response.get("tool_call"), "error": response.get("tool_call_error"),
-            }, answered),
+            (
+                "prompt",
+                {
+                    "system_prompt": call["system_prompt"],
+                    "user_prompt": call["user_prompt"],
+                    "prompt_tokens": (trace.get("prompt") or {}).get("prompt_tokens"),
+                    "tools": call["tools"],
+                },
+                queued,
+            ),
+            (
+                "llm_response",
+                {
+                    "raw_output": response.get("raw_text", ""),
+                    "tokens_used": response.get("tokens_used", 0),
+                    "finish_reason": response.get("finish_reason"),
+                    "error": call.get("error"),
+                },
+                answered,
+            ),
+            (
+                "parse",
+                {
+                    "method": response.get("tool_call_source", "none"),
+                    "parsed_json": response.get("tool_call"),
+                    "error": response.get("tool_call_error"),
+                },
+                answered,
+            ),
         ]
     steps.append(("decision", _decision_data(trace), timings["total"]))
     return {
-        "agent_id": trace["agent_id"], "tick": trace["tick"], "episode_id": "", "trace_id": trace["trace_id"],
+        "agent_id": trace["agent_id"],
+        "tick": trace["tick"],
+        "episode_id": "",
+        "trace_id": trace["trace_id"],
         "start_time": start,
-        "steps": [{"name": name, "data": data, "timestamp": start + ms / 1000, "elapsed_ms": ms} for name, data, ms in steps],
+        "steps": [
+            {"name": name, "data": data, "timestamp": start + ms / 1000, "elapsed_ms": ms} for name, data, ms in steps
+        ],
     }
 
 
 def sdk_capture(trace: dict[str, Any]) -> dict[str, Any]:
     """A trace in the shape of the SDK's ``DecisionCapture.to_dict()`` (PromptInspector stages)."""
     start = trace["start_time"]
-    stages: list[tuple[str, dict[str, Any], float]] = [("observation", _sdk_observation_data(trace["observation"]), 0.0)]
+    stages: list[tuple[str, dict[str, Any], float]] = [
+        ("observation", _sdk_observation_data(trace["observation"]), 0.0)
+    ]
     call = _last_call(trace)
     if call is not None:
         response = call.get("response") or {}
@@ -291,29 +341,61 @@ def sdk_capture(trace: dict[str, Any]) -> dict[str, Any]:
         queued = call["queue_ms"] or 0.0
         answered = queued + (call["model_ms"] or 0.0)
         stages += [
-            ("prompt_building", {
-                "system_prompt": call["system_prompt"], "memory_context": {"count": 0, "items": []},
-                "final_prompt": call["user_prompt"], "prompt_length": prompt.get("chars", 0),
-                # the server's count when the response's usage gave it, else the SDK's rough chars/4
-                "estimated_tokens": tokens if tokens is not None else prompt.get("chars", 0) // 4,
-                "prompt_tokens": tokens,
-            }, 0.0),
-            ("llm_request", {
-                "model": response.get("model", ""), "prompt": call["user_prompt"], "tools": call["tools"],
-                "tool_choice": call["tool_choice"], "temperature": call["temperature"], "max_tokens": call["max_tokens"],
-            }, queued),
-            ("llm_response", {
-                "raw_text": response.get("raw_text", ""), "tokens_used": response.get("tokens_used", 0),
-                "finish_reason": response.get("finish_reason"), "latency_ms": call["model_ms"] or 0.0,
-                "metadata": {k: response[k] for k in ("tool_call", "tool_call_error", "tool_call_source", "fallback_reason") if k in response},
-                "error": call.get("error"),
-            }, answered),
+            (
+                "prompt_building",
+                {
+                    "system_prompt": call["system_prompt"],
+                    "memory_context": {"count": 0, "items": []},
+                    "final_prompt": call["user_prompt"],
+                    "prompt_length": prompt.get("chars", 0),
+                    # the server's count when the response's usage gave it, else the SDK's rough chars/4
+                    "estimated_tokens": tokens if tokens is not None else prompt.get("chars", 0) // 4,
+                    "prompt_tokens": tokens,
+                },
+                0.0,
+            ),
+            (
+                "llm_request",
+                {
+                    "model": response.get("model", ""),
+                    "prompt": call["user_prompt"],
+                    "tools": call["tools"],
+                    "tool_choice": call["tool_choice"],
+                    "temperature": call["temperature"],
+                    "max_tokens": call["max_tokens"],
+                },
+                queued,
+            ),
+            (
+                "llm_response",
+                {
+                    "raw_text": response.get("raw_text", ""),
+                    "tokens_used": response.get("tokens_used", 0),
+                    "finish_reason": response.get("finish_reason"),
+                    "latency_ms": call["model_ms"] or 0.0,
+                    "metadata": {
+                        k: response[k]
+                        for k in ("tool_call", "tool_call_error", "tool_call_source", "fallback_reason")
+                        if k in response
+                    },
+                    "error": call.get("error"),
+                },
+                answered,
+            ),
         ]
     stages.append(("decision", _decision_data(trace), trace["timings_ms"]["total"]))
     return {
-        "agent_id": trace["agent_id"], "tick": trace["tick"], "start_time": _iso(start),
+        "agent_id": trace["agent_id"],
+        "tick": trace["tick"],
+        "start_time": _iso(start),
         "entries": [
-            {"timestamp": _iso(start + ms / 1000), "agent_id": trace["agent_id"], "tick": trace["tick"], "stage": stage, "data": data}
+            {
+                "timestamp": _iso(start + ms / 1000),
+                "agent_id": trace["agent_id"],
+                "tick": trace["tick"],
+                "stage": stage,
+                "data": data,
+            }
             for stage, data, ms in stages
         ],
     }
@@ -332,7 +414,8 @@ def _sdk_observation_data(obs: dict[str, Any]) -> dict[str, Any]:
     if isinstance(inventory, dict):
         inventory = [{"name": name, "quantity": count} for name, count in inventory.items()]
     return {
-        **obs, "inventory": inventory,
+        **obs,
+        "inventory": inventory,
         **{key: [with_distance(e) for e in obs.get(key, [])] for key in ("nearby_resources", "nearby_hazards")},
     }
 
@@ -341,6 +424,10 @@ def sdk_observation(trace: dict[str, Any]) -> dict[str, Any]:
     """A trace's observation in the shape of the SDK's ``ObservationEntry.to_dict()``."""
     obs = trace["observation"]
     return {
-        "tick": trace["tick"], "agent_id": trace["agent_id"], "timestamp": _iso(trace["start_time"]),
-        "position": obs.get("position", [0, 0, 0]), **trace["visibility"], "raw_observation": obs,
+        "tick": trace["tick"],
+        "agent_id": trace["agent_id"],
+        "timestamp": _iso(trace["start_time"]),
+        "position": obs.get("position", [0, 0, 0]),
+        **trace["visibility"],
+        "raw_observation": obs,
     }

@@ -43,10 +43,18 @@ def fallback_decision(observation: Observation, settings: Settings, why: str) ->
             target = next((t for t in targets if t.kind == kind), None)
             if target is not None:
                 what = f"{doing} {json.dumps(target.about)} at {target.distance:.1f}"
-                return Decision(tool="move_to", params=wire(here, target), reasoning=bounded(f"fallback: {what} ({why})"),
-                                source="fallback")
-    return Decision(tool="idle", params={}, reasoning=bounded(f"fallback: idle, nothing in sight to move to ({why})"),
-                    source="fallback")
+                return Decision(
+                    tool="move_to",
+                    params=wire(here, target),
+                    reasoning=bounded(f"fallback: {what} ({why})"),
+                    source="fallback",
+                )
+    return Decision(
+        tool="idle",
+        params={},
+        reasoning=bounded(f"fallback: idle, nothing in sight to move to ({why})"),
+        source="fallback",
+    )
 
 
 def bounded(text: str) -> str:

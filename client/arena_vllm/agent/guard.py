@@ -43,8 +43,10 @@ def read_token(path: str | None) -> str | None:
     try:
         token = Path(path).read_text().strip()
     except OSError as exc:
-        raise ConfigError(f"agent.api_key_file: cannot read {path}: {exc.strerror}; "
-                         "make it readable by the agent's user or unset AGENT_API_KEY_FILE") from None
+        raise ConfigError(
+            f"agent.api_key_file: cannot read {path}: {exc.strerror}; "
+            "make it readable by the agent's user or unset AGENT_API_KEY_FILE"
+        ) from None
     return token or None
 
 
@@ -58,8 +60,9 @@ def bearer_auth(token: str | None) -> Callable[..., Awaitable[None]]:
         credentials: HTTPAuthorizationCredentials | None = await scheme(request)
         sent = credentials.credentials if credentials else ""
         if not secrets.compare_digest(sent.encode(), token.encode()):
-            raise HTTPException(status_code=401, detail="missing or wrong bearer token",
-                                headers={"WWW-Authenticate": "Bearer"})
+            raise HTTPException(
+                status_code=401, detail="missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"}
+            )
 
     async def open_check() -> None:
         return None
@@ -74,8 +77,9 @@ class InFlightLimit:
     with no ``await`` in between. ``on_reject`` (e.g. a metrics counter) is called per refusal.
     """
 
-    def __init__(self, app: ASGIApp, limit: int, retry_after_s: int = 1,
-                 on_reject: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self, app: ASGIApp, limit: int, retry_after_s: int = 1, on_reject: Callable[[], None] | None = None
+    ) -> None:
         self.app = app
         self.limit = limit
         self.retry_after_s = retry_after_s
@@ -98,12 +102,26 @@ class InFlightLimit:
             self.active -= 1
 
     async def _busy(self, send: Send) -> None:
-        body = json.dumps({"detail": [{
-            "loc": [], "type": "overloaded",
-            "msg": f"{self.limit} requests already in progress (agent.max_requests_in_flight); retry later",
-        }]}).encode()
-        await send({"type": "http.response.start", "status": 503, "headers": [
-            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-            (b"retry-after", str(self.retry_after_s).encode()),
-        ]})
+        body = json.dumps(
+            {
+                "detail": [
+                    {
+                        "loc": [],
+                        "type": "overloaded",
+                        "msg": f"{self.limit} requests already in progress (agent.max_requests_in_flight); retry later",
+                    }
+                ]
+            }
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 503,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"retry-after", str(self.retry_after_s).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})

@@ -121,8 +121,11 @@ def plan_call(observation: Observation, settings: Settings, experiences: Experie
         if prompt is not None:
             break
     else:  # only when the scene's own system prompt and tools exceed the budget: send the header alone
-        logger.warning("agent.prompt_budget_bytes=%d is too small for scene %r's system prompt and tools",
-                       budget, settings.scene.name)
+        logger.warning(
+            "agent.prompt_budget_bytes=%d is too small for scene %r's system prompt and tools",
+            budget,
+            settings.scene.name,
+        )
         prompt = lines[0][1]
     choice = settings.backend.function_calling.tool_choice
     if choice not in ("auto", "required", "none") and choice not in {t["name"] for t in tools}:
@@ -156,7 +159,11 @@ class DecisionPolicy:
     """
 
     def __init__(
-        self, backend: LLMBackend, settings: Settings, metrics: AgentMetrics, experiences: ExperienceStore | None = None,
+        self,
+        backend: LLMBackend,
+        settings: Settings,
+        metrics: AgentMetrics,
+        experiences: ExperienceStore | None = None,
         recorder: TraceRecorder | None = None,
     ) -> None:
         self._recorder = recorder or TraceRecorder(None)  # the /debug inspector's traces; None records nothing
@@ -177,8 +184,9 @@ class DecisionPolicy:
         details = sorted({detail for _, detail in results if detail})
         if details:  # one line per tick, not per agent: a broken engine would flood the log
             failed = sum(1 for _, detail in results if detail)
-            logger.warning("%d of %d agents got no model decision; e.g.: %s", failed, len(decisions),
-                           "; ".join(details[:3]))
+            logger.warning(
+                "%d of %d agents got no model decision; e.g.: %s", failed, len(decisions), "; ".join(details[:3])
+            )
         return decisions
 
     async def _decide(self, observation: Observation, deadline: float) -> tuple[Decision, str | None]:
@@ -198,7 +206,9 @@ class DecisionPolicy:
         try:
             result = await asyncio.wait_for(self._call(plan), timeout=remaining)
         except asyncio.TimeoutError:  # noqa: UP041 - the builtin TimeoutError only from Python 3.11
-            return self._failed(observation, "deadline", f"no decision within the tick deadline of {self._deadline_s:g} s")
+            return self._failed(
+                observation, "deadline", f"no decision within the tick deadline of {self._deadline_s:g} s"
+            )
         except BackendError as exc:
             return self._failed(observation, type(exc).__name__, f"backend error ({type(exc).__name__}): {exc}")
         except Exception as exc:  # a bug here must cost one agent a fallback, not the game a 500
@@ -230,12 +240,16 @@ class DecisionPolicy:
         try:  # JSON schemas let NaN through (every comparison with it is false); the game cannot use it
             json.dumps(call["arguments"], allow_nan=False)
         except ValueError:
-            return self._failed(observation, "no_valid_call", f"the {call['name']!r} call has NaN or Infinity in its arguments")
+            return self._failed(
+                observation, "no_valid_call", f"the {call['name']!r} call has NaN or Infinity in its arguments"
+            )
         here = Situation(observation, self._settings)
         tool = game_tool(call["name"])
         params = tool.resolve(call["arguments"], here)
         if params is None:
-            return self._failed(observation, "not_executable", f"the {call['name']!r} call names nothing in sight: {call['arguments']}")
+            return self._failed(
+                observation, "not_executable", f"the {call['name']!r} call names nothing in sight: {call['arguments']}"
+            )
         problem = tool.problem(params, here)
         if problem:
             return self._failed(observation, "not_executable", f"not executable in the game: {problem}")
@@ -253,4 +267,3 @@ class DecisionPolicy:
         else:
             decision = Decision.idle(reason)
         return decision, f"agent {json.dumps(observation.agent_id)}: {bounded(detail)}"
-

@@ -47,8 +47,17 @@ MAX_TEXT_IN_PROMPT = 120
 #: Which lines go first when a prompt is over its budget: the highest number first. The header
 #: (who, where, health) is never dropped; hazards and resources are what a decision needs most.
 PRIORITY = {
-    "header": 0, "Hazards": 1, "Resources": 2, "Inventory": 3, "Stations": 4, "Recipes": 5,
-    "Last action": 6, "Explore": 7, "Objective": 8, "Progress": 9, "Recent events": 10,
+    "header": 0,
+    "Hazards": 1,
+    "Resources": 2,
+    "Inventory": 3,
+    "Stations": 4,
+    "Recipes": 5,
+    "Last action": 6,
+    "Explore": 7,
+    "Objective": 8,
+    "Progress": 9,
+    "Recent events": 10,
 }
 
 
@@ -91,11 +100,20 @@ def prompt_lines(
     """
     obs = observation
     cap = max_entities
-    lines = [(PRIORITY["header"], (
-        f"Tick {obs.tick}. You are {_q(obs.agent_id)}" + (f" at {_vec(obs.position)}" if positions else "") + ", "
-        f"health {_num(obs.health)}/{_num(obs.max_health)}"
-        + (f", energy {_num(obs.energy)}." if "energy" in obs.model_fields_set else ".")  # the game may not send it
-    ))]
+    lines = [
+        (
+            PRIORITY["header"],
+            (
+                f"Tick {obs.tick}. You are {_q(obs.agent_id)}"
+                + (f" at {_vec(obs.position)}" if positions else "")
+                + ", "
+                f"health {_num(obs.health)}/{_num(obs.max_health)}"
+                + (
+                    f", energy {_num(obs.energy)}." if "energy" in obs.model_fields_set else "."
+                )  # the game may not send it
+            ),
+        )
+    ]
     if obs.objective is not None:
         limit = f" (time limit {obs.objective.time_limit} ticks)" if obs.objective.time_limit else ""
         lines.append((PRIORITY["Objective"], f"Objective: {_q(_cut(obs.objective.description))}{limit}."))
@@ -117,9 +135,13 @@ def prompt_lines(
         outcome = "succeeded" if result.success else f"failed: {_q(_cut(result.error))}" if result.error else "failed"
         lines.append((PRIORITY["Last action"], f"Last action: {_word(result.tool)} {outcome}."))
     if experiences:
-        recent = [_experience(e) for e in experiences[len(experiences) - min(cap, len(experiences)):]] if cap else []
+        recent = [_experience(e) for e in experiences[len(experiences) - min(cap, len(experiences)) :]] if cap else []
         earlier = len(experiences) - len(recent)
-        shown = "; ".join(recent) + ("; " if recent and earlier else "") + (f"{earlier} earlier not listed" if earlier else "")
+        shown = (
+            "; ".join(recent)
+            + ("; " if recent and earlier else "")
+            + (f"{earlier} earlier not listed" if earlier else "")
+        )
         lines.append((PRIORITY["Recent events"], f"Recent events: {shown}."))
     return lines
 

@@ -103,16 +103,30 @@ class _WatchedBackend:
         return getattr(self._backend, name)
 
     async def agenerate_with_tools(
-        self, prompt: str, tools: Sequence[ToolLike], system_prompt: str | None = None, tool_choice: str | None = None,
-        temperature: float | None = None, max_tokens: int | None = None,
+        self,
+        prompt: str,
+        tools: Sequence[ToolLike],
+        system_prompt: str | None = None,
+        tool_choice: str | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
     ) -> GenerationResult:
         trace = _CURRENT.get()
         if trace is None:
-            return await self._backend.agenerate_with_tools(prompt, tools, system_prompt, tool_choice, temperature, max_tokens)
+            return await self._backend.agenerate_with_tools(
+                prompt, tools, system_prompt, tool_choice, temperature, max_tokens
+            )
         call: dict[str, Any] = {
-            "system_prompt": system_prompt or "", "user_prompt": prompt, "tools": _flat(tools),
-            "tool_choice": tool_choice, "temperature": temperature, "max_tokens": max_tokens,
-            "queue_ms": _ms(time.perf_counter() - trace.started), "model_ms": None, "response": None, "error": None,
+            "system_prompt": system_prompt or "",
+            "user_prompt": prompt,
+            "tools": _flat(tools),
+            "tool_choice": tool_choice,
+            "temperature": temperature,
+            "max_tokens": max_tokens,
+            "queue_ms": _ms(time.perf_counter() - trace.started),
+            "model_ms": None,
+            "response": None,
+            "error": None,
         }
         trace.calls.append(call)
         started = time.perf_counter()
@@ -126,7 +140,9 @@ class _WatchedBackend:
         finally:
             call["model_ms"] = _ms(time.perf_counter() - started)
         call["response"] = {
-            "raw_text": result.text, "finish_reason": result.finish_reason, "tokens_used": result.tokens_used,
+            "raw_text": result.text,
+            "finish_reason": result.finish_reason,
+            "tokens_used": result.tokens_used,
             **{key: result.metadata.get(key) for key in _RESPONSE_KEYS if key in result.metadata},
         }
         return result
@@ -134,7 +150,13 @@ class _WatchedBackend:
 
 #: What of a result's metadata a trace keeps (all of it but latency, which the trace times itself).
 _RESPONSE_KEYS = (
-    "model", "prompt_tokens", "completion_tokens", "tool_call", "tool_call_error", "tool_call_source", "fallback_reason",
+    "model",
+    "prompt_tokens",
+    "completion_tokens",
+    "tool_call",
+    "tool_call_error",
+    "tool_call_source",
+    "fallback_reason",
 )
 
 
@@ -161,9 +183,13 @@ def _as_dict(trace: _Trace) -> dict[str, Any]:
         "tick": observation.get("tick", 0),
         "start_time": trace.started_at,
         "observation": observation,
-        "prompt": None if call is None else {
-            "system_prompt": call["system_prompt"], "user_prompt": call["user_prompt"],
-            "chars": len(call["system_prompt"]) + len(call["user_prompt"]), "prompt_tokens": response.get("prompt_tokens"),
+        "prompt": None
+        if call is None
+        else {
+            "system_prompt": call["system_prompt"],
+            "user_prompt": call["user_prompt"],
+            "chars": len(call["system_prompt"]) + len(call["user_prompt"]),
+            "prompt_tokens": response.get("prompt_tokens"),
         },
         "calls": trace.calls,
         "decision": trace.decision,

@@ -18,7 +18,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, FiniteFloat, NonNegativeInt, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    FiniteFloat,
+    NonNegativeInt,
+    StringConstraints,
+    model_validator,
+)
 
 from arena_vllm.agent.bounds import coordinate, count, distance, number, printable
 
@@ -261,9 +270,10 @@ class TickRequest(_Game):
         if not isinstance(data, dict):
             return data
         if isinstance(data.get("perceptions"), list) and data.get("tick") is not None:
-            data = {**data, "perceptions": [
-                {"tick": data["tick"], **p} if isinstance(p, dict) else p for p in data["perceptions"]
-            ]}
+            data = {
+                **data,
+                "perceptions": [{"tick": data["tick"], **p} if isinstance(p, dict) else p for p in data["perceptions"]],
+            }
         if not isinstance(data.get("agents"), list):
             return data
         agents = []

@@ -76,7 +76,9 @@ class TraceStore:
     def add(self, trace: dict[str, Any]) -> None:
         """Store one trace; drop the agent's oldest past ``ticks_per_agent`` and anyone's oldest past ``max_bytes``."""
         data = self._encode(trace)
-        if len(data) + ENTRY_OVERHEAD > self.max_bytes:  # one trace larger than the whole store: keep it, without the observation
+        if (
+            len(data) + ENTRY_OVERHEAD > self.max_bytes
+        ):  # one trace larger than the whole store: keep it, without the observation
             data = self._encode({**trace, "observation": {"omitted": f"{len(data)} bytes, over agent.debug.max_bytes"}})
         observation = trace.get("observation") or {}
         entry = _Entry(
@@ -108,14 +110,19 @@ class TraceStore:
                 self._order = deque(entry for entry in self._order if not entry.dropped)
 
     def traces(
-        self, agent_id: str | None = None, tick_start: int | None = None, tick_end: int | None = None,
-        tool: str | None = None, changed_only: bool = False,
+        self,
+        agent_id: str | None = None,
+        tick_start: int | None = None,
+        tick_end: int | None = None,
+        tool: str | None = None,
+        changed_only: bool = False,
     ) -> list[dict[str, Any]]:
         """Stored traces, oldest first, each with ``visibility`` (what it saw, gained and lost since the last)."""
         with self._lock:
             entries = list(self._by_agent.get(agent_id, ())) if agent_id is not None else list(self._order)
         chosen = [
-            entry for entry in entries
+            entry
+            for entry in entries
             if not entry.dropped
             and (tick_start is None or entry.tick >= tick_start)
             and (tick_end is None or entry.tick <= tick_end)
@@ -153,8 +160,12 @@ class TraceStore:
         """How full the store is: agents, traces, bytes held against ``max_bytes``, traces dropped so far."""
         with self._lock:
             return {
-                "agents": len(self._by_agent), "traces": self._kept, "bytes": self._bytes, "max_bytes": self.max_bytes,
-                "ticks_per_agent": self.ticks_per_agent, "dropped": self._dropped,
+                "agents": len(self._by_agent),
+                "traces": self._kept,
+                "bytes": self._bytes,
+                "max_bytes": self.max_bytes,
+                "ticks_per_agent": self.ticks_per_agent,
+                "dropped": self._dropped,
             }
 
     def _drop(self, entry: _Entry) -> None:
@@ -181,11 +192,15 @@ class TraceStore:
         return frozenset(self._redact(str(e.get("name", e)) if isinstance(e, dict) else str(e)) for e in entities or ())
 
 
-def _changes(before: tuple[frozenset[str], frozenset[str]], now: tuple[frozenset[str], frozenset[str]]) -> tuple[tuple[str, ...], ...]:
+def _changes(
+    before: tuple[frozenset[str], frozenset[str]], now: tuple[frozenset[str], frozenset[str]]
+) -> tuple[tuple[str, ...], ...]:
     """What came into and went out of view since the agent's previous trace (Agent Arena's ObservationTracker)."""
     return (
-        tuple(sorted(now[0] - before[0])), tuple(sorted(before[0] - now[0])),
-        tuple(sorted(now[1] - before[1])), tuple(sorted(before[1] - now[1])),
+        tuple(sorted(now[0] - before[0])),
+        tuple(sorted(before[0] - now[0])),
+        tuple(sorted(now[1] - before[1])),
+        tuple(sorted(before[1] - now[1])),
     )
 
 

@@ -10,8 +10,9 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from arena_vllm.backends.tools import ToolLike
 
@@ -62,8 +63,13 @@ class LLMBackend(Protocol):
     async def astatus(self) -> BackendStatus: ...
 
     async def agenerate_with_tools(
-        self, prompt: str, tools: Sequence[ToolLike], system_prompt: str | None = None, tool_choice: str | None = None,
-        temperature: float | None = None, max_tokens: int | None = None,
+        self,
+        prompt: str,
+        tools: Sequence[ToolLike],
+        system_prompt: str | None = None,
+        tool_choice: str | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
     ) -> GenerationResult: ...
 
     async def aclose(self) -> None: ...

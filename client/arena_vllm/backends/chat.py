@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from openai.types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionMessage
 
@@ -17,8 +18,8 @@ from arena_vllm.backends.base import GenerationResult
 from arena_vllm.backends.tools import (
     CHOICES_WITHOUT_A_NAME,
     check_tool_choice,
-    parse_tool_call_from_text,
     one_call_schema,
+    parse_tool_call_from_text,
     tool_names,
     tool_prompt,
     tools_text,
@@ -35,7 +36,11 @@ def text_request(model: str, prompt: str, system_prompt: str | None, sampling: M
 
 
 def native_tools_request(
-    model: str, prompt: str, system_prompt: str | None, tools: Sequence[Mapping[str, Any]], tool_choice: str,
+    model: str,
+    prompt: str,
+    system_prompt: str | None,
+    tools: Sequence[Mapping[str, Any]],
+    tool_choice: str,
     sampling: Mapping[str, Any],
 ) -> Request:
     """A request with strict tools, one call at most, and ``tool_choice`` as OpenAI spells it."""
@@ -44,12 +49,18 @@ def native_tools_request(
         choice = {"type": "function", "function": {"name": tool_choice}}
     return {
         **text_request(model, prompt, system_prompt, sampling),
-        "tools": list(tools), "tool_choice": choice, "parallel_tool_calls": False,
+        "tools": list(tools),
+        "tool_choice": choice,
+        "parallel_tool_calls": False,
     }
 
 
 def schema_tools_request(
-    model: str, prompt: str, system_prompt: str | None, tools: Sequence[Mapping[str, Any]], sampling: Mapping[str, Any],
+    model: str,
+    prompt: str,
+    system_prompt: str | None,
+    tools: Sequence[Mapping[str, Any]],
+    sampling: Mapping[str, Any],
 ) -> Request:
     """A request whose answer is exactly one call of ``tools``, ``{"<tool>": {<arguments>}}``, as JSON the engine
     constrains from its first token to its last (:func:`~arena_vllm.backends.tools.one_call_schema`).
@@ -64,9 +75,13 @@ def schema_tools_request(
     first = tools[0]["function"]
     example = json.dumps({first["name"]: _example_arguments(first.get("parameters", {}))}, separators=(",", ":"))
     system = with_tools_text(system_prompt, f"{tools_text(tools)}\nAnswer with one JSON object, for example {example}")
-    return {**text_request(model, prompt, system, sampling),
-            "response_format": {"type": "json_schema",
-                                "json_schema": {"name": "tool_call", "schema": one_call_schema(tools), "strict": True}}}
+    return {
+        **text_request(model, prompt, system, sampling),
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": "tool_call", "schema": one_call_schema(tools), "strict": True},
+        },
+    }
 
 
 def schema_call(message: ChatCompletionMessage) -> tuple[dict[str, Any] | None, str | None]:
@@ -84,8 +99,10 @@ def schema_call(message: ChatCompletionMessage) -> tuple[dict[str, Any] | None, 
 
 def _example_arguments(parameters: Mapping[str, Any]) -> dict[str, Any]:
     """A call's arguments for the system prompt's example: each parameter's first choice (its type's name otherwise)."""
-    return {name: schema["enum"][0] if "enum" in schema else schema.get("type", "value")
-            for name, schema in parameters.get("properties", {}).items()}
+    return {
+        name: schema["enum"][0] if "enum" in schema else schema.get("type", "value")
+        for name, schema in parameters.get("properties", {}).items()
+    }
 
 
 def with_tools_text(system_prompt: str | None, text: str) -> str:
@@ -94,7 +111,10 @@ def with_tools_text(system_prompt: str | None, text: str) -> str:
 
 
 def prompt_tools_request(
-    model: str, prompt: str, system_prompt: str | None, tools: Sequence[Mapping[str, Any]],
+    model: str,
+    prompt: str,
+    system_prompt: str | None,
+    tools: Sequence[Mapping[str, Any]],
     sampling: Mapping[str, Any],
 ) -> Request:
     """A text request whose system prompt describes ``tools`` and asks for one call in ``<tool_call>`` tags."""

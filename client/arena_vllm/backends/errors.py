@@ -79,7 +79,9 @@ def map_openai_error(error: openai.OpenAIError, api_base: str) -> BackendError:
         if status == 404 and "model" in detail.lower():
             return ModelNotServedError(
                 f"{where}: {detail.rstrip('.')}; the served names are listed at {api_base}/models",
-                api_base=api_base, cause=error, status_code=status,
+                api_base=api_base,
+                cause=error,
+                status_code=status,
             )
         kind = ServerError if status >= 500 else RequestRejectedError
         return kind(f"{where} answered {status}: {detail}", api_base=api_base, cause=error, status_code=status)

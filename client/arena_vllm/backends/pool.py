@@ -52,6 +52,7 @@ RETRY_AFTER_S = 5.0
 #: Failures that say "this server is gone or broken", not "this request was bad or slow".
 FAILOVER_ERRORS: tuple[type[BackendError], ...] = (BackendConnectionError, ServerError)
 
+
 @dataclass
 class _Replica:
     backend: VLLMBackend
@@ -79,7 +80,9 @@ class ReplicaPool:
     """
 
     def __init__(
-        self, backends: Sequence[VLLMBackend], retry_after_s: float = RETRY_AFTER_S,
+        self,
+        backends: Sequence[VLLMBackend],
+        retry_after_s: float = RETRY_AFTER_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not backends:
@@ -91,7 +94,7 @@ class ReplicaPool:
         self._lock = threading.Lock()  # sync callers may share the pool across threads
 
     @classmethod
-    def from_settings(cls, backend: BackendSettings) -> "ReplicaPool":
+    def from_settings(cls, backend: BackendSettings) -> ReplicaPool:
         """One :class:`VLLMBackend` per ``backend.api_bases`` entry, each with the group's other settings."""
         base = VLLMBackendConfig.from_settings(backend)
         bases = backend.api_bases or [backend.api_base]
@@ -119,34 +122,56 @@ class ReplicaPool:
     # -- generation: the calls of LLMBackend, each sent to one replica ------------------------------
 
     def generate(
-        self, prompt: str, system_prompt: str | None = None, temperature: float | None = None,
+        self,
+        prompt: str,
+        system_prompt: str | None = None,
+        temperature: float | None = None,
         max_tokens: int | None = None,
     ) -> GenerationResult:
         """:meth:`VLLMBackend.generate` on the least busy replica."""
         return self._call(lambda backend: backend.generate(prompt, system_prompt, temperature, max_tokens))
 
     async def agenerate(
-        self, prompt: str, system_prompt: str | None = None, temperature: float | None = None,
+        self,
+        prompt: str,
+        system_prompt: str | None = None,
+        temperature: float | None = None,
         max_tokens: int | None = None,
     ) -> GenerationResult:
         """:meth:`VLLMBackend.agenerate` on the least busy replica."""
         return await self._acall(lambda backend: backend.agenerate(prompt, system_prompt, temperature, max_tokens))
 
     def generate_with_tools(
-        self, prompt: str, tools: Sequence[ToolLike], system_prompt: str | None = None,
-        tool_choice: str | None = None, temperature: float | None = None, max_tokens: int | None = None,
+        self,
+        prompt: str,
+        tools: Sequence[ToolLike],
+        system_prompt: str | None = None,
+        tool_choice: str | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
     ) -> GenerationResult:
         """:meth:`VLLMBackend.generate_with_tools` on the least busy replica; ``metadata["replica"]`` names it."""
-        return self._call(lambda backend: backend.generate_with_tools(
-            prompt, tools, system_prompt, tool_choice, temperature, max_tokens))
+        return self._call(
+            lambda backend: backend.generate_with_tools(
+                prompt, tools, system_prompt, tool_choice, temperature, max_tokens
+            )
+        )
 
     async def agenerate_with_tools(
-        self, prompt: str, tools: Sequence[ToolLike], system_prompt: str | None = None,
-        tool_choice: str | None = None, temperature: float | None = None, max_tokens: int | None = None,
+        self,
+        prompt: str,
+        tools: Sequence[ToolLike],
+        system_prompt: str | None = None,
+        tool_choice: str | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
     ) -> GenerationResult:
         """:meth:`VLLMBackend.agenerate_with_tools` on the least busy replica."""
-        return await self._acall(lambda backend: backend.agenerate_with_tools(
-            prompt, tools, system_prompt, tool_choice, temperature, max_tokens))
+        return await self._acall(
+            lambda backend: backend.agenerate_with_tools(
+                prompt, tools, system_prompt, tool_choice, temperature, max_tokens
+            )
+        )
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -158,13 +183,13 @@ class ReplicaPool:
         for replica in self._replicas:
             await replica.backend.aclose()
 
-    def __enter__(self) -> "ReplicaPool":
+    def __enter__(self) -> ReplicaPool:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    async def __aenter__(self) -> "ReplicaPool":
+    async def __aenter__(self) -> ReplicaPool:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -230,8 +255,12 @@ class ReplicaPool:
             replica.down_until = self._clock() + self._retry_after_s
             replica.reason = f"{type(failure).__name__}: {failure}"
         if was_up:  # once per outage, not once per call that hits it
-            logger.warning("replica %s is down for %g s, trying the others: %s",
-                           replica.api_base, self._retry_after_s, replica.reason)
+            logger.warning(
+                "replica %s is down for %g s, trying the others: %s",
+                replica.api_base,
+                self._retry_after_s,
+                replica.reason,
+            )
 
     def _tagged(self, result: GenerationResult, index: int) -> GenerationResult:
         result.metadata["replica"] = self._replicas[index].api_base
@@ -247,8 +276,14 @@ class ReplicaPool:
                     replica.down_until = 0.0
                 elif replica.down_until <= self._clock():
                     replica.down_until = self._clock() + self._retry_after_s
-                rows.append({"api_base": replica.api_base, "up": status.available,
-                             "in_flight": replica.in_flight, "reason": status.reason})
+                rows.append(
+                    {
+                        "api_base": replica.api_base,
+                        "up": status.available,
+                        "in_flight": replica.in_flight,
+                        "reason": status.reason,
+                    }
+                )
         up = [status for status in statuses if status.available]
         models = sorted({model for status in up for model in status.models})
         if up:
@@ -256,7 +291,9 @@ class ReplicaPool:
         else:
             reason = "no replica is up: " + "; ".join(status.reason for status in statuses)
         seen_in = sorted({status.tools_seen_in for status in up}) or ["unknown"]  # replicas serve one model
-        return BackendStatus(bool(up), reason, models, replicas=rows, tools_seen_in=seen_in[0] if len(seen_in) == 1 else "mixed")
+        return BackendStatus(
+            bool(up), reason, models, replicas=rows, tools_seen_in=seen_in[0] if len(seen_in) == 1 else "mixed"
+        )
 
 
 def backend_from_settings(backend: BackendSettings) -> VLLMBackend | ReplicaPool:

@@ -22,15 +22,16 @@ import json
 import math
 import re
 import re._parser as regex_parser  # the stdlib's regex parser: sizes a pattern without matching anything
+from collections.abc import Iterator, Mapping, Sequence
 from decimal import Decimal
-from typing import Any, Iterator, Mapping, Sequence, Union
+from typing import Any
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError, best_match
 from pydantic import BaseModel
 
 #: A tool as callers may give it: flat or OpenAI-shaped dict, or a ``ToolSpec`` from the settings.
-ToolLike = Union[Mapping[str, Any], BaseModel]
+ToolLike = Mapping[str, Any] | BaseModel
 
 _EMPTY_PARAMETERS = {"type": "object", "properties": {}}
 #: tool_choice values that name no tool. ``none`` is refused everywhere: these calls exist to get
@@ -64,10 +65,12 @@ def normalize_tools(tools: Sequence[ToolLike]) -> list[dict[str, Any]]:
         if parameters.get("type") != "object":
             raise ValueError(f"tool {name!r}: parameters must be a JSON schema of type 'object' (a call's arguments)")
         described = {"description": function["description"]} if function.get("description") else {}
-        normalized.append({
-            "type": "function",
-            "function": {"name": name, **described, "parameters": parameters, "strict": True},
-        })
+        normalized.append(
+            {
+                "type": "function",
+                "function": {"name": name, **described, "parameters": parameters, "strict": True},
+            }
+        )
     names = tool_names(normalized)
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
@@ -82,8 +85,10 @@ def check_tool_choice(choice: str, names: Sequence[str] | None = None) -> str:
     refused, not passed on: it would make every tool request come back without a call.
     """
     if choice == "none":
-        raise ValueError("tool_choice 'none' asks for no tool call; use auto, required or a tool name "
-                         "(generate() is the call for plain text)")
+        raise ValueError(
+            "tool_choice 'none' asks for no tool call; use auto, required or a tool name "
+            "(generate() is the call for plain text)"
+        )
     if not choice:
         raise ValueError("tool_choice must be auto, required or a tool name, not empty")
     if names is not None and choice not in CHOICES_WITHOUT_A_NAME and choice not in names:
@@ -130,7 +135,9 @@ def parse_tool_call_from_text(text: str) -> dict[str, Any] | None:
 def tool_prompt(tools: Sequence[Mapping[str, Any]]) -> str:
     """System-prompt text for the prompt-based fallback: the tools, and the Hermes-style answer format."""
     described = "\n".join(
-        json.dumps({key: tool["function"][key] for key in ("name", "description", "parameters") if key in tool["function"]})
+        json.dumps(
+            {key: tool["function"][key] for key in ("name", "description", "parameters") if key in tool["function"]}
+        )
         for tool in tools
     )
     return (
@@ -171,12 +178,17 @@ def one_call_schema(tools: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """A JSON schema whose instances are exactly the valid calls of (normalized) ``tools``, one object each:
     ``{"<tool name>": {<arguments>}}``, one branch per tool (the shortest form: SmolLM2 writes
     ``{"move_to":{"target":"Apple2"}}`` in 14 tokens, where Hermes' ``<tool_call>`` envelope alone is 33)."""
-    return {"anyOf": [{
-        "type": "object",
-        "properties": {tool["function"]["name"]: tool["function"].get("parameters") or _EMPTY_PARAMETERS},
-        "required": [tool["function"]["name"]],
-        "additionalProperties": False,
-    } for tool in tools]}
+    return {
+        "anyOf": [
+            {
+                "type": "object",
+                "properties": {tool["function"]["name"]: tool["function"].get("parameters") or _EMPTY_PARAMETERS},
+                "required": [tool["function"]["name"]],
+                "additionalProperties": False,
+            }
+            for tool in tools
+        ]
+    }
 
 
 @functools.lru_cache(maxsize=256)
@@ -334,8 +346,11 @@ def _pattern_width(pattern: str) -> tuple[int | None, bool]:
     and whether each of them is printable ASCII that JSON writes as itself."""
     parsed = regex_parser.parse(pattern)
     items = list(parsed)
-    anchored = len(items) >= 2 and items[0] == (regex_parser.AT, regex_parser.AT_BEGINNING) and items[-1] == (
-        regex_parser.AT, regex_parser.AT_END)
+    anchored = (
+        len(items) >= 2
+        and items[0] == (regex_parser.AT, regex_parser.AT_BEGINNING)
+        and items[-1] == (regex_parser.AT, regex_parser.AT_END)
+    )
     width = parsed.getwidth()[1]
     if not anchored or width >= regex_parser.MAXREPEAT:
         return None, False

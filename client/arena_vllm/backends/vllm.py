@@ -22,8 +22,9 @@ Example (a vLLM server on localhost:8000, see ops/run_vllm_server.py)::
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator, Generator, Iterator, Sequence
 from dataclasses import replace
-from typing import Any, AsyncIterator, Generator, Iterator, Sequence
+from typing import Any
 
 import httpx
 import openai
@@ -31,7 +32,13 @@ from openai.types.chat import ChatCompletion
 
 from arena_vllm.backends import chat
 from arena_vllm.backends.base import BackendStatus, GenerationResult
-from arena_vllm.backends.errors import BackendConnectionError, BackendError, ModelNotServedError, RequestRejectedError, map_openai_error
+from arena_vllm.backends.errors import (
+    BackendConnectionError,
+    BackendError,
+    ModelNotServedError,
+    RequestRejectedError,
+    map_openai_error,
+)
 from arena_vllm.backends.tools import ToolLike, normalize_tools, tools_text
 from arena_vllm.backends.vllm_config import VLLMBackendConfig
 
@@ -96,7 +103,8 @@ class VLLMBackend:
             "max_retries": config.max_retries,
         }
         self._client = openai.OpenAI(
-            **client_options, http_client=openai.DefaultHttpxClient(timeout=config.timeout_s, limits=CONNECTION_LIMITS))
+            **client_options, http_client=openai.DefaultHttpxClient(timeout=config.timeout_s, limits=CONNECTION_LIMITS)
+        )
         # aiohttp's pool hands out a connection in O(1); httpcore's looks at every pooled
         # connection on each request (getpeername, poll), so its cost per call grew with the
         # agents in flight (issue 14: 3.7 ms at 64 concurrent calls, 6 ms at 128).
@@ -151,8 +159,12 @@ class VLLMBackend:
         if self._tools_seen_in == TOOLS_UNKNOWN and not self._tools_probe_failed:
             try:
                 model = self._model()
-                counts = [self._probe.post(self._tokenize_url, body=_tokenize_body(model, tools), cast_to=httpx.Response)
-                          .json()["count"] for tools in _PROBE_TOOLS]
+                counts = [
+                    self._probe.post(
+                        self._tokenize_url, body=_tokenize_body(model, tools), cast_to=httpx.Response
+                    ).json()["count"]
+                    for tools in _PROBE_TOOLS
+                ]
             except (openai.OpenAIError, BackendError, KeyError, ValueError) as exc:
                 self._probe_failed(exc)
             else:
@@ -166,8 +178,14 @@ class VLLMBackend:
         if self._tools_seen_in == TOOLS_UNKNOWN and not self._tools_probe_failed:
             try:
                 model = await self._amodel()
-                counts = [(await self._aprobe.post(self._tokenize_url, body=_tokenize_body(model, tools),
-                                                   cast_to=httpx.Response)).json()["count"] for tools in _PROBE_TOOLS]
+                counts = [
+                    (
+                        await self._aprobe.post(
+                            self._tokenize_url, body=_tokenize_body(model, tools), cast_to=httpx.Response
+                        )
+                    ).json()["count"]
+                    for tools in _PROBE_TOOLS
+                ]
             except (openai.OpenAIError, BackendError, KeyError, ValueError) as exc:
                 self._probe_failed(exc)
             else:
@@ -177,7 +195,10 @@ class VLLMBackend:
     # -- generation -----------------------------------------------------------------------------
 
     def generate(
-        self, prompt: str, system_prompt: str | None = None, temperature: float | None = None,
+        self,
+        prompt: str,
+        system_prompt: str | None = None,
+        temperature: float | None = None,
         max_tokens: int | None = None,
     ) -> GenerationResult:
         """Plain text from the chat endpoint (so the model's chat template applies)."""
@@ -185,7 +206,10 @@ class VLLMBackend:
         return self._run(self._text_exchange(request))
 
     async def agenerate(
-        self, prompt: str, system_prompt: str | None = None, temperature: float | None = None,
+        self,
+        prompt: str,
+        system_prompt: str | None = None,
+        temperature: float | None = None,
         max_tokens: int | None = None,
     ) -> GenerationResult:
         """:meth:`generate` for asyncio, so many agents share the server's batching."""
@@ -193,8 +217,13 @@ class VLLMBackend:
         return await self._arun(self._text_exchange(request))
 
     def generate_with_tools(
-        self, prompt: str, tools: Sequence[ToolLike], system_prompt: str | None = None,
-        tool_choice: str | None = None, temperature: float | None = None, max_tokens: int | None = None,
+        self,
+        prompt: str,
+        tools: Sequence[ToolLike],
+        system_prompt: str | None = None,
+        tool_choice: str | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
     ) -> GenerationResult:
         """One tool call: native first, prompt-based when the server refuses tools or the model writes text.
 
@@ -211,8 +240,13 @@ class VLLMBackend:
         return self._run(exchange)
 
     async def agenerate_with_tools(
-        self, prompt: str, tools: Sequence[ToolLike], system_prompt: str | None = None,
-        tool_choice: str | None = None, temperature: float | None = None, max_tokens: int | None = None,
+        self,
+        prompt: str,
+        tools: Sequence[ToolLike],
+        system_prompt: str | None = None,
+        tool_choice: str | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
     ) -> GenerationResult:
         """:meth:`generate_with_tools` for asyncio."""
         await self.atools_seen_in()
@@ -222,7 +256,10 @@ class VLLMBackend:
         return await self._arun(exchange)
 
     def stream(
-        self, prompt: str, system_prompt: str | None = None, temperature: float | None = None,
+        self,
+        prompt: str,
+        system_prompt: str | None = None,
+        temperature: float | None = None,
         max_tokens: int | None = None,
     ) -> Iterator[str]:
         """Text chunks as the server produces them."""
@@ -236,7 +273,10 @@ class VLLMBackend:
             raise map_openai_error(exc, self.config.api_base) from exc
 
     async def astream(
-        self, prompt: str, system_prompt: str | None = None, temperature: float | None = None,
+        self,
+        prompt: str,
+        system_prompt: str | None = None,
+        temperature: float | None = None,
         max_tokens: int | None = None,
     ) -> AsyncIterator[str]:
         """:meth:`stream` for asyncio."""
@@ -260,13 +300,13 @@ class VLLMBackend:
         self._client.close()
         await self._aclient.close()
 
-    def __enter__(self) -> "VLLMBackend":
+    def __enter__(self) -> VLLMBackend:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    async def __aenter__(self) -> "VLLMBackend":
+    async def __aenter__(self) -> VLLMBackend:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -281,8 +321,13 @@ class VLLMBackend:
         return tally.result(response)
 
     def _tool_exchange(
-        self, model: str, prompt: str, tools: Sequence[ToolLike], system_prompt: str | None,
-        tool_choice: str | None, sampling: dict[str, Any],
+        self,
+        model: str,
+        prompt: str,
+        tools: Sequence[ToolLike],
+        system_prompt: str | None,
+        tool_choice: str | None,
+        sampling: dict[str, Any],
     ) -> Exchange:
         """Native call; on a tools 400, or text without a call, the prompt-based call. Arguments checked on both.
 
@@ -305,8 +350,12 @@ class VLLMBackend:
                 fallback_reason = f"server rejected response_format: {exc}"
             else:
                 message = tally.add(response)
-                return tally.result(response, text="", **chat.judge_call(*chat.schema_call(message), allowed, "native"),
-                                    tools_seen_in=TOOLS_IN_SYSTEM_PROMPT)
+                return tally.result(
+                    response,
+                    text="",
+                    **chat.judge_call(*chat.schema_call(message), allowed, "native"),
+                    tools_seen_in=TOOLS_IN_SYSTEM_PROMPT,
+                )
         if not fallback_reason and self._tools_seen_in == TOOLS_IN_SYSTEM_PROMPT:
             # A template that drops tools: the model sees them only where they are written into the system prompt.
             system_prompt = chat.with_tools_text(system_prompt, tools_text(allowed))
@@ -406,14 +455,20 @@ class VLLMBackend:
         if isinstance(exc, (openai.APIConnectionError, BackendConnectionError)):
             return
         self._tools_probe_failed = True
-        logger.warning("cannot tell whether the chat template of %s renders tools (%s): tools go where it puts them",
-                       self._served_model or self.config.api_base, exc)
+        logger.warning(
+            "cannot tell whether the chat template of %s renders tools (%s): tools go where it puts them",
+            self._served_model or self.config.api_base,
+            exc,
+        )
 
     def _judge_template(self, without_tools: int, with_tools: int) -> str:
         seen_in = TOOLS_IN_TEMPLATE if with_tools > without_tools else TOOLS_IN_SYSTEM_PROMPT
         if seen_in == TOOLS_IN_SYSTEM_PROMPT:
-            logger.info("the chat template of %s drops tools (%d tokens with and without one): they go into the "
-                        "system prompt", self._served_model, with_tools)
+            logger.info(
+                "the chat template of %s drops tools (%d tokens with and without one): they go into the system prompt",
+                self._served_model,
+                with_tools,
+            )
         return seen_in
 
     def _first_served(self, served: list[str]) -> str:

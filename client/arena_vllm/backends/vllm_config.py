@@ -16,8 +16,9 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
 
@@ -78,7 +79,7 @@ class VLLMBackendConfig(BaseModel):
         return self.api_base.removesuffix("/v1")
 
     @classmethod
-    def from_settings(cls, backend: BackendSettings) -> "VLLMBackendConfig":
+    def from_settings(cls, backend: BackendSettings) -> VLLMBackendConfig:
         """From the validated ``settings.backend``; ``function_calling.enabled: false`` means prompt-based calls."""
         return cls(**cls._fields(backend))
 
@@ -100,8 +101,7 @@ class VLLMBackendConfig(BaseModel):
         }
 
     @classmethod
-    def from_hydra(cls, overrides: Sequence[str] = (), config_dir: Path | None = None) -> "VLLMBackendConfig":
+    def from_hydra(cls, overrides: Sequence[str] = (), config_dir: Path | None = None) -> VLLMBackendConfig:
         """Compose ``configs/`` with $ARENA_OVERRIDES, then ``overrides`` (which win); use the backend part."""
         settings = load_settings([*env_overrides(), *overrides], config_dir)
         return cls.from_settings(settings.backend)
-

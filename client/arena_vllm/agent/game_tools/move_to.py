@@ -71,8 +71,15 @@ def _targets(here: Situation) -> dict[str, MoveTarget]:
 
     for distance, hazard in here.nearest_first(obs.nearby_hazards)[: here.cap]:
         if distance < rules.flee_distance:
-            add(MoveTarget(AWAY_FROM + hazard.name, "flee", hazard.name,
-                           flee_goal(obs.position, hazard.position, rules.flee_step), distance))
+            add(
+                MoveTarget(
+                    AWAY_FROM + hazard.name,
+                    "flee",
+                    hazard.name,
+                    flee_goal(obs.position, hazard.position, rules.flee_step),
+                    distance,
+                )
+            )
     for kind, entities in (("resource", obs.nearby_resources), ("station", obs.nearby_stations)):
         for distance, entity in here.nearest_first(entities)[: here.cap]:
             add(MoveTarget(entity.name, kind, entity.name, approach(here, entity.position), distance))
@@ -101,8 +108,11 @@ def approach(here: Situation, position: list[float]) -> tuple[float, float, floa
     on the side away from that hazard (every thing lies 1.5 or more from a hazard, so that spot is outside
     its damage radius wherever the thing itself is more than ``hazard_radius - REACH`` from it)."""
     x, _, z = position
-    near = [h for h in here.observation.nearby_hazards
-            if math.hypot(x - h.position[0], z - h.position[2]) < here.settings.scene.hazard_radius + REACH]
+    near = [
+        h
+        for h in here.observation.nearby_hazards
+        if math.hypot(x - h.position[0], z - h.position[2]) < here.settings.scene.hazard_radius + REACH
+    ]
     if near:
         hazard = min(near, key=lambda h: math.hypot(x - h.position[0], z - h.position[2]))
         dx, dz = x - hazard.position[0], z - hazard.position[2]
@@ -121,14 +131,19 @@ def route(here: Situation, goal: tuple[float, float, float]) -> tuple[float, flo
     px, py, pz = here.observation.position
     gx, gz = goal[0], goal[2]
     radius = here.settings.scene.hazard_radius + DETOUR_MARGIN
-    hazards = [(hx, hz, min(radius, 0.95 * math.hypot(gx - hx, gz - hz)))
-               for hx, _, hz in (h.position for h in here.observation.nearby_hazards)]
+    hazards = [
+        (hx, hz, min(radius, 0.95 * math.hypot(gx - hx, gz - hz)))
+        for hx, _, hz in (h.position for h in here.observation.nearby_hazards)
+    ]
 
     def clear(ex: float, ez: float) -> bool:
         for hx, hz, keep in hazards:
             inside = math.hypot(px - hx, pz - hz) < keep
-            if (math.hypot(ex - hx, ez - hz) <= math.hypot(px - hx, pz - hz)) if inside else \
-                    _gap(px, pz, ex, ez, hx, hz) < keep:
+            if (
+                (math.hypot(ex - hx, ez - hz) <= math.hypot(px - hx, pz - hz))
+                if inside
+                else _gap(px, pz, ex, ez, hx, hz) < keep
+            ):
                 return False
         return True
 
@@ -175,15 +190,21 @@ class MoveTo(GameTool):
     def schema(self, here: Situation) -> dict[str, Any] | None:
         if here.settings.scene.move_targets == "coordinates":
             parameters = super().schema(here)
-            target = parameters["properties"].setdefault("target_position", {"type": "array", "minItems": 3, "maxItems": 3})
+            target = parameters["properties"].setdefault(
+                "target_position", {"type": "array", "minItems": 3, "maxItems": 3}
+            )
             bound = coordinate_bound(here.settings.scene.coordinate_limit)
             target["items"] = {"type": "integer", "minimum": -bound, "maximum": bound}
             return parameters
         labels = list(move_targets(here))
         if not labels:
             return None
-        return {"type": "object", "properties": {"target": {"enum": labels}}, "required": ["target"],
-                "additionalProperties": False}
+        return {
+            "type": "object",
+            "properties": {"target": {"enum": labels}},
+            "required": ["target"],
+            "additionalProperties": False,
+        }
 
     def resolve(self, arguments: dict[str, Any], here: Situation) -> dict[str, Any] | None:
         if here.settings.scene.move_targets == "coordinates":
@@ -207,9 +228,13 @@ class MoveTo(GameTool):
         obs = here.observation
         named = [*obs.nearby_resources, *obs.nearby_stations, *obs.nearby_hazards]
         near = min(named, key=lambda e: math.dist(e.position, goal), default=None)
-        toward = f" toward {json.dumps(near.name)}" if near is not None and math.dist(near.position, goal) <= 2.0 else ""
+        toward = (
+            f" toward {json.dumps(near.name)}" if near is not None and math.dist(near.position, goal) <= 2.0 else ""
+        )
         return f"move_to ({', '.join(f'{v:.1f}' for v in goal)}), {math.dist(obs.position, goal):.1f} away{toward}"
 
 
 def _finite_within(value: Any, limit: float) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and abs(value) <= limit
+    return (
+        isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and abs(value) <= limit
+    )

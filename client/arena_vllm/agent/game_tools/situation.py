@@ -73,7 +73,9 @@ class Situation:
         if radius is None:
             return None
         if recipe.station:
-            near = [s for s in self.observation.nearby_stations if s.type == recipe.station and self.distance(s) <= radius]
+            near = [
+                s for s in self.observation.nearby_stations if s.type == recipe.station and self.distance(s) <= radius
+            ]
             if not near:
                 return f"needs a {recipe.station!r} station within {radius:g}"
         held = self.observation.inventory_counts()

@@ -6,7 +6,7 @@ within the scene's ``collect_radius``, ``craft_item.recipe`` an enum of the reci
 where the agent stands, ``move_to.target`` an enum of the places it can go by name (or bounded
 integer coordinates with ``scene.move_targets: coordinates``), and a tool with nothing to act on
 is left out. Every offered tool set so has a finite longest call
-(``backends.tools.max_call_tokens``), and with vLLM's constrained decoding the model can only
+(``backends.call_bound.max_call_tokens``), and with vLLM's constrained decoding the model can only
 produce calls the game can carry out.
 
 Example::

@@ -12,7 +12,7 @@ Each request stays within ``agent.prompt_budget_bytes`` (:func:`plan_call`).
 
 Sampling (temperature, max_tokens, tool_choice) is read from ``settings.backend``; a forced
 call's ``max_tokens`` can be capped at the longest call the agent's tools allow
-(:func:`~arena_vllm.backends.tools.max_call_tokens`, ``backend.max_tokens_from_tools``).
+(:func:`~arena_vllm.backends.call_bound.max_call_tokens`, ``backend.max_tokens_from_tools``).
 
 Example::
 
@@ -50,8 +50,9 @@ from arena_vllm.agent.prompt import PRIORITY, fit_lines, prompt_lines
 from arena_vllm.agent.recorder import TraceRecorder
 from arena_vllm.agent.schemas import Decision, Observation
 from arena_vllm.backends import BackendError, GenerationResult, LLMBackend
-from arena_vllm.backends.tools import UnboundedCallError, max_call_tokens, normalize_tools
+from arena_vllm.backends.call_bound import UnboundedCallError, max_call_tokens
 from arena_vllm.config import Settings
+from arena_vllm.tool_shapes import normalize_tools
 
 logger = logging.getLogger(__name__)
 #: The ``source`` of a decision that is ``idle`` because the model gave none (fallback switched off).

@@ -32,7 +32,7 @@ from pydantic import BaseModel
 
 from arena_vllm.agent.traces import TraceStore
 from arena_vllm.backends import GenerationResult, LLMBackend
-from arena_vllm.backends.tools import ToolLike, normalize_tools
+from arena_vllm.tool_shapes import ToolLike, normalize_tools
 
 _CURRENT: contextvars.ContextVar[_Trace | None] = contextvars.ContextVar("arena_decision_trace", default=None)
 

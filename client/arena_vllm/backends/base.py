@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from arena_vllm.backends.tools import ToolLike
+from arena_vllm.tool_shapes import ToolLike
 
 
 @dataclass

@@ -38,10 +38,10 @@ from typing import Any
 
 from arena_vllm.backends.base import BackendStatus, GenerationResult
 from arena_vllm.backends.errors import BackendConnectionError, BackendError, ServerError
-from arena_vllm.backends.tools import ToolLike
 from arena_vllm.backends.vllm import VLLMBackend
 from arena_vllm.backends.vllm_config import VLLMBackendConfig
 from arena_vllm.config import BackendSettings
+from arena_vllm.tool_shapes import ToolLike
 
 __all__ = ["ReplicaPool", "backend_from_settings"]
 

@@ -39,8 +39,8 @@ from arena_vllm.backends.errors import (
     RequestRejectedError,
     map_openai_error,
 )
-from arena_vllm.backends.tools import ToolLike, normalize_tools, tools_text
 from arena_vllm.backends.vllm_config import VLLMBackendConfig
+from arena_vllm.tool_shapes import ToolLike, normalize_tools, tools_text
 
 __all__ = ["CONNECTION_LIMITS", "VLLMBackend", "VLLMBackendConfig"]
 

@@ -86,7 +86,7 @@ class FunctionCallingSettings(_Model):
 
     enabled: bool
     format: Literal["openai", "schema", "prompt"] = Field(
-        description="openai: native tool calls first, prompt fallback; schema: one call as engine-constrained JSON "
+        description="openai: native tool calls first, then the prompt path; schema: one call as engine-constrained JSON "
         "(response_format); prompt: prompt-based only"
     )
     tool_choice: ToolChoice = Field(description="required, auto, or the name of one tool (never none)")

@@ -375,7 +375,7 @@ def sdk_capture(trace: dict[str, Any]) -> dict[str, Any]:
                     "latency_ms": call["model_ms"] or 0.0,
                     "metadata": {
                         k: response[k]
-                        for k in ("tool_call", "tool_call_error", "tool_call_source", "fallback_reason")
+                        for k in ("tool_call", "tool_call_error", "tool_call_source", "prompt_reason")
                         if k in response
                     },
                     "error": call.get("error"),

@@ -61,8 +61,6 @@ IDLE_AFTER_FAILURE = "idle_after_failure"
 FALLBACK = "fallback"
 #: Sources of decisions the model did not make (the inspector shows why).
 NOT_THE_MODEL = (FALLBACK, IDLE_AFTER_FAILURE)
-#: The backend's ``tool_call_source`` -> the decision's ``source``.
-MODEL_SOURCES = {"native": "native", "fallback": "prompt"}
 #: What the game is told when the model gave no usable decision, by failure kind: generic on
 #: purpose. The details (exception text, the backend's URL, the model's rejected call) go to the
 #: log and the ``/debug`` inspector when it is on, the kind to ``arena_agent_backend_errors_total{kind}``;
@@ -254,7 +252,7 @@ class DecisionPolicy:
         problem = tool.problem(params, here)
         if problem:
             return self._failed(observation, "not_executable", f"not executable in the game: {problem}")
-        source = MODEL_SOURCES.get(result.metadata.get("tool_call_source", "native"), "native")
+        source = result.metadata.get("tool_call_source", "native")  # the decision's source names the same paths
         said = result.text.strip() if source == "native" else ""  # a text call's text is the call itself
         reasoning = f"model: {tool.describe(call['arguments'], here)}" + (f"; {said}" if said else "")
         return Decision(tool=call["name"], params=params, reasoning=bounded(reasoning), source=source), None

@@ -156,7 +156,8 @@ _RESPONSE_KEYS = (
     "tool_call",
     "tool_call_error",
     "tool_call_source",
-    "fallback_reason",
+    "prompt_reason",
+    "tools_seen_in",
 )
 
 

@@ -8,7 +8,7 @@ Example::
     print(backend.status().reason)
 """
 
-from arena_vllm.backends.base import BackendStatus, GenerationResult, LLMBackend
+from arena_vllm.backends.base import BackendStatus, GenerationResult, LLMBackend, ResultMetadata, ToolCall
 from arena_vllm.backends.errors import (
     BackendConnectionError,
     BackendError,
@@ -31,7 +31,9 @@ __all__ = [
     "LLMBackend",
     "ModelNotServedError",
     "RequestRejectedError",
+    "ResultMetadata",
     "ServerError",
+    "ToolCall",
     "VLLMBackend",
     "VLLMBackendConfig",
     "map_openai_error",

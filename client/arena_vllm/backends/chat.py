@@ -167,7 +167,7 @@ def chunk_text(chunk: ChatCompletionChunk) -> str:
 
 @dataclass
 class Tally:
-    """Tokens and time over the requests behind one result (two when a fallback follows a native try)."""
+    """Tokens and time over the requests behind one result (two when the prompt path follows a native try)."""
 
     model: str
     started: float = field(default_factory=time.perf_counter)

@@ -35,7 +35,7 @@ from arena_vllm.agent.game_tools.situation import Situation, resource_names
 from arena_vllm.agent.schemas import Observation
 from arena_vllm.config import Settings
 
-__all__ = ["game_problem", "resolve_call", "resource_names", "tools_for"]
+__all__ = ["game_problem", "resolve_call", "resource_names", "tools_for", "tools_in"]
 
 
 def tools_for(observation: Observation, settings: Settings, cap: int | None = None) -> list[dict[str, Any]]:
@@ -44,9 +44,13 @@ def tools_for(observation: Observation, settings: Settings, cap: int | None = No
     The enums hold at most ``cap`` (default ``agent.max_entities_in_prompt``) names of each
     kind, nearest first: the ones the prompt lists, so 512 visible resources cannot make a 60 KB tool list.
     """
-    here = Situation(observation, settings, cap)
+    return tools_in(Situation(observation, settings, cap))
+
+
+def tools_in(here: Situation) -> list[dict[str, Any]]:
+    """:func:`tools_for` from a situation already built (the policy builds one per decision and checks the call in it)."""
     tools = []
-    for name in settings.scene.tools:
+    for name in here.settings.scene.tools:
         parameters = game_tool(name).schema(here)
         if parameters is not None:
             tools.append({"name": name, "description": here.spec(name).description, "parameters": parameters})

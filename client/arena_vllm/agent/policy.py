@@ -37,10 +37,10 @@ import json
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from arena_vllm.agent.actions import tools_for
+from arena_vllm.agent.actions import tools_in
 from arena_vllm.agent.experiences import ExperienceStore
 from arena_vllm.agent.fallback import bounded, fallback_decision
 from arena_vllm.agent.game_tools import game_tool
@@ -85,6 +85,8 @@ class CallPlan:
     tools: list[dict[str, Any]]
     tool_choice: str
     max_tokens: int
+    #: The agent's situation the tools were narrowed in: the call is resolved and checked in the same one.
+    situation: Situation | None = field(default=None, compare=False, repr=False)
 
     @property
     def size_bytes(self) -> int:
@@ -111,8 +113,9 @@ def plan_call(observation: Observation, settings: Settings, experiences: Experie
     recent = experiences.recent(observation.agent_id) if experiences is not None else ()
     budget = settings.agent.prompt_budget_bytes
     for cap in range(settings.agent.max_entities_in_prompt, -1, -1):
-        tools = tools_for(observation, settings, cap)
-        recipes = Situation(observation, settings, cap).recipes_in_sight()
+        here = Situation(observation, settings, cap)
+        tools = tools_in(here)
+        recipes = here.recipes_in_sight()
         lines = prompt_lines(observation, cap, recent, recipes, positions=settings.scene.move_targets == "coordinates")
         room = budget - request_bytes(settings.scene.system_prompt, tools, "")
         # Hazards and resources are worth more than every list's length: keep them, else shorten every list.
@@ -129,7 +132,8 @@ def plan_call(observation: Observation, settings: Settings, experiences: Experie
     choice = settings.backend.function_calling.tool_choice
     if choice not in ("auto", "required", "none") and choice not in {t["name"] for t in tools}:
         choice = "required"
-    return CallPlan(settings.scene.system_prompt, prompt, tools, choice, call_max_tokens(tools, choice, settings))
+    max_tokens = call_max_tokens(tools, choice, settings)
+    return CallPlan(settings.scene.system_prompt, prompt, tools, choice, max_tokens, here)
 
 
 def call_max_tokens(tools: list[dict[str, Any]], tool_choice: str, settings: Settings) -> int:
@@ -242,7 +246,7 @@ class DecisionPolicy:
             return self._failed(
                 observation, "no_valid_call", f"the {call['name']!r} call has NaN or Infinity in its arguments"
             )
-        here = Situation(observation, self._settings)
+        here = plan.situation or Situation(observation, self._settings)
         tool = game_tool(call["name"])
         params = tool.resolve(call["arguments"], here)
         if params is None:

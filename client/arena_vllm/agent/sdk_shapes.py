@@ -16,18 +16,20 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
+from arena_vllm.agent.traces import CallRecord, ReadTrace
+
 
 def _iso(epoch: float) -> str:
     """The SDK's timestamps: ISO 8601 in UTC."""
     return datetime.fromtimestamp(epoch, tz=UTC).isoformat()
 
 
-def _last_call(trace: dict[str, Any]) -> dict[str, Any] | None:
+def _last_call(trace: ReadTrace) -> CallRecord | None:
     calls = trace.get("calls") or []
     return calls[-1] if calls else None
 
 
-def _decision_data(trace: dict[str, Any]) -> dict[str, Any]:
+def _decision_data(trace: ReadTrace) -> dict[str, Any]:
     decision = trace.get("decision") or {}
     return {
         "tool": decision.get("tool", ""),
@@ -41,7 +43,7 @@ def _decision_data(trace: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def sdk_trace(trace: dict[str, Any]) -> dict[str, Any]:
+def sdk_trace(trace: ReadTrace) -> dict[str, Any]:
     """A trace in the shape of the SDK's ``DebugTrace.to_dict()``, steps as its ``_record_decision_trace`` adds them."""
     start, timings = trace["start_time"], trace["timings_ms"]
     obs = trace["observation"]
@@ -107,7 +109,7 @@ def sdk_trace(trace: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def sdk_capture(trace: dict[str, Any]) -> dict[str, Any]:
+def sdk_capture(trace: ReadTrace) -> dict[str, Any]:
     """A trace in the shape of the SDK's ``DecisionCapture.to_dict()`` (PromptInspector stages)."""
     start = trace["start_time"]
     stages: list[tuple[str, dict[str, Any], float]] = [
@@ -200,7 +202,7 @@ def _sdk_observation_data(obs: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def sdk_observation(trace: dict[str, Any]) -> dict[str, Any]:
+def sdk_observation(trace: ReadTrace) -> dict[str, Any]:
     """A trace's observation in the shape of the SDK's ``ObservationEntry.to_dict()``."""
     obs = trace["observation"]
     return {

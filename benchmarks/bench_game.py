@@ -35,8 +35,8 @@ from arena_vllm.agent.actions import game_problem
 from arena_vllm.agent.policy import plan_call
 from arena_vllm.agent.schemas import Observation
 from arena_vllm.backends.chat import native_tools_request
-from arena_vllm.backends.tools import normalize_tools
 from arena_vllm.config import Settings, env_overrides, load_settings
+from arena_vllm.tool_shapes import normalize_tools
 from benchmarks.bench_tick import Target, add_target_arguments, agent_client, open_target, run, vllm_client
 from tests.support.game_requests import foraging_ticks
 

@@ -49,8 +49,8 @@ import httpx
 from arena_vllm.agent.policy import plan_call
 from arena_vllm.agent.schemas import Observation
 from arena_vllm.backends import VLLMBackend, VLLMBackendConfig
-from arena_vllm.backends.tools import normalize_tools, validate_tool_call
 from arena_vllm.config import Settings, env_overrides, load_settings
+from arena_vllm.tool_shapes import normalize_tools, validate_tool_call
 from benchmarks.bench_tick import (
     Bench,
     Target,

@@ -50,9 +50,9 @@ from openai import AsyncOpenAI, DefaultAsyncHttpxClient
 from arena_vllm.agent.policy import plan_call
 from arena_vllm.agent.schemas import Observation
 from arena_vllm.backends.chat import native_tools_request, schema_tools_request, tools_for_choice
-from arena_vllm.backends.tools import normalize_tools
 from arena_vllm.backends.vllm import CONNECTION_LIMITS
 from arena_vllm.config import Settings, env_overrides, load_settings
+from arena_vllm.tool_shapes import normalize_tools
 from tests.support.game_requests import foraging_ticks
 from tests.support.stack import MODELS, Stack, start_stack
 

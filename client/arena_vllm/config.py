@@ -35,6 +35,8 @@ from pydantic import (
     model_validator,
 )
 
+from arena_vllm.tool_shapes import check_tool_choice, normalize_tools
+
 #: The checkout this package sits in (client/arena_vllm/ -> the root) when installed editable.
 CHECKOUT = Path(__file__).resolve().parents[2]
 #: Environment variable naming the configs folder (the containers mount it at /app/configs).
@@ -46,18 +48,8 @@ _SIZE_PATTERN = r"^[0-9]+[KMGT]?$"
 Device = Literal["gpu", "cpu"]
 
 
-def check_tool_choice(choice: str, names: Sequence[str] | None = None) -> str:
-    """:func:`arena_vllm.backends.tools.check_tool_choice`, the one rule for the settings and the backend."""
-    # Imported here: the backends package imports this module (its config class reads the settings).
-    from arena_vllm.backends.tools import check_tool_choice as check
-
-    return check(choice, names)
-
-
 def check_tool_set(tools: Sequence[Any]) -> None:
-    """:func:`arena_vllm.backends.tools.normalize_tools`' checks (names, schemas, no repeats) on a tool set."""
-    from arena_vllm.backends.tools import normalize_tools
-
+    """:func:`~arena_vllm.tool_shapes.normalize_tools`' checks (names, schemas, no repeats) on a tool set."""
     normalize_tools(tools)
 
 
@@ -94,7 +86,7 @@ class FunctionCallingSettings(_Model):
 
     enabled: bool
     format: Literal["openai", "schema", "prompt"] = Field(
-        description="openai: native tool calls first, prompt fallback; schema: one call as engine-constrained JSON "
+        description="openai: native tool calls first, then the prompt path; schema: one call as engine-constrained JSON "
         "(response_format); prompt: prompt-based only"
     )
     tool_choice: ToolChoice = Field(description="required, auto, or the name of one tool (never none)")

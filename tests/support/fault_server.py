@@ -206,7 +206,7 @@ class FaultServer:
 
 
 def _tools_of_schema(body: dict) -> list[dict]:
-    """The tools a ``response_format`` one-call schema offers (``backends.tools.one_call_schema``), else []."""
+    """The tools a ``response_format`` one-call schema offers (``tool_shapes.one_call_schema``), else []."""
     response_format = body.get("response_format") or {}
     schema = (response_format.get("json_schema") or {}).get("schema") or {}
     return [

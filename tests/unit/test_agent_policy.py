@@ -68,3 +68,21 @@ async def test_the_models_own_words_are_kept_as_reasoning() -> None:
     backend = Answering(called("idle", {}, text="  Nothing in reach.  "))
     [decision] = await DecisionPolicy(backend, COORDINATES, AgentMetrics()).decide_tick([OBS])  # type: ignore[arg-type]
     assert (decision.tool, decision.reasoning, decision.source) == ("idle", "model: idle; Nothing in reach.", "native")
+
+
+async def test_one_situation_per_decision(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tools are narrowed and the call resolved and checked in the same situation, built once."""
+    from arena_vllm.agent import policy
+    from arena_vllm.agent.game_tools.situation import Situation
+
+    built: list[Situation] = []
+
+    class Counted(Situation):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            built.append(self)
+
+    monkeypatch.setattr(policy, "Situation", Counted)
+    backend = Answering(called("idle", {}))
+    [decision] = await DecisionPolicy(backend, COORDINATES, AgentMetrics()).decide_tick([OBS])  # type: ignore[arg-type]
+    assert decision.source == "native" and len(built) == 1

@@ -144,3 +144,13 @@ def test_from_hydra_applies_environment_then_explicit_overrides(monkeypatch: pyt
 def test_from_hydra_reads_the_api_base_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VLLM_API_BASE", "http://vllm:8000/v1")
     assert VLLMBackendConfig.from_hydra().api_base == "http://vllm:8000/v1"
+
+
+def test_validation_reads_no_configs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Defaults are filled by the constructor only: validating and assigning never compose Hydra."""
+    config = VLLMBackendConfig(temperature=0.1)
+    full = config.model_dump()
+    monkeypatch.setattr("arena_vllm.backends.vllm_config.load_settings", lambda *_: pytest.fail("composed"))
+    assert VLLMBackendConfig.model_validate(full) == config
+    config.temperature = 0.2
+    assert VLLMBackendConfig(**full).temperature == 0.1

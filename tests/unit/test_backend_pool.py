@@ -84,13 +84,13 @@ async def test_a_dead_replica_is_skipped_and_the_call_is_answered_by_another(
     if fault == "error_500":
         servers[1].mode = "error_500"
     clock = FakeClock()
-    async with ReplicaPool([backend(bad), backend(servers[0].api_base)], retry_after_s=5, clock=clock) as pool:
+    async with ReplicaPool([backend(bad), backend(servers[0].api_base)], down_for_s=5, clock=clock) as pool:
         results = [await pool.agenerate_with_tools("go", TOOLS) for _ in range(4)]
         assert all(r.metadata["tool_call"] for r in results)
         assert all(r.metadata["replica"] == servers[0].api_base for r in results)
         bad_calls = len(servers[1].requests)
         assert bad_calls <= 1  # tried once, then skipped while down
-        clock.now += 6  # past retry_after_s: the dead one is in the rotation again (and fails over again)
+        clock.now += 6  # past down_for_s: the dead one is in the rotation again (and fails over again)
         again = [await pool.agenerate_with_tools("go", TOOLS) for _ in range(2)]
         assert all(r.metadata["replica"] == servers[0].api_base for r in again)
         if fault == "error_500":
@@ -100,7 +100,7 @@ async def test_a_dead_replica_is_skipped_and_the_call_is_answered_by_another(
 async def test_a_revived_replica_rejoins_after_the_retry_window(servers: list[FaultServer]) -> None:
     clock = FakeClock()
     servers[1].mode = "error_500"
-    async with ReplicaPool([backend(s.api_base) for s in servers], retry_after_s=5, clock=clock) as pool:
+    async with ReplicaPool([backend(s.api_base) for s in servers], down_for_s=5, clock=clock) as pool:
         for _ in range(3):
             await pool.agenerate_with_tools("go", TOOLS)
         servers[1].mode = "tool_call"

@@ -166,7 +166,7 @@ async def test_native_call_is_valid_and_request_is_strict(with_tools: ToolCaller
     result = await with_tools("Go to the tree.", TOOLS, tool_choice="required")
     assert result.metadata["tool_call"] == {"name": "move_to", "arguments": MOVE}
     assert result.metadata["tool_call_source"] == "native"
-    assert "tool_call_error" not in result.metadata and "fallback_reason" not in result.metadata
+    assert "tool_call_error" not in result.metadata and "prompt_reason" not in result.metadata
     (body,) = server.requests
     assert body["tool_choice"] == "required" and body["parallel_tool_calls"] is False
     assert [tool["function"]["name"] for tool in body["tools"]] == ["move_to", "collect", "idle"]
@@ -230,7 +230,7 @@ async def test_call_written_in_text_is_parsed_without_a_second_request(
     server.mode = "text_call"
     meta = (await with_tools("Go.", TOOLS, tool_choice="required")).metadata
     assert meta["tool_call"] == {"name": "move_to", "arguments": MOVE}
-    assert meta["tool_call_source"] == "fallback" and meta["fallback_reason"] == "the model wrote the call as text"
+    assert meta["tool_call_source"] == "prompt" and meta["prompt_reason"] == "the model wrote the call as text"
     assert len(server.requests) == 1
 
 
@@ -238,8 +238,8 @@ async def test_plain_text_answer_triggers_a_prompt_based_request(with_tools: Too
     server.mode = "text"
     result = await with_tools("Go.", TOOLS, tool_choice="auto")
     meta = result.metadata
-    assert meta["tool_call_source"] == "fallback"
-    assert meta["fallback_reason"] == "the model answered in text without a tool call"
+    assert meta["tool_call_source"] == "prompt"
+    assert meta["prompt_reason"] == "the model answered in text without a tool call"
     assert meta["tool_call_error"] == f"no tool call in the model's answer: {TEXT_ANSWER!r}"
     native, prompted = server.requests
     assert "tools" in native and "tools" not in prompted
@@ -249,33 +249,35 @@ async def test_plain_text_answer_triggers_a_prompt_based_request(with_tools: Too
     assert meta["completion_tokens"] == 2 * len(TEXT_ANSWER.split())  # both requests are counted
 
 
-# -- fallback: the server rejects tools ------------------------------------------------------------
+# -- the prompt path: the server rejects tools ------------------------------------------------------------
 
 
-async def test_rejected_tools_fall_back_and_stay_fallen_back(with_tools: ToolCaller, server: FaultServer) -> None:
+async def test_rejected_tools_switch_to_the_prompt_path_for_good(with_tools: ToolCaller, server: FaultServer) -> None:
     server.mode, server.text = "reject_tools", written("move_to", MOVE)
     first = (await with_tools("Go.", TOOLS, tool_choice="required", system_prompt="You forage.")).metadata
     assert first["tool_call"] == {"name": "move_to", "arguments": MOVE}
-    assert first["tool_call_source"] == "fallback"
-    assert first["fallback_reason"].startswith("server rejected tools:")
-    assert "--enable-auto-tool-choice" in first["fallback_reason"]
+    assert first["tool_call_source"] == "prompt"
+    assert first["prompt_reason"].startswith("server rejected tools:")
+    assert "--enable-auto-tool-choice" in first["prompt_reason"]
     rejected, prompted = server.requests
     assert "tools" in rejected and "tools" not in prompted
     assert prompted["messages"][0]["content"].startswith("You forage.\n\nYou can call these tools")
 
     second = (await with_tools("Go.", TOOLS, tool_choice="required")).metadata
-    assert second["fallback_reason"].startswith("server rejected tools earlier:")
-    assert len(server.requests) == 3 and "tools" not in server.requests[2]  # straight to the fallback
+    assert second["prompt_reason"].startswith("server rejected tools earlier:")
+    assert len(server.requests) == 3 and "tools" not in server.requests[2]  # straight to the prompt path
 
 
-async def test_fallback_reports_invalid_calls_in_the_same_shape(with_tools: ToolCaller, server: FaultServer) -> None:
+async def test_the_prompt_path_reports_invalid_calls_in_the_same_shape(
+    with_tools: ToolCaller, server: FaultServer
+) -> None:
     server.mode, server.text = "reject_tools", written("move_to", {"target_position": "north"})
     meta = (await with_tools("Go.", TOOLS, tool_choice="required")).metadata
-    assert "tool_call" not in meta and meta["tool_call_source"] == "fallback"
+    assert "tool_call" not in meta and meta["tool_call_source"] == "prompt"
     assert "violate its schema at target_position: 'north' is not of type 'array'" in meta["tool_call_error"]
 
 
-async def test_fallback_with_named_choice_offers_and_accepts_only_that_tool(
+async def test_the_prompt_path_with_named_choice_offers_and_accepts_only_that_tool(
     with_tools: ToolCaller, server: FaultServer
 ) -> None:
     server.mode, server.text = "reject_tools", written("move_to", MOVE)
@@ -290,7 +292,7 @@ async def test_prompt_format_never_sends_tools(server: FaultServer) -> None:
     async with make_backend(server, function_calling_format="prompt") as backend:
         meta = (await backend.agenerate_with_tools("Wait.", TOOLS)).metadata
     assert meta["tool_call"] == {"name": "idle", "arguments": {}}
-    assert meta["fallback_reason"] == "function_calling_format is 'prompt'"
+    assert meta["prompt_reason"] == "function_calling_format is 'prompt'"
     assert ["tools" in body for body in server.requests] == [False]
 
 

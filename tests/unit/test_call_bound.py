@@ -9,13 +9,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from arena_vllm.backends.tools import (
+from arena_vllm.backends.call_bound import (
     CALL_TOKEN_MARGIN,
     UnboundedCallError,
     max_call_bytes,
     max_call_tokens,
-    validate_tool_call,
 )
+from arena_vllm.tool_shapes import validate_tool_call
 
 NAME_PATTERN = "^[a-z0-9_]{1,32}$"
 MOVE_TO = {

@@ -18,8 +18,9 @@ from arena_vllm.agent.metrics import AgentMetrics
 from arena_vllm.agent.policy import DecisionPolicy, plan_call
 from arena_vllm.agent.schemas import Observation
 from arena_vllm.backends import GenerationResult
-from arena_vllm.backends.tools import CALL_TOKEN_MARGIN, max_call_tokens, validate_tool_call
+from arena_vllm.backends.call_bound import CALL_TOKEN_MARGIN, max_call_tokens
 from arena_vllm.config import load_settings
+from arena_vllm.tool_shapes import validate_tool_call
 from tests.support.game_requests import foraging_at_work, foraging_ticks, longest_calls
 
 SETTINGS = load_settings(["backend.max_tokens_from_tools=true"])

@@ -16,7 +16,7 @@ import pytest
 from arena_vllm.agent.actions import game_problem
 from arena_vllm.agent.bounds import InputLimits, limits_in_force, printable
 from arena_vllm.agent.schemas import Observation
-from arena_vllm.backends.tools import normalize_tools
+from arena_vllm.tool_shapes import normalize_tools
 from tests.support.fault_server import FaultServer
 from tests.support.hostile import Hostile, hostile_corpus, observe
 from tests.support.service import agent_client, cached_settings

@@ -93,3 +93,12 @@ def test_nothing_imports_the_entrypoint_but_its_own_tests() -> None:
             importers.add(str(path.relative_to(REPO)))
     assert importers <= allowed, sorted(importers - allowed)
     assert not (REPO / "client" / "arena_vllm" / "memory_plan.py").exists()  # the planner lives in ops/engine
+
+
+def test_the_settings_import_nothing_from_the_backends() -> None:
+    """Arrows run down: backends -> config -> tool_shapes; the settings never reach back up into the backends."""
+    package = REPO / "client" / "arena_vllm"
+    upward = {module for module in imported_modules(package / "config.py") if module.startswith("arena_vllm.backends")}
+    assert upward == set()
+    below = {module for module in imported_modules(package / "tool_shapes.py") if module.startswith("arena_vllm")}
+    assert below == set(), "tool_shapes is the ground floor: it imports nothing of the package"

@@ -20,8 +20,8 @@ from arena_vllm.agent.policy import plan_call
 from arena_vllm.agent.schemas import Observation
 from arena_vllm.backends import VLLMBackend, VLLMBackendConfig
 from arena_vllm.backends.chat import schema_call
-from arena_vllm.backends.tools import normalize_tools, one_call_schema
 from arena_vllm.config import load_settings
+from arena_vllm.tool_shapes import normalize_tools, one_call_schema
 from ops.engine.threads import thread_env
 from tests.support.fault_server import FaultServer
 from tests.support.game_requests import foraging_ticks, longest_calls

@@ -41,6 +41,7 @@ def _call(
         "Tick 1.", [MOVE_TO, IDLE], system_prompt="Foraging game.", tool_choice="required"
     )
     assert result.metadata["tool_call"] == {"name": "move_to", "arguments": {"target": "Apple2"}}
+    assert result.metadata["tools_seen_in"] == backend.status().tools_seen_in  # every format's results say it
     return backend, server.requests[-1]
 
 

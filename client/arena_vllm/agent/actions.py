@@ -6,7 +6,7 @@ within the scene's ``collect_radius``, ``craft_item.recipe`` an enum of the reci
 where the agent stands, ``move_to.target`` an enum of the places it can go by name (or bounded
 integer coordinates with ``scene.move_targets: coordinates``), and a tool with nothing to act on
 is left out. Every offered tool set so has a finite longest call
-(``backends.tools.max_call_tokens``), and with vLLM's constrained decoding the model can only
+(``backends.call_bound.max_call_tokens``), and with vLLM's constrained decoding the model can only
 produce calls the game can carry out.
 
 Example::
@@ -35,7 +35,7 @@ from arena_vllm.agent.game_tools.situation import Situation, resource_names
 from arena_vllm.agent.schemas import Observation
 from arena_vllm.config import Settings
 
-__all__ = ["game_problem", "resolve_call", "resource_names", "tools_for"]
+__all__ = ["game_problem", "resolve_call", "resource_names", "tools_for", "tools_in"]
 
 
 def tools_for(observation: Observation, settings: Settings, cap: int | None = None) -> list[dict[str, Any]]:
@@ -44,9 +44,13 @@ def tools_for(observation: Observation, settings: Settings, cap: int | None = No
     The enums hold at most ``cap`` (default ``agent.max_entities_in_prompt``) names of each
     kind, nearest first: the ones the prompt lists, so 512 visible resources cannot make a 60 KB tool list.
     """
-    here = Situation(observation, settings, cap)
+    return tools_in(Situation(observation, settings, cap))
+
+
+def tools_in(here: Situation) -> list[dict[str, Any]]:
+    """:func:`tools_for` from a situation already built (the policy builds one per decision and checks the call in it)."""
     tools = []
-    for name in settings.scene.tools:
+    for name in here.settings.scene.tools:
         parameters = game_tool(name).schema(here)
         if parameters is not None:
             tools.append({"name": name, "description": here.spec(name).description, "parameters": parameters})

@@ -12,7 +12,7 @@ Each request stays within ``agent.prompt_budget_bytes`` (:func:`plan_call`).
 
 Sampling (temperature, max_tokens, tool_choice) is read from ``settings.backend``; a forced
 call's ``max_tokens`` can be capped at the longest call the agent's tools allow
-(:func:`~arena_vllm.backends.tools.max_call_tokens`, ``backend.max_tokens_from_tools``).
+(:func:`~arena_vllm.backends.call_bound.max_call_tokens`, ``backend.max_tokens_from_tools``).
 
 Example::
 
@@ -37,10 +37,10 @@ import json
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from arena_vllm.agent.actions import tools_for
+from arena_vllm.agent.actions import tools_in
 from arena_vllm.agent.experiences import ExperienceStore
 from arena_vllm.agent.fallback import bounded, fallback_decision
 from arena_vllm.agent.game_tools import game_tool
@@ -50,8 +50,9 @@ from arena_vllm.agent.prompt import PRIORITY, fit_lines, prompt_lines
 from arena_vllm.agent.recorder import TraceRecorder
 from arena_vllm.agent.schemas import Decision, Observation
 from arena_vllm.backends import BackendError, GenerationResult, LLMBackend
-from arena_vllm.backends.tools import UnboundedCallError, max_call_tokens, normalize_tools
+from arena_vllm.backends.call_bound import UnboundedCallError, max_call_tokens
 from arena_vllm.config import Settings
+from arena_vllm.tool_shapes import normalize_tools
 
 logger = logging.getLogger(__name__)
 #: The ``source`` of a decision that is ``idle`` because the model gave none (fallback switched off).
@@ -60,8 +61,6 @@ IDLE_AFTER_FAILURE = "idle_after_failure"
 FALLBACK = "fallback"
 #: Sources of decisions the model did not make (the inspector shows why).
 NOT_THE_MODEL = (FALLBACK, IDLE_AFTER_FAILURE)
-#: The backend's ``tool_call_source`` -> the decision's ``source``.
-MODEL_SOURCES = {"native": "native", "fallback": "prompt"}
 #: What the game is told when the model gave no usable decision, by failure kind: generic on
 #: purpose. The details (exception text, the backend's URL, the model's rejected call) go to the
 #: log and the ``/debug`` inspector when it is on, the kind to ``arena_agent_backend_errors_total{kind}``;
@@ -86,6 +85,8 @@ class CallPlan:
     tools: list[dict[str, Any]]
     tool_choice: str
     max_tokens: int
+    #: The agent's situation the tools were narrowed in: the call is resolved and checked in the same one.
+    situation: Situation | None = field(default=None, compare=False, repr=False)
 
     @property
     def size_bytes(self) -> int:
@@ -112,8 +113,9 @@ def plan_call(observation: Observation, settings: Settings, experiences: Experie
     recent = experiences.recent(observation.agent_id) if experiences is not None else ()
     budget = settings.agent.prompt_budget_bytes
     for cap in range(settings.agent.max_entities_in_prompt, -1, -1):
-        tools = tools_for(observation, settings, cap)
-        recipes = Situation(observation, settings, cap).recipes_in_sight()
+        here = Situation(observation, settings, cap)
+        tools = tools_in(here)
+        recipes = here.recipes_in_sight()
         lines = prompt_lines(observation, cap, recent, recipes, positions=settings.scene.move_targets == "coordinates")
         room = budget - request_bytes(settings.scene.system_prompt, tools, "")
         # Hazards and resources are worth more than every list's length: keep them, else shorten every list.
@@ -130,7 +132,8 @@ def plan_call(observation: Observation, settings: Settings, experiences: Experie
     choice = settings.backend.function_calling.tool_choice
     if choice not in ("auto", "required", "none") and choice not in {t["name"] for t in tools}:
         choice = "required"
-    return CallPlan(settings.scene.system_prompt, prompt, tools, choice, call_max_tokens(tools, choice, settings))
+    max_tokens = call_max_tokens(tools, choice, settings)
+    return CallPlan(settings.scene.system_prompt, prompt, tools, choice, max_tokens, here)
 
 
 def call_max_tokens(tools: list[dict[str, Any]], tool_choice: str, settings: Settings) -> int:
@@ -243,7 +246,7 @@ class DecisionPolicy:
             return self._failed(
                 observation, "no_valid_call", f"the {call['name']!r} call has NaN or Infinity in its arguments"
             )
-        here = Situation(observation, self._settings)
+        here = plan.situation or Situation(observation, self._settings)
         tool = game_tool(call["name"])
         params = tool.resolve(call["arguments"], here)
         if params is None:
@@ -253,7 +256,7 @@ class DecisionPolicy:
         problem = tool.problem(params, here)
         if problem:
             return self._failed(observation, "not_executable", f"not executable in the game: {problem}")
-        source = MODEL_SOURCES.get(result.metadata.get("tool_call_source", "native"), "native")
+        source = result.metadata.get("tool_call_source", "native")  # the decision's source names the same paths
         said = result.text.strip() if source == "native" else ""  # a text call's text is the call itself
         reasoning = f"model: {tool.describe(call['arguments'], here)}" + (f"; {said}" if said else "")
         return Decision(tool=call["name"], params=params, reasoning=bounded(reasoning), source=source), None

@@ -30,9 +30,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from arena_vllm.agent.traces import TraceStore
+from arena_vllm.agent.traces import CallRecord, Trace, TraceStore
 from arena_vllm.backends import GenerationResult, LLMBackend
-from arena_vllm.backends.tools import ToolLike, normalize_tools
+from arena_vllm.tool_shapes import ToolLike, normalize_tools
 
 _CURRENT: contextvars.ContextVar[_Trace | None] = contextvars.ContextVar("arena_decision_trace", default=None)
 
@@ -44,7 +44,7 @@ class _Trace:
     observation: BaseModel
     started: float = field(default_factory=time.perf_counter)
     started_at: float = field(default_factory=time.time)
-    calls: list[dict[str, Any]] = field(default_factory=list)
+    calls: list[CallRecord] = field(default_factory=list)
     decision: dict[str, Any] | None = None
     source: str = ""
     fallback_reason: str | None = None
@@ -116,7 +116,7 @@ class _WatchedBackend:
             return await self._backend.agenerate_with_tools(
                 prompt, tools, system_prompt, tool_choice, temperature, max_tokens
             )
-        call: dict[str, Any] = {
+        call: CallRecord = {
             "system_prompt": system_prompt or "",
             "user_prompt": prompt,
             "tools": _flat(tools),
@@ -156,7 +156,8 @@ _RESPONSE_KEYS = (
     "tool_call",
     "tool_call_error",
     "tool_call_source",
-    "fallback_reason",
+    "prompt_reason",
+    "tools_seen_in",
 )
 
 
@@ -172,7 +173,7 @@ def _ms(seconds: float) -> float:
     return round(seconds * 1000, 2)
 
 
-def _as_dict(trace: _Trace) -> dict[str, Any]:
+def _as_dict(trace: _Trace) -> Trace:
     """The stored form: everything the endpoints and the page show, JSON-able."""
     observation = trace.observation.model_dump(mode="json", exclude_none=True)
     call = trace.calls[-1] if trace.calls else None

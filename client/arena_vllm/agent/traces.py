@@ -26,12 +26,76 @@ import threading
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
+
+from arena_vllm.backends.base import ResultMetadata
 
 REDACTED = "<redacted>"
 #: What one entry costs beside its JSON (the object, its ids, the visible names); counted against the cap.
 ENTRY_OVERHEAD = 1024
 _CHANGE_KEYS = ("gained_resources", "lost_resources", "gained_hazards", "lost_hazards")
+
+
+class ResponseRecord(ResultMetadata, total=False):
+    """What the model answered: the result's metadata (less ``latency_s``; the call is timed) and its text."""
+
+    raw_text: str
+    finish_reason: str
+    tokens_used: int
+
+
+class CallRecord(TypedDict):
+    """One model call as the backend was asked it (the tools flat, as offered) and what came of it."""
+
+    system_prompt: str
+    user_prompt: str
+    tools: list[dict[str, Any]]
+    tool_choice: str | None
+    temperature: float | None
+    max_tokens: int | None
+    queue_ms: float
+    model_ms: float | None
+    response: ResponseRecord | None
+    error: str | None
+
+
+class PromptRecord(TypedDict):
+    system_prompt: str
+    user_prompt: str
+    chars: int
+    prompt_tokens: int | None
+
+
+class Timings(TypedDict):
+    queue: float | None
+    model: float | None
+    total: float
+
+
+class Trace(TypedDict):
+    """One decision as stored: the contract between the recorder (which writes it) and the inspector (which reads it).
+
+    ``source`` is the decision's (``native``, ``prompt``, ``fallback``, ``idle_after_failure``);
+    ``fallback_reason`` says why the model's decision was not used (None when it was).
+    """
+
+    trace_id: str
+    agent_id: str
+    tick: int
+    start_time: float
+    observation: dict[str, Any]
+    prompt: PromptRecord | None
+    calls: list[CallRecord]
+    decision: dict[str, Any] | None
+    source: str
+    fallback_reason: str | None
+    timings_ms: Timings
+
+
+class ReadTrace(Trace):
+    """A stored trace as read back: with what the agent saw, gained and lost since its previous one."""
+
+    visibility: dict[str, list[str]]
 
 
 @dataclass(eq=False, slots=True)
@@ -73,7 +137,7 @@ class TraceStore:
         self._kept = 0
         self._dropped = 0
 
-    def add(self, trace: dict[str, Any]) -> None:
+    def add(self, trace: Trace) -> None:
         """Store one trace; drop the agent's oldest past ``ticks_per_agent`` and anyone's oldest past ``max_bytes``."""
         data = self._encode(trace)
         if (
@@ -116,7 +180,7 @@ class TraceStore:
         tick_end: int | None = None,
         tool: str | None = None,
         changed_only: bool = False,
-    ) -> list[dict[str, Any]]:
+    ) -> list[ReadTrace]:
         """Stored traces, oldest first, each with ``visibility`` (what it saw, gained and lost since the last)."""
         with self._lock:
             entries = list(self._by_agent.get(agent_id, ())) if agent_id is not None else list(self._order)
@@ -131,13 +195,13 @@ class TraceStore:
         ]
         return [{**json.loads(entry.data), "visibility": _visibility(entry)} for entry in chosen]
 
-    def latest(self, per_agent: int) -> dict[str, list[dict[str, Any]]]:
+    def latest(self, per_agent: int) -> dict[str, list[ReadTrace]]:
         """Each agent's last ``per_agent`` traces, oldest first, by agent id (the page's rows)."""
         with self._lock:
             rows = {agent: list(kept)[-per_agent:] for agent, kept in sorted(self._by_agent.items())}
         return {agent: [json.loads(entry.data) for entry in entries] for agent, entries in rows.items()}
 
-    def get(self, trace_id: str) -> dict[str, Any] | None:
+    def get(self, trace_id: str) -> ReadTrace | None:
         """One stored trace by its id, or None once it was dropped."""
         with self._lock:
             entry = next((e for e in reversed(self._order) if e.trace_id == trace_id and not e.dropped), None)

@@ -8,7 +8,7 @@ Example::
     print(backend.status().reason)
 """
 
-from arena_vllm.backends.base import BackendStatus, GenerationResult, LLMBackend
+from arena_vllm.backends.base import BackendStatus, GenerationResult, LLMBackend, ResultMetadata, ToolCall
 from arena_vllm.backends.errors import (
     BackendConnectionError,
     BackendError,
@@ -18,9 +18,9 @@ from arena_vllm.backends.errors import (
     ServerError,
     map_openai_error,
 )
-from arena_vllm.backends.tools import normalize_tools, parse_tool_call_from_text, validate_tool_call
 from arena_vllm.backends.vllm import VLLMBackend
 from arena_vllm.backends.vllm_config import VLLMBackendConfig
+from arena_vllm.tool_shapes import normalize_tools, parse_tool_call_from_text, validate_tool_call
 
 __all__ = [
     "BackendConnectionError",
@@ -31,7 +31,9 @@ __all__ = [
     "LLMBackend",
     "ModelNotServedError",
     "RequestRejectedError",
+    "ResultMetadata",
     "ServerError",
+    "ToolCall",
     "VLLMBackend",
     "VLLMBackendConfig",
     "map_openai_error",

@@ -12,24 +12,47 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, TypedDict, runtime_checkable
 
-from arena_vllm.backends.tools import ToolLike
+from arena_vllm.tool_shapes import ToolLike
+
+
+class ToolCall(TypedDict):
+    """A call as every path returns it, whether the server returned it natively or the model wrote it as text."""
+
+    name: str
+    arguments: dict[str, Any]
+
+
+class ResultMetadata(TypedDict, total=False):
+    """What a :class:`GenerationResult` says besides its text: the contract between backends and the policy.
+
+    Every result has ``model``, ``prompt_tokens``, ``completion_tokens`` and ``latency_s``; a tool
+    call adds ``tool_call`` (schema-valid) or ``tool_call_error`` (why not), ``tool_call_source``
+    and ``tools_seen_in``, and on the prompt path ``prompt_reason`` (why the tools went into the prompt).
+    """
+
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    latency_s: float
+    tool_call: ToolCall
+    tool_call_error: str
+    #: ``native``: the server's tool call (or engine-constrained JSON); ``prompt``: the call written as text.
+    tool_call_source: Literal["native", "prompt"]
+    prompt_reason: str
+    #: Where the offered tools reached the model: ``template``, ``system_prompt`` or ``unknown``.
+    tools_seen_in: str
 
 
 @dataclass
 class GenerationResult:
-    """One model answer (the seed's shape).
-
-    ``metadata`` always has ``model``, ``prompt_tokens``, ``completion_tokens`` and ``latency_s``;
-    tool calls add ``tool_call`` or ``tool_call_error``, ``tool_call_source`` and, on the
-    fallback path, ``fallback_reason``.
-    """
+    """One model answer (the seed's shape); ``metadata`` is a :class:`ResultMetadata`."""
 
     text: str
     tokens_used: int
     finish_reason: str
-    metadata: dict[str, Any] = field(default_factory=dict)
+    metadata: ResultMetadata = field(default_factory=lambda: ResultMetadata())
 
 
 @dataclass(frozen=True)

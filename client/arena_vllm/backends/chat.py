@@ -15,7 +15,7 @@ from typing import Any
 from openai.types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionMessage
 
 from arena_vllm.backends.base import GenerationResult
-from arena_vllm.backends.tools import (
+from arena_vllm.tool_shapes import (
     CHOICES_WITHOUT_A_NAME,
     check_tool_choice,
     one_call_schema,
@@ -63,7 +63,7 @@ def schema_tools_request(
     sampling: Mapping[str, Any],
 ) -> Request:
     """A request whose answer is exactly one call of ``tools``, ``{"<tool>": {<arguments>}}``, as JSON the engine
-    constrains from its first token to its last (:func:`~arena_vllm.backends.tools.one_call_schema`).
+    constrains from its first token to its last (:func:`~arena_vllm.tool_shapes.one_call_schema`).
 
     No call can run on (more calls, text around it) and, with the engine's
     ``disable_any_whitespace``, none has free whitespace; vLLM's own schema for
@@ -167,7 +167,7 @@ def chunk_text(chunk: ChatCompletionChunk) -> str:
 
 @dataclass
 class Tally:
-    """Tokens and time over the requests behind one result (two when a fallback follows a native try)."""
+    """Tokens and time over the requests behind one result (two when the prompt path follows a native try)."""
 
     model: str
     started: float = field(default_factory=time.perf_counter)

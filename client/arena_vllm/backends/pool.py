@@ -6,9 +6,9 @@ nothing above it knows there are several servers:
 
 - each call goes to the replica with the fewest calls in flight (ties: round robin);
 - a replica that cannot be reached (connection refused or reset, a 5xx) is marked down for
-  ``retry_after_s`` and the same call is sent to the next replica, so a dead server costs at
+  ``down_for_s`` and the same call is sent to the next replica, so a dead server costs at
   most the calls that were inside it when it died;
-- a down replica is tried again once ``retry_after_s`` has passed, or as soon as a status
+- a down replica is tried again once ``down_for_s`` has passed, or as soon as a status
   probe (``/ready``) finds it healthy; when every replica is down the call still goes to the
   one that went down first, rather than failing without a try.
 
@@ -38,17 +38,17 @@ from typing import Any
 
 from arena_vllm.backends.base import BackendStatus, GenerationResult
 from arena_vllm.backends.errors import BackendConnectionError, BackendError, ServerError
-from arena_vllm.backends.tools import ToolLike
 from arena_vllm.backends.vllm import VLLMBackend
 from arena_vllm.backends.vllm_config import VLLMBackendConfig
 from arena_vllm.config import BackendSettings
+from arena_vllm.tool_shapes import ToolLike
 
 __all__ = ["ReplicaPool", "backend_from_settings"]
 
 logger = logging.getLogger(__name__)
 
 #: How long a replica that failed stays out of rotation before it is tried again.
-RETRY_AFTER_S = 5.0
+DOWN_FOR_S = 5.0
 #: Failures that say "this server is gone or broken", not "this request was bad or slow".
 FAILOVER_ERRORS: tuple[type[BackendError], ...] = (BackendConnectionError, ServerError)
 
@@ -82,13 +82,13 @@ class ReplicaPool:
     def __init__(
         self,
         backends: Sequence[VLLMBackend],
-        retry_after_s: float = RETRY_AFTER_S,
+        down_for_s: float = DOWN_FOR_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not backends:
             raise ValueError("a ReplicaPool needs at least one backend (backend.api_bases is empty)")
         self._replicas = [_Replica(backend) for backend in backends]
-        self._retry_after_s = retry_after_s
+        self._down_for_s = down_for_s
         self._clock = clock
         self._turn = itertools.count()  # round robin among equally loaded replicas
         self._lock = threading.Lock()  # sync callers may share the pool across threads
@@ -252,13 +252,13 @@ class ReplicaPool:
                 replica.down_until, replica.reason = 0.0, "answered"
                 return
             was_up = replica.down_until <= self._clock()
-            replica.down_until = self._clock() + self._retry_after_s
+            replica.down_until = self._clock() + self._down_for_s
             replica.reason = f"{type(failure).__name__}: {failure}"
         if was_up:  # once per outage, not once per call that hits it
             logger.warning(
                 "replica %s is down for %g s, trying the others: %s",
                 replica.api_base,
-                self._retry_after_s,
+                self._down_for_s,
                 replica.reason,
             )
 
@@ -275,7 +275,7 @@ class ReplicaPool:
                 if status.available:
                     replica.down_until = 0.0
                 elif replica.down_until <= self._clock():
-                    replica.down_until = self._clock() + self._retry_after_s
+                    replica.down_until = self._clock() + self._down_for_s
                 rows.append(
                     {
                         "api_base": replica.api_base,

@@ -39,8 +39,8 @@ from arena_vllm.backends.errors import (
     RequestRejectedError,
     map_openai_error,
 )
-from arena_vllm.backends.tools import ToolLike, normalize_tools, tools_text
 from arena_vllm.backends.vllm_config import VLLMBackendConfig
+from arena_vllm.tool_shapes import ToolLike, normalize_tools, tools_text
 
 __all__ = ["CONNECTION_LIMITS", "VLLMBackend", "VLLMBackendConfig"]
 
@@ -71,6 +71,8 @@ Exchange = Generator[chat.Request, ChatCompletion, GenerationResult]
 #: or it drops them and the backend writes them into the system prompt (``system_prompt``, e.g.
 #: SmolLM2's ChatML template); ``unknown`` until the server has answered the probe.
 TOOLS_IN_TEMPLATE, TOOLS_IN_SYSTEM_PROMPT, TOOLS_UNKNOWN = "template", "system_prompt", "unknown"
+#: ``tool_call_source`` of a call the model wrote as text (the tools described in the prompt, not sent natively).
+PROMPT_PATH = "prompt"
 #: The probe: the same one-message chat tokenized with and without this tool (vLLM's ``/tokenize``).
 _PROBE_TOOLS = (None, [{"type": "function", "function": {"name": "probe_tool", "parameters": {"type": "object"}}}])
 
@@ -230,7 +232,8 @@ class VLLMBackend:
         ``tools`` are flat (``{name, description, parameters}``), OpenAI-shaped or ``ToolSpec``s;
         ``tool_choice`` is auto, required or a tool name (default: the config's). ``metadata`` has
         ``tool_call`` (``{"name", "arguments"}``, schema-valid) or ``tool_call_error`` (why not),
-        ``tool_call_source`` ("native" or "fallback") and, for the fallback, ``fallback_reason``.
+        ``tool_call_source`` ("native" or "prompt": the call written as text), for the prompt path ``prompt_reason``,
+        and ``tools_seen_in`` (where the tools reached the model: ``template`` or ``system_prompt``).
         Raises ``ValueError`` for a bad tool set or tool_choice, ``BackendError`` when the server fails.
         """
         self.tools_seen_in()
@@ -338,16 +341,16 @@ class VLLMBackend:
         choice = tool_choice or self.config.tool_choice
         allowed = chat.tools_for_choice(specs, choice)
         tally = chat.Tally(model)
-        fallback_reason = self._fallback_reason()
-        if not fallback_reason and self.config.function_calling_format == "schema":
+        prompt_reason = self._prompt_reason()
+        if not prompt_reason and self.config.function_calling_format == "schema":
             try:
                 response = yield chat.schema_tools_request(model, prompt, system_prompt, allowed, sampling)
             except RequestRejectedError as exc:
                 if exc.status_code != 400 or not any(word in str(exc).lower() for word in SCHEMA_REFUSALS):
                     raise
                 self._tools_rejected = str(exc)
-                logger.warning("JSON-schema answers rejected; using the prompt-based fallback from now on: %s", exc)
-                fallback_reason = f"server rejected response_format: {exc}"
+                logger.warning("JSON-schema answers rejected; using the prompt path from now on: %s", exc)
+                prompt_reason = f"server rejected response_format: {exc}"
             else:
                 message = tally.add(response)
                 return tally.result(
@@ -356,34 +359,39 @@ class VLLMBackend:
                     **chat.judge_call(*chat.schema_call(message), allowed, "native"),
                     tools_seen_in=TOOLS_IN_SYSTEM_PROMPT,
                 )
-        if not fallback_reason and self._tools_seen_in == TOOLS_IN_SYSTEM_PROMPT:
+        seen_in = self._tools_seen_in
+        if not prompt_reason and seen_in == TOOLS_IN_SYSTEM_PROMPT:
             # A template that drops tools: the model sees them only where they are written into the system prompt.
             system_prompt = chat.with_tools_text(system_prompt, tools_text(allowed))
-        if not fallback_reason:
+        if not prompt_reason:
             try:
                 response = yield chat.native_tools_request(model, prompt, system_prompt, specs, choice, sampling)
             except RequestRejectedError as exc:
                 if exc.status_code != 400 or "tool" not in str(exc).lower():
-                    raise  # e.g. a prompt too long: the fallback would fail the same way, and tools stay on
+                    raise  # e.g. a prompt too long: the prompt path would fail the same way, and tools stay on
                 self._tools_rejected = str(exc)
-                logger.warning("native tool calls rejected; using the prompt-based fallback from now on: %s", exc)
-                fallback_reason = f"server rejected tools: {exc}"
+                logger.warning("native tool calls rejected; using the prompt path from now on: %s", exc)
+                prompt_reason = f"server rejected tools: {exc}"
             else:
                 message = tally.add(response)
                 call, error = chat.native_call(message)
                 if call or error:
-                    return tally.result(response, **chat.judge_call(call, error, allowed, "native"))
+                    return tally.result(
+                        response, **chat.judge_call(call, error, allowed, "native"), tools_seen_in=seen_in
+                    )
                 written = chat.written_call(message)
                 if written:
-                    judged = chat.judge_call(written, None, allowed, "fallback")
-                    return tally.result(response, **judged, fallback_reason="the model wrote the call as text")
-                fallback_reason = "the model answered in text without a tool call"
+                    judged = chat.judge_call(written, None, allowed, PROMPT_PATH)
+                    return tally.result(
+                        response, **judged, prompt_reason="the model wrote the call as text", tools_seen_in=seen_in
+                    )
+                prompt_reason = "the model answered in text without a tool call"
         response = yield chat.prompt_tools_request(model, prompt, system_prompt, allowed, sampling)
         message = tally.add(response)
-        judged = chat.judge_call(chat.written_call(message), None, allowed, "fallback", message.content or "")
-        return tally.result(response, **judged, fallback_reason=fallback_reason)
+        judged = chat.judge_call(chat.written_call(message), None, allowed, PROMPT_PATH, message.content or "")
+        return tally.result(response, **judged, prompt_reason=prompt_reason, tools_seen_in=TOOLS_IN_SYSTEM_PROMPT)
 
-    def _fallback_reason(self) -> str:
+    def _prompt_reason(self) -> str:
         """Why this call goes straight to the prompt-based path, or "" to try native tools first."""
         if self.config.function_calling_format == "prompt":
             return "function_calling_format is 'prompt'"

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, SecretStr
 
 from arena_vllm.config import (
     BackendSettings,
@@ -65,13 +65,16 @@ class VLLMBackendConfig(BaseModel):
     tool_choice: ToolChoice
     function_calling_format: Literal["openai", "schema", "prompt"]
 
-    @model_validator(mode="before")
-    @classmethod
-    def _omitted_from_configs(cls, data: Any) -> Any:
-        """Fill what the caller left out from configs/backend/vllm.yaml (read only when something is left out)."""
-        if isinstance(data, dict) and set(cls.model_fields) - set(data):
-            return {**cls._fields(load_settings(env_overrides()).backend), **data}
-        return data
+    def __init__(self, **given: Any) -> None:
+        """The seed's constructor: what ``given`` leaves out comes from configs/backend/vllm.yaml.
+
+        Filled here, before validation, not in a validator: validating (``model_validate``, an
+        assignment, a copy) stays pure, and the configs are composed only when a field is left out,
+        at each construction (the environment they read, $ARENA_OVERRIDES and the key, may change).
+        """
+        if set(type(self).model_fields) - set(given):
+            given = {**self._fields(load_settings(env_overrides()).backend), **given}
+        super().__init__(**given)
 
     @property
     def server_root(self) -> str:

@@ -255,8 +255,8 @@ def probe_wsl_libs(folder: Path = Path("/usr/lib/wsl/lib")) -> list[str] | None:
 
 
 def check_wsl(proc_version: str, paths: Mapping[str, str], wsl_libs: list[str] | None | bool = False) -> Check:
-    """WSL2 works, with three rules: the Windows driver provides the GPU (through /usr/lib/wsl/lib);
-    data stays off /mnt/c.
+    """WSL2 (not WSL1) works, with two rules: the Windows driver provides the GPU (through
+    /usr/lib/wsl/lib); data stays off /mnt/c.
 
     WSL2 kernels say ``-microsoft-standard-WSL2`` since 5.10; older ones (4.19) only
     ``-microsoft-standard``; WSL1 says ``-Microsoft``. ``wsl_libs``: :func:`probe_wsl_libs`, or False

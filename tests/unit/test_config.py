@@ -60,7 +60,7 @@ def test_api_key_file_wins_over_api_key(tmp_path: Path) -> None:
     key_file.write_text("sk-from-file\n")
     settings = load_settings([f"backend.api_key_file={key_file}", "backend.api_key=other"])
     assert settings.backend.api_key.get_secret_value() == "sk-from-file"
-    with pytest.raises(ConfigError, match="cannot read api_key_file"):
+    with pytest.raises(ConfigError, match="backend.api_key_file: cannot read"):
         load_settings([f"backend.api_key_file={tmp_path / 'missing'}"])
 
 

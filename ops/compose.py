@@ -28,7 +28,7 @@ import docker
 from docker.errors import DockerException
 
 from arena_vllm.config import ConfigError, Device, load_settings
-from ops.engine.fit import choose_profile
+from ops.engine.fit import choose_profile, requested_profile
 from ops.engine.gpus import GpuMemory, gpu_vram_gib
 from ops.engine.model_config import model_folder, resolve_model
 from ops.engine.server import memory_decider
@@ -211,7 +211,7 @@ def select_model(config: Mapping[str, Any], gpus: Sequence[GpuMemory]) -> Select
     """The entrypoint's own choice, from the host (its engine package, the host's GPUs, no hub): VLLM_PROFILE
     (auto -> the largest GPU profile whose model fits the free VRAM), then the model. Raises what it would."""
     env = vllm_service(config).get("environment") or {}
-    requested = env.get("VLLM_PROFILE") or "auto"
+    requested = requested_profile(env)
     overrides = shlex.split(env.get("ARENA_OVERRIDES") or "")
     folder = local_model_dir(config)
     decide, listed = memory_decider(gpus, env, folder, token=None, online=False)

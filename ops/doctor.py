@@ -13,7 +13,6 @@ Example::
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 import os
 import re
@@ -29,10 +28,12 @@ from typing import Any, Literal
 import requests
 from docker.errors import DockerException
 
+from arena_vllm.agent.debug import is_loopback
 from arena_vllm.config import ConfigError
 from ops import compose
 from ops.compose import REPO, SERVER_UID, Device, OpsError, readable_by, unreadable_by
 from ops.engine.gpus import GpuMemory, gpu_driver, gpu_memory, gpu_vram_gib
+from ops.engine.planner import GIB
 
 Status = Literal["OK", "WARN", "FAIL"]
 #: Compose 2.24 added the ``!reset`` tag the CPU override uses to drop the GPU reservation.
@@ -41,7 +42,6 @@ MIN_COMPOSE = (2, 24)
 MIN_FREE_GIB = 30.0
 DEFAULT_TOKEN_FILE = REPO / "secrets" / "empty"
 HOST_HF_TOKEN = Path.home() / ".cache" / "huggingface" / "token"
-GIB = 1024**3
 
 
 @dataclass(frozen=True)
@@ -255,8 +255,8 @@ def probe_wsl_libs(folder: Path = Path("/usr/lib/wsl/lib")) -> list[str] | None:
 
 
 def check_wsl(proc_version: str, paths: Mapping[str, str], wsl_libs: list[str] | None | bool = False) -> Check:
-    """WSL2 works, with three rules: the Windows driver provides the GPU (through /usr/lib/wsl/lib);
-    data stays off /mnt/c.
+    """WSL2 (not WSL1) works, with two rules: the Windows driver provides the GPU (through
+    /usr/lib/wsl/lib); data stays off /mnt/c.
 
     WSL2 kernels say ``-microsoft-standard-WSL2`` since 5.10; older ones (4.19) only
     ``-microsoft-standard``; WSL1 says ``-Microsoft``. ``wsl_libs``: :func:`probe_wsl_libs`, or False
@@ -398,16 +398,6 @@ def check_disk(
             "free space or move Docker's data-root (daemon.json `data-root`) to a larger disk",
         )
     return Check("disk", "OK", f"{where} (no cached copy of {model} to size it from)")
-
-
-def is_loopback(host: str) -> bool:
-    """Whether a bind address is reachable from this machine only (127.0.0.0/8, ::1, localhost)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def has_key(path: Path | None) -> bool:

@@ -6,8 +6,10 @@ entrypoint too (``ops/run_vllm_server.py``). Nothing below those two mains calls
      '-- EngineError          the engine package (ops/engine): starting vLLM on this machine
           |-- PlanError        a model config or setting the planner cannot use
           |-- ModelConfigMissing   no config.json to plan from (not a folder, not cached, not shipped, not fetched)
-          |-- ProfileRefused   no profile starts in the memory free now (names what holds it and the fix)
-          '-- SecretFileError  a secret file the server's user cannot read
+          '-- ProfileRefused   no profile starts in the memory free now (names what holds it and the fix)
+
+A secret file that cannot be read is a config error (:func:`arena_vllm.config.read_secret_file`, the
+one reader of secret files), which both mains print as one line too.
 """
 
 from __future__ import annotations
@@ -31,7 +33,3 @@ class ModelConfigMissing(PlanError):
 
 class ProfileRefused(EngineError):
     """The profile (or, for ``auto``, every GPU profile) cannot start in the VRAM free now."""
-
-
-class SecretFileError(EngineError):
-    """A secret file exists but this user cannot read it."""

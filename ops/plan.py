@@ -11,12 +11,12 @@ from __future__ import annotations
 import argparse
 import os
 
-from arena_vllm.config import ProfileSettings
-from ops.engine.fit import MemoryDecision, choose_profile, fit_memory, plan_profile
+from arena_vllm.config import ProfileSettings, read_secret_file
+from ops.engine.fit import MemoryDecision, choose_profile, fit_memory, plan_profile, requested_profile
 from ops.engine.gpus import GpuMemory, gpu_memory
 from ops.engine.model_config import FoundConfig, find_model_config
 from ops.engine.planner import GIB, Card, MemoryPlan
-from ops.engine.server import HF_TOKEN_FILE, read_secret
+from ops.engine.server import HF_TOKEN_FILE
 from ops.errors import OpsError
 
 
@@ -39,7 +39,7 @@ def plan_for(
     if total_gib is not None and free_gib is not None and free_gib > total_gib:
         raise OpsError(f"--free {free_gib:g} is more than the card's {total_gib:g} GiB; pass --free <= --vram")
     token_file = os.environ.get(HF_TOKEN_FILE[0])
-    token = read_secret(token_file) if token_file else None  # else huggingface_hub's own lookup
+    token = read_secret_file(token_file, HF_TOKEN_FILE[0], optional=True)  # else huggingface_hub's own lookup
     configs: dict[str, FoundConfig] = {}
 
     def config_of(profile: ProfileSettings) -> FoundConfig:
@@ -95,7 +95,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. profile.max_model_len=4096")
     parser.add_argument(
         "--profile",
-        default=os.environ.get("VLLM_PROFILE", "auto"),
+        default=requested_profile(),
         help="profile name or auto (default: $VLLM_PROFILE or auto)",
     )
     parser.add_argument("--model", help="model folder or HF id (default: the profile's model)")

@@ -22,7 +22,8 @@ import sys
 
 from arena_vllm.config import ConfigError, env_overrides, load_settings
 from ops.engine import warmup
-from ops.engine.server import ServerPlan, build_plan, describe, write_secret_config
+from ops.engine.fit import requested_profile
+from ops.engine.server import VLLM_PORT, ServerPlan, build_plan, describe, write_secret_config
 from ops.errors import OpsError
 
 PREFIX = "run_vllm_server"
@@ -36,7 +37,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=os.environ.get("VLLM_BIND", "0.0.0.0"),
         help="address to listen on (0.0.0.0 in a container; 127.0.0.1 on a host)",
     )
-    parser.add_argument("--port", type=int, default=int(os.environ.get("VLLM_LISTEN_PORT", "8000")))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("VLLM_LISTEN_PORT", VLLM_PORT)))
     parser.add_argument("--dry-run", action="store_true", help="print the resolved command and exit")
     return parser.parse_args(argv)
 
@@ -44,7 +45,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def prepare(args: argparse.Namespace) -> ServerPlan:
     """Everything before the exec: the plan, printed. (A step added before vLLM starts goes here or in main.)"""
     plan = build_plan([*args.overrides, *env_overrides()], args.bind, args.port)
-    print(describe(plan, os.environ.get("VLLM_PROFILE", "auto")), flush=True)
+    print(describe(plan, requested_profile()), flush=True)
     return plan
 
 

@@ -53,6 +53,29 @@ def check_tool_set(tools: Sequence[Any]) -> None:
     normalize_tools(tools)
 
 
+def read_secret_file(path: str | None, setting: str, *, optional: bool = False) -> str | None:
+    """The one reader of secret files (API keys, tokens): the content stripped, or None when no file is set or it
+    is empty, or, with ``optional`` (a default path where nothing may be mounted), when it does not exist.
+
+    Any other file that cannot be read raises ConfigError in one line naming the setting, the file and the fix:
+    auth or a token silently off would be worse than not starting.
+    """
+    if not path:
+        return None
+    try:
+        value = Path(path).read_text().strip()
+    except FileNotFoundError:
+        if optional:
+            return None
+        raise ConfigError(f"{setting}: cannot read {path}: no such file; create it or unset {setting}") from None
+    except OSError as exc:
+        raise ConfigError(
+            f"{setting}: cannot read {path} as uid {os.getuid()}: {exc.strerror}; make it readable by that user "
+            f"(`sudo chown {os.getuid()} FILE` or chmod 644) or unset {setting}"
+        ) from None
+    return value or None
+
+
 def http_url(value: str) -> str:
     """An http(s) URL without its trailing slash; a ValueError worded for the user otherwise."""
     parts = urlsplit(value)
@@ -117,14 +140,8 @@ class BackendSettings(_Model):
     def _key_from_file(cls, data: Any) -> Any:
         """Read the API key from a secret file, so it never sits in the environment."""
         path = data.get("api_key_file") if isinstance(data, dict) else None
-        if path:
-            try:
-                key = Path(path).read_text().strip()
-            except OSError as exc:
-                raise ValueError(f"cannot read api_key_file {path}: {exc.strerror}") from None
-            if key:
-                data = {**data, "api_key": key}
-        return data
+        key = read_secret_file(path, "backend.api_key_file")
+        return {**data, "api_key": key} if key else data
 
     @field_validator("api_bases", mode="before")
     @classmethod

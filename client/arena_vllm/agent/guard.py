@@ -21,13 +21,12 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 from fastapi import HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from arena_vllm.config import ConfigError
+from arena_vllm.config import read_secret_file
 
 #: Answered whatever the load, and (``/health``) without a token.
 PROBES = frozenset({"/health", "/ready", "/metrics"})
@@ -35,19 +34,8 @@ NO_TOKEN_NEEDED = frozenset({"/health"})
 
 
 def read_token(path: str | None) -> str | None:
-    """The token in a secret file, stripped; None when no file is configured or it is empty.
-
-    A configured file that cannot be read is an error (auth silently off would be worse)."""
-    if not path:
-        return None
-    try:
-        token = Path(path).read_text().strip()
-    except OSError as exc:
-        raise ConfigError(
-            f"agent.api_key_file: cannot read {path}: {exc.strerror}; "
-            "make it readable by the agent's user or unset AGENT_API_KEY_FILE"
-        ) from None
-    return token or None
+    """The agent's bearer token (``agent.api_key_file``): see :func:`arena_vllm.config.read_secret_file`."""
+    return read_secret_file(path, "agent.api_key_file")
 
 
 def bearer_auth(token: str | None) -> Callable[..., Awaitable[None]]:

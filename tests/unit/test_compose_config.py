@@ -83,12 +83,12 @@ def test_cpu_switch_builds_the_cpu_target_without_gpu_reservation() -> None:
 
 def test_cpu_switch_gives_the_agent_its_cpu_settings_and_the_users_overrides_win() -> None:
     agent = compose_config(CPU_FILES, AGENT_OVERRIDES="scene=plain agent.tick_deadline_s=12")["services"]["agent"]
-    overrides = agent["environment"]["ARENA_OVERRIDES"].split()
+    overrides = agent["environment"]["AGENT_OVERRIDES"].split()
     assert overrides == ["agent=cpu", "scene=plain", "agent.tick_deadline_s=12"]
     assert load_settings(overrides).agent.tick_deadline_s == 12
     deadline = load_settings(["agent=cpu"]).agent.tick_deadline_s
     assert load_settings().agent.tick_deadline_s < deadline < GAME_HTTP_TIMEOUT_S  # the game stops waiting at 30 s
-    assert compose_config(GPU_FILES)["services"]["agent"]["environment"]["ARENA_OVERRIDES"] == ""
+    assert compose_config(GPU_FILES)["services"]["agent"]["environment"]["AGENT_OVERRIDES"] == ""
 
 
 def test_the_default_deadline_leaves_time_to_answer_before_the_game_stops_waiting() -> None:

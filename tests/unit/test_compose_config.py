@@ -67,6 +67,11 @@ def test_ports_open_only_when_the_user_opts_out() -> None:
     assert {port["host_ip"] for service in services.values() for port in service["ports"]} == {"0.0.0.0"}
 
 
+@pytest.mark.parametrize("files", [GPU_FILES, CPU_FILES], ids=["gpu", "cpu"])
+def test_vllm_runs_under_an_init_that_reaps_its_warm_up(files: list[str]) -> None:
+    assert compose_config(files)["services"]["vllm"]["init"] is True
+
+
 def test_the_agent_never_gets_the_hf_token() -> None:
     agent = compose_config(GPU_FILES)["services"]["agent"]
     assert {secret["source"] for secret in agent["secrets"]} == {"vllm_api_key", "agent_api_key"}

@@ -109,11 +109,34 @@ async def vllm_counters(http: httpx.AsyncClient, metrics_url: str, auth: dict[st
         "vllm:request_success_total": "requests",
     }
     counters = dict.fromkeys(wanted.values(), 0.0)
+    counters["cut"] = 0.0  # requests that ended at max_tokens (finished_reason="length")
     for line in response.text.splitlines():
         name = line.split("{", 1)[0].split(" ", 1)[0]
+        value = float(line.rsplit(" ", 1)[1]) if not line.startswith("#") else 0.0
         if name in wanted:
-            counters[wanted[name]] += float(line.rsplit(" ", 1)[1])
+            counters[wanted[name]] += value
+        if name == "vllm:request_success_total" and 'finished_reason="length"' in line:
+            counters["cut"] += value
+        if name == "vllm:request_generation_tokens_bucket":  # cumulative: finished requests of <= le tokens
+            bound = line.split('le="', 1)[1].split('"', 1)[0]
+            counters[f"{GENERATED_LE}{bound}"] = counters.get(f"{GENERATED_LE}{bound}", 0.0) + value
     return counters
+
+
+#: Key prefix of vLLM's generated-tokens-per-request histogram buckets in :func:`vllm_counters`.
+GENERATED_LE = "generated<="
+
+
+def longest_call(before: dict[str, float], after: dict[str, float]) -> str:
+    """The histogram bound on the longest generation between two readings: a tick waits for its slowest agent."""
+    bounds = sorted((float(k.removeprefix(GENERATED_LE)), k) for k in after if k.startswith(GENERATED_LE))
+    if not bounds:
+        return "?"
+    finished = after[bounds[-1][1]] - before.get(bounds[-1][1], 0.0)
+    for bound, key in bounds:
+        if after[key] - before.get(key, 0.0) >= finished:
+            return f"<={bound:g}"
+    return "?"
 
 
 class Bench:
@@ -210,6 +233,8 @@ async def run(target: Target, settings: Settings, agents: int, repeats: int, seq
         requests: dict[str, list[float]] = {name: [] for name in steps}  # > N: some calls went to the prompt path
         cache = {name: {"hits": 0.0, "queries": 0.0} for name in steps}
         step_hits: dict[str, float] = {}  # this repeat's prefix-cache hit rate per step
+        cut: dict[str, float] = {}  # this repeat's requests cut at max_tokens per step
+        longest: dict[str, str] = {}  # this repeat's longest generation per step (a histogram bound)
         for repeat in range(repeats):
             for name, step in steps.items():
                 before = await bench.counters()
@@ -217,18 +242,21 @@ async def run(target: Target, settings: Settings, agents: int, repeats: int, seq
                 after = await bench.counters()
                 tokens[name].append(after["generated"] - before["generated"])
                 requests[name].append(after["requests"] - before["requests"])
+                cut[name], longest[name] = after["cut"] - before["cut"], longest_call(before, after)
                 for key in ("hits", "queries"):
                     cache[name][key] += after[key] - before[key]
                 step_hits[name] = hit_share(after["hits"] - before["hits"], after["queries"] - before["queries"])
             print(
                 f"repeat {repeat + 1}/{repeats}: "
                 + ", ".join(
-                    f"{k} {v[-1]:.2f} s ({tokens[k][-1]:.0f} tokens, {requests[k][-1]:.0f} requests)"
+                    f"{k} {v[-1]:.2f} s ({tokens[k][-1]:.0f} tokens, {requests[k][-1]:.0f} requests, "
+                    f"{cut[k]:.0f} cut, longest {longest[k]})"
                     for k, v in times.items()
                 )
                 + f"; tick/direct {times['tick'][-1] / times['direct'][-1]:.3f}"
                 + f"; tick sources {dict(bench.sources[-1])}"
-                + f"; prefix-cache hits tick {step_hits['tick']:.0%}, direct {step_hits['direct']:.0%}",
+                + f"; prefix-cache hits tick {step_hits['tick']:.0%}, direct {step_hits['direct']:.0%}"
+                + f"; load {os.getloadavg()[0]:.2f}",
                 file=sys.stderr,
             )
     finally:

@@ -231,7 +231,8 @@ def _agent(label: str, checkout: Path, api_base: str, core: int, overrides: Sequ
         "ARENA_CONFIG_DIR": str(checkout / "configs"),
         "VLLM_API_BASE": api_base,
         "VLLM_SERVED_MODEL_NAME": "tiny",
-        "ARENA_OVERRIDES": "",
+        "AGENT_OVERRIDES": "",
+        "ARENA_OVERRIDES": "",  # the name a --baseline-ref from before issue 22 reads
     }
     command = [
         "taskset",

@@ -218,7 +218,7 @@ class Services:
 
     def __init__(self, args: argparse.Namespace, out: Path) -> None:
         self.out = out
-        engine_overrides = args.engine_overrides  # shell-quoted, as $ARENA_OVERRIDES is read
+        engine_overrides = args.engine_overrides  # shell-quoted, as $VLLM_OVERRIDES is read
         if args.card_mib:
             profile = load_settings([f"profile={args.profile}"]).profile
             util = profile.gpu_memory_utilization * args.card_mib / gpu_mib()
@@ -226,7 +226,7 @@ class Services:
         env = {
             **os.environ,
             "VLLM_PROFILE": args.profile,
-            "ARENA_OVERRIDES": engine_overrides.strip(),
+            "VLLM_OVERRIDES": engine_overrides.strip(),
             "ARENA_WARM_FILE": str(out / "warm.txt"),
             "PYTHONUNBUFFERED": "1",
         }
@@ -234,7 +234,7 @@ class Services:
             env["PYTHONPATH"] = args.engine_pythonpath
         if args.model_dir:
             env["VLLM_LOCAL_MODEL_DIR"] = args.model_dir
-        print(f"starting vLLM: VLLM_PROFILE={args.profile} ARENA_OVERRIDES={env['ARENA_OVERRIDES']!r}", flush=True)
+        print(f"starting vLLM: VLLM_PROFILE={args.profile} VLLM_OVERRIDES={env['VLLM_OVERRIDES']!r}", flush=True)
         started = time.monotonic()
         self.vllm = subprocess.Popen(
             [sys.executable, str(REPO / "ops" / "run_vllm_server.py"), "--bind", "127.0.0.1", "--port", "8000"],
@@ -252,7 +252,7 @@ class Services:
         self.agent_overrides = [*AGENT_BENCH_OVERRIDES, *shlex.split(args.agent_overrides)]
         agent_env = {
             **os.environ,
-            "ARENA_OVERRIDES": " ".join([*AGENT_BENCH_OVERRIDES, args.agent_overrides]).strip(),
+            "AGENT_OVERRIDES": " ".join([*AGENT_BENCH_OVERRIDES, args.agent_overrides]).strip(),
             "AGENT_PORT": "5000",
             "VLLM_API_BASE": f"{VLLM_URL}/v1",
             "PYTHONUNBUFFERED": "1",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -53,10 +54,12 @@ def timed_ticks(client: httpx.Client, agents: int, repeats: int) -> tuple[float,
         response = client.post("/tick", json=tick_body(agents, number))
         times.append(time.perf_counter() - started)
         response.raise_for_status()
-        idle += sum(
+        idle_now = sum(
             action["action"]["tool"] == "idle" and "tool call" not in action["action"]["reasoning"]
             for action in response.json()["actions"]
         )
+        idle += idle_now
+        print(f"  tick {number}/{repeats}: {times[-1]:.2f} s, {idle_now} idle", file=sys.stderr, flush=True)
     return statistics.median(times), idle
 
 

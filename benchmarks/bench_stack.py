@@ -129,11 +129,18 @@ async def decisions_per_second(target: Target, settings: Settings, agents: int, 
         await bench.direct()  # warm-up: both paths once
         await bench.tick()
         bench.model_decisions.clear()
-        for _ in range(repeats):
+        for repeat in range(repeats):
             for name, step in (("tick", bench.tick), ("direct", bench.direct)):
                 before = (await bench.counters())["generated"]
                 times[name].append(await timed(step))
                 tokens[name].append((await bench.counters())["generated"] - before)
+            print(
+                f"repeat {repeat + 1}/{repeats}: "
+                + ", ".join(f"{k} {v[-1]:.2f} s ({tokens[k][-1]:.0f} tokens)" for k, v in times.items())
+                + f"; tick/direct {times['tick'][-1] / times['direct'][-1]:.3f}",
+                file=sys.stderr,
+                flush=True,
+            )
     finally:
         await bench.close()
     tick, direct = statistics.median(times["tick"]), statistics.median(times["direct"])

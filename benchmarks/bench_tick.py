@@ -39,6 +39,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,11 +109,34 @@ async def vllm_counters(http: httpx.AsyncClient, metrics_url: str, auth: dict[st
         "vllm:request_success_total": "requests",
     }
     counters = dict.fromkeys(wanted.values(), 0.0)
+    counters["cut"] = 0.0  # requests that ended at max_tokens (finished_reason="length")
     for line in response.text.splitlines():
         name = line.split("{", 1)[0].split(" ", 1)[0]
+        value = float(line.rsplit(" ", 1)[1]) if not line.startswith("#") else 0.0
         if name in wanted:
-            counters[wanted[name]] += float(line.rsplit(" ", 1)[1])
+            counters[wanted[name]] += value
+        if name == "vllm:request_success_total" and 'finished_reason="length"' in line:
+            counters["cut"] += value
+        if name == "vllm:request_generation_tokens_bucket":  # cumulative: finished requests of <= le tokens
+            bound = line.split('le="', 1)[1].split('"', 1)[0]
+            counters[f"{GENERATED_LE}{bound}"] = counters.get(f"{GENERATED_LE}{bound}", 0.0) + value
     return counters
+
+
+#: Key prefix of vLLM's generated-tokens-per-request histogram buckets in :func:`vllm_counters`.
+GENERATED_LE = "generated<="
+
+
+def longest_call(before: dict[str, float], after: dict[str, float]) -> str:
+    """The histogram bound on the longest generation between two readings: a tick waits for its slowest agent."""
+    bounds = sorted((float(k.removeprefix(GENERATED_LE)), k) for k in after if k.startswith(GENERATED_LE))
+    if not bounds:
+        return "?"
+    finished = after[bounds[-1][1]] - before.get(bounds[-1][1], 0.0)
+    for bound, key in bounds:
+        if after[key] - before.get(key, 0.0) >= finished:
+            return f"<={bound:g}"
+    return "?"
 
 
 class Bench:
@@ -125,6 +149,7 @@ class Bench:
         self.http = agent_client(target, connections=agents + 8)
         self.vllm = vllm_client(target)
         self.model_decisions: list[int] = []  # per tick: actions the model made (not idle after a failure)
+        self.sources: list[Counter[str]] = []  # per tick: decisions by source (native, prompt, ...)
         self.metrics_url = target.vllm_api_base.removesuffix("/v1") + "/metrics"
         self.auth = {"Authorization": f"Bearer {target.api_key}"}
 
@@ -145,6 +170,7 @@ class Bench:
         response.raise_for_status()
         actions = response.json()["actions"]
         self.model_decisions.append(sum(by_model(a["action"]) for a in actions))
+        self.sources.append(Counter(a["action"].get("source", "?") for a in actions))
 
     async def direct(self) -> None:
         await asyncio.gather(*(self.vllm.chat.completions.create(**request) for request in self.direct_requests))
@@ -178,6 +204,11 @@ def comparable(agents: int, model_decisions: list[int], tokens_a: float, tokens_
     return None
 
 
+def hit_share(hits: float, queries: float) -> float:
+    """The share of prompt tokens vLLM served from its prefix cache (NaN when none were asked)."""
+    return hits / queries if queries else float("nan")
+
+
 async def timed(step: Callable[[], Awaitable[None]]) -> float:
     started = time.perf_counter()
     await step()
@@ -196,26 +227,41 @@ async def run(target: Target, settings: Settings, agents: int, repeats: int, seq
         for name in ("single", "direct", "tick"):
             await steps[name]()
         bench.model_decisions.clear()
+        bench.sources.clear()
         times: dict[str, list[float]] = {name: [] for name in steps}
         tokens: dict[str, list[float]] = {name: [] for name in steps}
+        requests: dict[str, list[float]] = {name: [] for name in steps}  # > N: some calls went to the prompt path
         cache = {name: {"hits": 0.0, "queries": 0.0} for name in steps}
+        step_hits: dict[str, float] = {}  # this repeat's prefix-cache hit rate per step
+        cut: dict[str, float] = {}  # this repeat's requests cut at max_tokens per step
+        longest: dict[str, str] = {}  # this repeat's longest generation per step (a histogram bound)
         for repeat in range(repeats):
             for name, step in steps.items():
                 before = await bench.counters()
                 times[name].append(await timed(step))
                 after = await bench.counters()
                 tokens[name].append(after["generated"] - before["generated"])
+                requests[name].append(after["requests"] - before["requests"])
+                cut[name], longest[name] = after["cut"] - before["cut"], longest_call(before, after)
                 for key in ("hits", "queries"):
                     cache[name][key] += after[key] - before[key]
+                step_hits[name] = hit_share(after["hits"] - before["hits"], after["queries"] - before["queries"])
             print(
                 f"repeat {repeat + 1}/{repeats}: "
-                + ", ".join(f"{k} {v[-1]:.2f} s ({tokens[k][-1]:.0f} tokens)" for k, v in times.items())
-                + f"; tick/direct {times['tick'][-1] / times['direct'][-1]:.3f}",
+                + ", ".join(
+                    f"{k} {v[-1]:.2f} s ({tokens[k][-1]:.0f} tokens, {requests[k][-1]:.0f} requests, "
+                    f"{cut[k]:.0f} cut, longest {longest[k]})"
+                    for k, v in times.items()
+                )
+                + f"; tick/direct {times['tick'][-1] / times['direct'][-1]:.3f}"
+                + f"; tick sources {dict(bench.sources[-1])}"
+                + f"; prefix-cache hits tick {step_hits['tick']:.0%}, direct {step_hits['direct']:.0%}"
+                + f"; load {os.getloadavg()[0]:.2f}",
                 file=sys.stderr,
             )
     finally:
         await bench.close()
-    hit_rate = {name: (c["hits"] / c["queries"] if c["queries"] else float("nan")) for name, c in cache.items()}
+    hit_rate = {name: hit_share(c["hits"], c["queries"]) for name, c in cache.items()}
     median = {name: statistics.median(values) for name, values in times.items()}
     median_tokens = {name: statistics.median(values) for name, values in tokens.items()}
     report(median, median_tokens, agents, repeats, bench.model_decisions, hit_rate)

@@ -31,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from arena_vllm.config import ConfigError, ProfileSettings, load_settings
+from arena_vllm.config import OVERRIDES_ENV, ConfigError, ProfileSettings, load_settings
 from ops.compose import REPO, OpsError
 
 #: Where the vLLM image of the GPU stack is named (its ``ARG VLLM_GPU_IMAGE``): the chart runs the same one.
@@ -146,7 +146,7 @@ def agent_manifests(profile: ProfileSettings, options: ExportOptions) -> list[di
             {"name": "VLLM_API_BASE", "value": f"http://{router}/v1"},
             {"name": "VLLM_SERVED_MODEL_NAME", "value": profile.model},  # the chart serves modelURL under its name
             {"name": "VLLM_API_KEY_FILE", "value": "/run/secrets/vllm_api_key"},
-            {"name": "ARENA_OVERRIDES", "value": f"profile={profile.name}"},
+            {"name": OVERRIDES_ENV, "value": f"profile={profile.name}"},
         ],
         "volumeMounts": [
             {

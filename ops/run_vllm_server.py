@@ -20,7 +20,7 @@ import logging
 import os
 import sys
 
-from arena_vllm.config import ConfigError, env_overrides, load_settings
+from arena_vllm.config import VLLM_OVERRIDES_ENV, ConfigError, env_overrides, load_settings
 from ops.engine import warmup
 from ops.engine.fit import requested_profile
 from ops.engine.server import VLLM_PORT, ServerPlan, build_plan, describe, write_secret_config
@@ -44,7 +44,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def prepare(args: argparse.Namespace) -> ServerPlan:
     """Everything before the exec: the plan, printed. (A step added before vLLM starts goes here or in main.)"""
-    plan = build_plan([*args.overrides, *env_overrides()], args.bind, args.port)
+    plan = build_plan([*args.overrides, *env_overrides(VLLM_OVERRIDES_ENV)], args.bind, args.port)
     print(describe(plan, requested_profile()), flush=True)
     return plan
 
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.dry_run:
             return
         write_secret_config(plan)
-        backend = load_settings([*args.overrides, *env_overrides()]).backend
+        backend = load_settings([*args.overrides, *env_overrides(VLLM_OVERRIDES_ENV)]).backend
     except (OpsError, ConfigError) as exc:
         sys.exit(f"{PREFIX}: {exc}")
     # Two rounds of requests at the profile's seat count once /health answers, before compose calls it healthy.

@@ -11,12 +11,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from arena_vllm.config import CONFIG_DIR_ENV, OVERRIDES_ENV
+from arena_vllm.config import CONFIG_DIR_ENV, LEGACY_OVERRIDES_ENV, OVERRIDES_ENV, VLLM_OVERRIDES_ENV
 from tests.support.stack import Stack, start_stack
 
 #: Variables configs/ reads: a developer's shell must not change what the tests expect.
 CONFIG_ENV = (
     OVERRIDES_ENV,
+    VLLM_OVERRIDES_ENV,
+    LEGACY_OVERRIDES_ENV,
     CONFIG_DIR_ENV,
     "VLLM_API_BASE",
     "VLLM_HOST",

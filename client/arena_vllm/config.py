@@ -16,6 +16,7 @@ Example::
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shlex
@@ -41,8 +42,13 @@ from arena_vllm.tool_shapes import check_tool_choice, normalize_tools
 CHECKOUT = Path(__file__).resolve().parents[2]
 #: Environment variable naming the configs folder (the containers mount it at /app/configs).
 CONFIG_DIR_ENV = "ARENA_CONFIG_DIR"
-#: Environment variable holding extra Hydra overrides, shell-quoted, e.g. "profile=cpu agent.port=5001".
-OVERRIDES_ENV = "ARENA_OVERRIDES"
+#: Extra Hydra overrides, shell-quoted, one variable per service with the same name on the host and in its
+#: container: the agent's (and this library's, e.g. "scene=plain agent.port=5001") ...
+OVERRIDES_ENV = "AGENT_OVERRIDES"
+#: ... and the vLLM server's (ops/run_vllm_server.py, e.g. "profile.max_model_len=4096").
+VLLM_OVERRIDES_ENV = "VLLM_OVERRIDES"
+#: The one name both containers read before; still read, with a deprecation line, where the service's is unset.
+LEGACY_OVERRIDES_ENV = "ARENA_OVERRIDES"
 _SIZE_PATTERN = r"^[0-9]+[KMGT]?$"
 #: The hardware a profile is written for, and the stack (image, compose files) that runs it.
 Device = Literal["gpu", "cpu"]
@@ -342,9 +348,20 @@ def available_options(group: str, config_dir: Path | None = None) -> list[str]:
     return sorted(path.stem for path in folder.glob("*.yaml"))
 
 
-def env_overrides() -> list[str]:
-    """Overrides from $ARENA_OVERRIDES (shell-quoted), so containers take them from the environment."""
-    return shlex.split(os.environ.get(OVERRIDES_ENV, ""))
+_WARNED: set[str] = set()  # the deprecation line once per process and name
+
+
+def env_overrides(name: str = OVERRIDES_ENV) -> list[str]:
+    """A service's overrides from the environment (shell-quoted): $AGENT_OVERRIDES, or ``VLLM_OVERRIDES_ENV``
+    for the vLLM server. The old $ARENA_OVERRIDES still works where the service's own is unset."""
+    if not os.environ.get(name) and os.environ.get(LEGACY_OVERRIDES_ENV):
+        if name not in _WARNED:
+            _WARNED.add(name)
+            logging.getLogger(__name__).warning(
+                "%s is deprecated: set %s (the same name on the host and in the container)", LEGACY_OVERRIDES_ENV, name
+            )
+        return shlex.split(os.environ[LEGACY_OVERRIDES_ENV])
+    return shlex.split(os.environ.get(name, ""))
 
 
 def compose_raw(overrides: Sequence[str] = (), config_dir: Path | None = None) -> dict[str, Any]:

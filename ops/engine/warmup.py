@@ -41,7 +41,12 @@ SCHEMA = {
 
 
 def start(url: str, model: str, seats: int, api_key: str | None, sampling: dict[str, float]) -> None:
-    """Start the warm-up beside the server, in its own session; the key goes through its stdin, never env/argv."""
+    """Start the warm-up beside the server, in its own session; the key goes through its stdin, never env/argv.
+
+    Started through a middle process that exits at once (a double fork), so the warm-up is an
+    orphan whose parent is the container's init (compose ``init: true``), which reaps it when it
+    ends: a child of the entrypoint would stay a zombie, since the exec'd vLLM never waits for it.
+    """
     WARM_FILE.unlink(missing_ok=True)
     argv = [
         sys.executable,
@@ -56,12 +61,28 @@ def start(url: str, model: str, seats: int, api_key: str | None, sampling: dict[
         "--sampling",
         json.dumps(sampling),
     ]
-    child = subprocess.Popen(
-        argv, stdin=subprocess.PIPE, start_new_session=True, text=True, cwd=Path(__file__).resolve().parent.parent
-    )
-    assert child.stdin is not None
-    child.stdin.write(api_key or "")
-    child.stdin.close()
+    middle = os.fork()
+    if middle == 0:  # the middle process: start the warm-up, hand it the key, leave it to init
+        status = 1
+        try:
+            child = subprocess.Popen(
+                argv,
+                stdin=subprocess.PIPE,
+                start_new_session=True,
+                text=True,
+                cwd=Path(__file__).resolve().parent.parent,
+            )
+            assert child.stdin is not None
+            child.stdin.write(api_key or "")
+            child.stdin.close()
+            status = 0
+        except BaseException as exc:  # one line, and the entrypoint writes the warm file instead
+            print(f"run_vllm_server: the warm-up did not start: {exc}", file=sys.stderr, flush=True)
+        finally:
+            os._exit(status)
+    _, status = os.waitpid(middle, 0)  # reaps the middle process; the warm-up runs on
+    if os.waitstatus_to_exitcode(status) != 0:
+        WARM_FILE.write_text("warm-up did not start\n")  # the healthcheck waits for the file: never block the stack
 
 
 def wait_healthy(url: str, deadline_s: float) -> bool:

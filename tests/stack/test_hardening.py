@@ -17,17 +17,18 @@ from docker.models.containers import Container
 from tests.support.stack import Stack
 
 SERVICES = ("vllm", "agent")
-#: Reads every process's cmdline and environ that this user may read (all of the container's:
-#: each container runs as one uid), as {pid: {"cmdline": ..., "environ": ...}}.
+#: Reads every process's cmdline, environ and state that this user may read (all of the container's:
+#: each container runs as one uid), as {pid: {"state": ..., "name": ..., "cmdline": ..., "environ": ...}}.
 PROC_DUMP = r"""
 import json, os
 out = {}
 for pid in filter(str.isdigit, os.listdir("/proc")):
     try:
-        if "\nState:\tZ" in open(f"/proc/{pid}/status").read():
-            continue  # a zombie (the entrypoint's finished warm-up, never reaped by the exec'd vLLM) holds no environment
-        out[pid] = {name: open(f"/proc/{pid}/{name}", "rb").read().decode(errors="replace").replace("\0", " ")
-                    for name in ("cmdline", "environ")}
+        status = dict(line.split(":\t", 1) for line in open(f"/proc/{pid}/status").read().splitlines() if ":\t" in line)
+        out[pid] = {"state": status["State"], "name": status["Name"]}
+        if not status["State"].startswith("Z"):  # a zombie's environ is not readable, and it is asserted on below
+            out[pid].update({name: open(f"/proc/{pid}/{name}", "rb").read().decode(errors="replace").replace("\0", " ")
+                             for name in ("cmdline", "environ")})
     except OSError as exc:
         out[pid] = {"error": str(exc)}
 print(json.dumps(out))
@@ -117,6 +118,9 @@ def test_no_secret_in_any_process_environment_or_command_line(stack: Stack) -> N
         code, text = run(stack.container(service), "python3", "-c", PROC_DUMP)
         assert code == 0, text
         seen[service] = json.loads(text)
+        # None left unreaped: the vLLM entrypoint's warm-up ends before healthy, and init reaps it (compose init).
+        zombies = {pid: p["name"] for pid, p in seen[service].items() if p.get("state", "").startswith("Z")}
+        assert not zombies, f"{service}: zombie processes {zombies}"
         unreadable = {pid: p["error"] for pid, p in seen[service].items() if "error" in p}
         assert not unreadable, f"{service}: could not read {unreadable}"
     # The controls: we read the real processes, and the secrets did arrive by their routes.

@@ -32,7 +32,7 @@ def test_serves_with_settings_from_the_environment_and_prints_no_secret() -> Non
             "VLLM_SERVED_MODEL_NAME": "tiny",
             "VLLM_API_KEY": "sk-do-not-print",
             "AGENT_PORT": str(port),
-            "ARENA_OVERRIDES": f"agent.host=127.0.0.1 agent.tick_deadline_s=3 {COORDINATES}",
+            "AGENT_OVERRIDES": f"agent.host=127.0.0.1 agent.tick_deadline_s=3 {COORDINATES}",
         }
         process = subprocess.Popen(
             [sys.executable, "-m", "arena_vllm.agent", "scene=plain"],

@@ -67,6 +67,11 @@ def test_ports_open_only_when_the_user_opts_out() -> None:
     assert {port["host_ip"] for service in services.values() for port in service["ports"]} == {"0.0.0.0"}
 
 
+@pytest.mark.parametrize("files", [GPU_FILES, CPU_FILES], ids=["gpu", "cpu"])
+def test_vllm_runs_under_an_init_that_reaps_its_warm_up(files: list[str]) -> None:
+    assert compose_config(files)["services"]["vllm"]["init"] is True
+
+
 def test_the_agent_never_gets_the_hf_token() -> None:
     agent = compose_config(GPU_FILES)["services"]["agent"]
     assert {secret["source"] for secret in agent["secrets"]} == {"vllm_api_key", "agent_api_key"}
@@ -83,12 +88,12 @@ def test_cpu_switch_builds_the_cpu_target_without_gpu_reservation() -> None:
 
 def test_cpu_switch_gives_the_agent_its_cpu_settings_and_the_users_overrides_win() -> None:
     agent = compose_config(CPU_FILES, AGENT_OVERRIDES="scene=plain agent.tick_deadline_s=12")["services"]["agent"]
-    overrides = agent["environment"]["ARENA_OVERRIDES"].split()
+    overrides = agent["environment"]["AGENT_OVERRIDES"].split()
     assert overrides == ["agent=cpu", "scene=plain", "agent.tick_deadline_s=12"]
     assert load_settings(overrides).agent.tick_deadline_s == 12
     deadline = load_settings(["agent=cpu"]).agent.tick_deadline_s
     assert load_settings().agent.tick_deadline_s < deadline < GAME_HTTP_TIMEOUT_S  # the game stops waiting at 30 s
-    assert compose_config(GPU_FILES)["services"]["agent"]["environment"]["ARENA_OVERRIDES"] == ""
+    assert compose_config(GPU_FILES)["services"]["agent"]["environment"]["AGENT_OVERRIDES"] == ""
 
 
 def test_the_default_deadline_leaves_time_to_answer_before_the_game_stops_waiting() -> None:

@@ -5,13 +5,17 @@ The corpus of bad settings (each refused with the key named) is in test_bad_inpu
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
 
+from arena_vllm import config
 from arena_vllm.config import (
     CONFIG_DIR_ENV,
+    LEGACY_OVERRIDES_ENV,
     OVERRIDES_ENV,
+    VLLM_OVERRIDES_ENV,
     ConfigError,
     available_options,
     default_config_dir,
@@ -19,7 +23,7 @@ from arena_vllm.config import (
     load_settings,
 )
 
-pytestmark = pytest.mark.usefixtures("clean_environment")  # no VLLM_* or ARENA_* from the shell
+pytestmark = pytest.mark.usefixtures("clean_environment")  # no VLLM_*, AGENT_* or ARENA_* from the shell
 
 
 def test_defaults_compose_cpu_profile_sdk_tools_foraging_scene_and_local_backend() -> None:
@@ -81,6 +85,28 @@ def test_arena_overrides_are_shell_quoted(monkeypatch: pytest.MonkeyPatch) -> No
 
 def test_arena_overrides_unset_means_none() -> None:
     assert env_overrides() == []
+
+
+def test_each_service_reads_its_own_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(OVERRIDES_ENV, "scene=plain")
+    monkeypatch.setenv(VLLM_OVERRIDES_ENV, "profile.max_model_len=4096")
+    assert (OVERRIDES_ENV, VLLM_OVERRIDES_ENV) == ("AGENT_OVERRIDES", "VLLM_OVERRIDES")  # the names users set
+    assert env_overrides() == ["scene=plain"]
+    assert env_overrides(VLLM_OVERRIDES_ENV) == ["profile.max_model_len=4096"]
+
+
+def test_the_old_name_still_works_with_one_deprecation_line(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv(LEGACY_OVERRIDES_ENV, "agent.port=5001")
+    monkeypatch.setattr(config, "_WARNED", set())
+    with caplog.at_level(logging.WARNING):
+        assert env_overrides() == env_overrides() == ["agent.port=5001"]
+    assert [r.getMessage() for r in caplog.records] == [
+        "ARENA_OVERRIDES is deprecated: set AGENT_OVERRIDES (the same name on the host and in the container)"
+    ]
+    monkeypatch.setenv(OVERRIDES_ENV, "agent.port=5002")  # the service's own name wins
+    assert env_overrides() == ["agent.port=5002"]
 
 
 def test_config_dir_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

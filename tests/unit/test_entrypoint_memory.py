@@ -35,7 +35,7 @@ def gpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("VLLM_LOCAL_MODEL_DIR", str(tmp_path / "no-local-model"))
     monkeypatch.setenv("HF_TOKEN_FILE", str(tmp_path / "no-token"))
-    for var in ("VLLM_MODEL", "ARENA_OVERRIDES", "VLLM_PROFILE", "VLLM_API_KEY", "VLLM_API_KEY_FILE"):
+    for var in ("VLLM_MODEL", "VLLM_OVERRIDES", "ARENA_OVERRIDES", "VLLM_PROFILE", "VLLM_API_KEY", "VLLM_API_KEY_FILE"):
         monkeypatch.delenv(var, raising=False)
 
     def card(total_mib: int, used_mib: int, reserved: int | str = 0, apps: str = "", old_driver: bool = False) -> None:

@@ -93,9 +93,10 @@ def test_vllm_model_wins_then_a_local_folder_then_the_profile(tmp_path: Path) ->
 
 
 def test_overrides_reach_the_profile_choice() -> None:
-    env = {"VLLM_PROFILE": "cpu", "ARENA_OVERRIDES": "profile.model=org/other"}
-    chosen = compose.select_model(config_with(env), [])
-    assert chosen.model == "org/other"
+    env = {"VLLM_PROFILE": "cpu", "VLLM_OVERRIDES": "profile.model=org/other"}
+    assert compose.select_model(config_with(env), []).model == "org/other"
+    legacy = {"VLLM_PROFILE": "cpu", "ARENA_OVERRIDES": "profile.model=org/old"}  # a compose file from before
+    assert compose.select_model(config_with(legacy), []).model == "org/old"
 
 
 def test_profile_device_reads_configs() -> None:

@@ -36,7 +36,7 @@ def no_compose_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
-    for var in ("VLLM_PROFILE", "VLLM_MODEL", "ARENA_OVERRIDES"):
+    for var in ("VLLM_PROFILE", "VLLM_MODEL", "VLLM_OVERRIDES", "ARENA_OVERRIDES"):
         monkeypatch.delenv(var, raising=False)
 
 

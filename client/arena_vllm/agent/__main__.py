@@ -1,7 +1,7 @@
 """Start the agent service: ``python -m arena_vllm.agent [hydra overrides...]``.
 
 Settings are composed from ``configs/`` ($ARENA_CONFIG_DIR), the command-line overrides, then
-$ARENA_OVERRIDES; the YAML also reads VLLM_API_BASE, VLLM_API_KEY, VLLM_SERVED_MODEL_NAME,
+$AGENT_OVERRIDES; the YAML also reads VLLM_API_BASE, VLLM_API_KEY, VLLM_SERVED_MODEL_NAME,
 AGENT_PORT (the tick deadline and every other value: configs/, or an override). A bad setting exits
 with status 2 and names the key.
 

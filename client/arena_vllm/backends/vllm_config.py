@@ -1,7 +1,7 @@
 """VLLMBackendConfig: the seed's constructor, validated, and buildable from the Hydra settings.
 
 A value left out of the constructor is read from ``configs/backend/vllm.yaml`` (composed by the
-one loader, with $ARENA_OVERRIDES), never from a copy here, so a hand-built config and the
+one loader, with $AGENT_OVERRIDES), never from a copy here, so a hand-built config and the
 agent's agree (in particular the timeout and retries, which must stay far below the OpenAI
 SDK's 600 s and 2 retries for a game tick).
 
@@ -70,7 +70,7 @@ class VLLMBackendConfig(BaseModel):
 
         Filled here, before validation, not in a validator: validating (``model_validate``, an
         assignment, a copy) stays pure, and the configs are composed only when a field is left out,
-        at each construction (the environment they read, $ARENA_OVERRIDES and the key, may change).
+        at each construction (the environment they read, $AGENT_OVERRIDES and the key, may change).
         """
         if set(type(self).model_fields) - set(given):
             given = {**self._fields(load_settings(env_overrides()).backend), **given}
@@ -105,6 +105,6 @@ class VLLMBackendConfig(BaseModel):
 
     @classmethod
     def from_hydra(cls, overrides: Sequence[str] = (), config_dir: Path | None = None) -> VLLMBackendConfig:
-        """Compose ``configs/`` with $ARENA_OVERRIDES, then ``overrides`` (which win); use the backend part."""
+        """Compose ``configs/`` with $AGENT_OVERRIDES, then ``overrides`` (which win); use the backend part."""
         settings = load_settings([*env_overrides(), *overrides], config_dir)
         return cls.from_settings(settings.backend)

@@ -43,12 +43,18 @@ LOAD_OVERHEAD_BYTES = int(0.095 * GIB)
 #: AWQ through the Marlin kernels (awq_marlin) keeps ~0.1 GiB more after repacking (5.38 GiB loaded
 #: from 5.19 GiB of tensors, measured).
 MARLIN_OVERHEAD_BYTES = int(0.10 * GIB)
-#: Peak activation of vLLM's profiling pass: batched tokens x 3.75 x intermediate_size activations plus
-#: a fixed 0.05 GiB; fitted to 0.56 GiB (1.5B) and 1.13 GiB (7B, bf16 and AWQ) at 8192 tokens.
+#: Peak activation of vLLM's profiling pass, the larger of two runs plus a fixed 0.05 GiB: the model's
+#: (batched tokens x 3.75 x intermediate_size activations; fitted to 0.56 GiB (1.5B) and 1.13 GiB (7B,
+#: bf16 and AWQ) at 8192 tokens and 32 seats) and the sampler's (one row of logits per seat, float32
+#: plus the top-k/top-p copies: ~11 B per seat and vocabulary entry; 0.45 GiB measured for 1.5B at
+#: 2048 tokens and 256 seats, where the model's own peak is 0.18).
 ACTIVATION_PER_INTERMEDIATE = 3.75
+SAMPLER_BYTES_PER_LOGIT = 11
 ACTIVATION_FIXED_BYTES = int(0.05 * GIB)
-#: CUDA graph pool, captured after the KV cache: 0.16-0.21 GiB measured; the larger is used.
-CUDA_GRAPH_BYTES = int(0.21 * GIB)
+#: CUDA graph pool, captured after the KV cache, grows with the seats (one graph per batch size up to
+#: max_num_seqs): 0.16-0.21 GiB measured at 32 seats, 0.42 GiB at 256 (1.5B).
+CUDA_GRAPH_FIXED_BYTES = int(0.13 * GIB)
+CUDA_GRAPH_BYTES_PER_SEAT = int(1.15 * MIB)
 #: vLLM's default max_num_batched_tokens for the OpenAI server: 8192 on >= 70 GiB cards (not A100), else 2048.
 BIG_CARD_BYTES = 70 * GIB
 DTYPE_BYTES = {"float32": 4, "float": 4, "bfloat16": 2, "float16": 2, "half": 2, "fp16": 2, "bf16": 2}
@@ -262,12 +268,11 @@ def plan_memory(
         )
     weights += LOAD_OVERHEAD_BYTES + (MARLIN_OVERHEAD_BYTES if quantization and "marlin" in quantization else 0)
     batched = max_num_batched_tokens or default_batched_tokens(card.total_bytes)
-    activation = (
-        int(batched * shape.dtype_bytes * ACTIVATION_PER_INTERMEDIATE * shape.intermediate_size)
-        + ACTIVATION_FIXED_BYTES
-    )
+    model_peak = int(batched * shape.dtype_bytes * ACTIVATION_PER_INTERMEDIATE * shape.intermediate_size)
+    sampler_peak = max_num_seqs * shape.vocab_size * SAMPLER_BYTES_PER_LOGIT
+    activation = max(model_peak, sampler_peak) + ACTIVATION_FIXED_BYTES
     budget = int(gpu_memory_utilization * card.total_bytes)
-    graphs = 0 if enforce_eager else CUDA_GRAPH_BYTES
+    graphs = 0 if enforce_eager else CUDA_GRAPH_FIXED_BYTES + max_num_seqs * CUDA_GRAPH_BYTES_PER_SEAT
     kv = kv_cache_memory_bytes if kv_cache_memory_bytes is not None else budget - weights - activation - NON_TORCH_BYTES
     return _finish(
         "gpu",

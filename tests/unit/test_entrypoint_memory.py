@@ -5,11 +5,12 @@ The four cards of issue 20's table are the four ``test_row_*`` tests."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
-from arena_vllm.config import load_settings
+from arena_vllm.config import default_config_dir, load_settings
 from ops import cli, run_vllm_server
 from ops.engine import gpus as smi
 from ops.engine.fit import fit_memory, planner_settings
@@ -162,7 +163,7 @@ def test_desktop_holding_vram_lowers_util_and_says_why(gpu, monkeypatch) -> None
 
 
 def test_a_shorter_context_is_named_when_it_would_fit(gpu, monkeypatch) -> None:
-    gpu(8 * GIB_MIB, 3560)
+    gpu(8 * GIB_MIB, 3330)  # weights, activation and headroom fit; one 8,192-token sequence does not
     monkeypatch.setenv("VLLM_PROFILE", "gpu-8gb")
     with pytest.raises(ProfileRefused, match=r"profile.max_model_len=\d+"):
         build_plan([], "127.0.0.1", 8000)
@@ -228,3 +229,8 @@ def test_ops_plan_prints_the_split_offline_from_the_shipped_config(gpu, capsys) 
         "lowered to 0.6875",
     ):
         assert label in out, out
+    # within 5% of what vLLM logged for this card and budget, the number the profile's comment records
+    comment = (default_config_dir() / "profile" / "gpu-8gb.yaml").read_text()
+    measured = int(re.search(r"KV cache [\d.]+ GiB = ([\d,]+) tokens", comment).group(1).replace(",", ""))
+    planned = int(re.search(r"KV tokens\s+([\d,]+)", out).group(1).replace(",", ""))
+    assert measured == 68_448 and abs(planned / measured - 1) < 0.05, (planned, measured)

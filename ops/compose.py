@@ -28,7 +28,7 @@ import docker
 from docker.errors import DockerException
 
 from arena_vllm.config import LEGACY_OVERRIDES_ENV, VLLM_OVERRIDES_ENV, ConfigError, Device, load_settings
-from ops.engine.fit import choose_profile, requested_profile
+from ops.engine.fit import AUTO, choose_profile, requested_profile
 from ops.engine.gpus import GpuMemory, gpu_vram_gib
 from ops.engine.model_config import model_folder, resolve_model
 from ops.engine.server import memory_decider
@@ -224,7 +224,7 @@ def select_model(config: Mapping[str, Any], gpus: Sequence[GpuMemory]) -> Select
 
 def profile_device(name: str) -> Device:
     """The stack a named profile is written for, read from configs/ (never copied)."""
-    if name == "auto":
+    if name == AUTO:
         raise ConfigError("auto is resolved inside the container, not a profile file")
     return load_settings([f"profile={name}"]).profile.device
 

@@ -31,7 +31,7 @@ from docker.errors import DockerException
 from arena_vllm.agent.debug import is_loopback
 from arena_vllm.config import ConfigError
 from ops import compose
-from ops.compose import REPO, SERVER_UID, Device, OpsError, readable_by, unreadable_by
+from ops.compose import COMPOSE_TIMEOUT_S, REPO, SERVER_UID, Device, OpsError, readable_by, unreadable_by
 from ops.engine.gpus import GpuMemory, gpu_driver, gpu_memory, gpu_vram_gib
 from ops.engine.planner import GIB
 
@@ -40,6 +40,8 @@ Status = Literal["OK", "WARN", "FAIL"]
 MIN_COMPOSE = (2, 24)
 #: Without a size estimate from the HF cache: images plus one model rarely fit in less.
 MIN_FREE_GIB = 30.0
+#: A probe of a running agent answers from memory: longer means the stack is not up.
+AGENT_PROBE_TIMEOUT_S = 3
 DEFAULT_TOKEN_FILE = REPO / "secrets" / "empty"
 HOST_HF_TOKEN = Path.home() / ".cache" / "huggingface" / "token"
 
@@ -71,7 +73,7 @@ def probe_compose_version() -> str:
         capture_output=True,
         text=True,
         check=True,
-        timeout=30,
+        timeout=COMPOSE_TIMEOUT_S,
     ).stdout.strip()
 
 
@@ -107,7 +109,7 @@ def probe_port_free(host: str, port: int) -> bool:
 def probe_agent_ready(host: str, port: int) -> dict[str, Any] | None:
     """A running agent's ``/ready`` answer, or None when nothing answers there (the stack is not up)."""
     try:
-        return requests.get(f"http://{host}:{port}/ready", timeout=3).json()
+        return requests.get(f"http://{host}:{port}/ready", timeout=AGENT_PROBE_TIMEOUT_S).json()
     except (requests.RequestException, ValueError):
         return None
 

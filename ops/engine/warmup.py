@@ -31,6 +31,7 @@ WARM_FILE = Path(os.environ.get("ARENA_WARM_FILE", "/tmp/arena-vllm-warm"))
 #: A start that takes longer than this (a first download of a 7B model) is not waited for.
 HEALTH_WAIT_S = 1800.0
 REQUEST_TIMEOUT_S = 300.0
+HEALTH_PROBE_TIMEOUT_S = 5.0
 #: A tiny schema: every request goes through the structured-output path, as every decision does.
 SCHEMA = {
     "type": "object",
@@ -89,7 +90,7 @@ def wait_healthy(url: str, deadline_s: float) -> bool:
     until = time.monotonic() + deadline_s
     while time.monotonic() < until:
         try:
-            with urllib.request.urlopen(f"{url}/health", timeout=5) as response:
+            with urllib.request.urlopen(f"{url}/health", timeout=HEALTH_PROBE_TIMEOUT_S) as response:
                 if response.status == 200:
                     return True
         except (urllib.error.URLError, OSError):

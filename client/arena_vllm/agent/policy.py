@@ -52,7 +52,7 @@ from arena_vllm.agent.schemas import Decision, Observation
 from arena_vllm.backends import BackendError, GenerationResult, LLMBackend
 from arena_vllm.backends.call_bound import UnboundedCallError, max_call_tokens
 from arena_vllm.config import Settings
-from arena_vllm.tool_shapes import normalize_tools
+from arena_vllm.tool_shapes import CHOICES_WITHOUT_A_NAME, normalize_tools
 
 logger = logging.getLogger(__name__)
 #: The ``source`` of a decision that is ``idle`` because the model gave none (fallback switched off).
@@ -130,8 +130,8 @@ def plan_call(observation: Observation, settings: Settings, experiences: Experie
         )
         prompt = lines[0][1]
     choice = settings.backend.function_calling.tool_choice
-    if choice not in ("auto", "required", "none") and choice not in {t["name"] for t in tools}:
-        choice = "required"
+    if choice not in CHOICES_WITHOUT_A_NAME and choice not in {t["name"] for t in tools}:
+        choice = "required"  # the configured tool is not offered to this agent now
     max_tokens = call_max_tokens(tools, choice, settings)
     return CallPlan(settings.scene.system_prompt, prompt, tools, choice, max_tokens, here)
 
@@ -140,11 +140,11 @@ def call_max_tokens(tools: list[dict[str, Any]], tool_choice: str, settings: Set
     """``backend.max_tokens``, capped at the longest call of ``tools`` when a call is forced and
     ``backend.max_tokens_from_tools`` is on.
 
-    With ``auto`` or ``none`` the model may write text first, which has no bound; a tool set
+    With ``auto`` the model may write text first, which has no bound; a tool set
     with an unbounded parameter (a tool added to configs/tools without bounds) keeps the setting.
     """
     configured = settings.backend.max_tokens
-    if not settings.backend.max_tokens_from_tools or tool_choice in ("auto", "none"):
+    if not settings.backend.max_tokens_from_tools or tool_choice == "auto":
         return configured
     try:
         return min(configured, max_call_tokens(tools))

@@ -52,7 +52,9 @@ ACTIVATION_PER_INTERMEDIATE = 3.75
 SAMPLER_BYTES_PER_LOGIT = 11
 ACTIVATION_FIXED_BYTES = int(0.05 * GIB)
 #: CUDA graph pool, captured after the KV cache, grows with the seats (one graph per batch size up to
-#: max_num_seqs): 0.16-0.21 GiB measured at 32 seats, 0.42 GiB at 256 (1.5B).
+#: max_num_seqs): 0.16-0.21 GiB measured at 32 seats, 0.28 / 0.42 GiB at 128 / 256 (1.5B); 0.46 GiB for 7B
+#: at 192 seats, where this gives 0.35 (a larger model's graphs take more a seat). Printed only: the
+#: fit leaves profile.vram_headroom_gib for them.
 CUDA_GRAPH_FIXED_BYTES = int(0.13 * GIB)
 CUDA_GRAPH_BYTES_PER_SEAT = int(1.15 * MIB)
 #: vLLM's default max_num_batched_tokens for the OpenAI server: 8192 on >= 70 GiB cards (not A100), else 2048.

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import stat
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -27,7 +26,7 @@ from typing import Any
 import docker
 from docker.errors import DockerException
 
-from arena_vllm.config import LEGACY_OVERRIDES_ENV, VLLM_OVERRIDES_ENV, ConfigError, Device, load_settings
+from arena_vllm.config import VLLM_OVERRIDES_ENV, ConfigError, Device, env_overrides, load_settings
 from ops.engine.fit import AUTO, choose_profile, requested_profile
 from ops.engine.gpus import GpuMemory, gpu_vram_gib
 from ops.engine.model_config import model_folder, resolve_model
@@ -212,7 +211,7 @@ def select_model(config: Mapping[str, Any], gpus: Sequence[GpuMemory]) -> Select
     (auto -> the largest GPU profile whose model fits the free VRAM), then the model. Raises what it would."""
     env = vllm_service(config).get("environment") or {}
     requested = requested_profile(env)
-    overrides = shlex.split(env.get(VLLM_OVERRIDES_ENV) or env.get(LEGACY_OVERRIDES_ENV) or "")
+    overrides = env_overrides(VLLM_OVERRIDES_ENV, env)
     folder = local_model_dir(config)
     decide, listed = memory_decider(gpus, env, folder, token=None, online=False)
     profile, _ = choose_profile(requested, overrides, gpus, decide, listed)

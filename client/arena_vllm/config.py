@@ -20,7 +20,7 @@ import logging
 import os
 import re
 import shlex
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -351,17 +351,19 @@ def available_options(group: str, config_dir: Path | None = None) -> list[str]:
 _WARNED: set[str] = set()  # the deprecation line once per process and name
 
 
-def env_overrides(name: str = OVERRIDES_ENV) -> list[str]:
+def env_overrides(name: str = OVERRIDES_ENV, env: Mapping[str, str] | None = None) -> list[str]:
     """A service's overrides from the environment (shell-quoted): $AGENT_OVERRIDES, or ``VLLM_OVERRIDES_ENV``
-    for the vLLM server. The old $ARENA_OVERRIDES still works where the service's own is unset."""
-    if not os.environ.get(name) and os.environ.get(LEGACY_OVERRIDES_ENV):
+    for the vLLM server; ``env`` (default: this process's) may be a compose service's environment. The old
+    $ARENA_OVERRIDES still works where the service's own is unset."""
+    env = os.environ if env is None else env
+    if not env.get(name) and env.get(LEGACY_OVERRIDES_ENV):
         if name not in _WARNED:
             _WARNED.add(name)
             logging.getLogger(__name__).warning(
                 "%s is deprecated: set %s (the same name on the host and in the container)", LEGACY_OVERRIDES_ENV, name
             )
-        return shlex.split(os.environ[LEGACY_OVERRIDES_ENV])
-    return shlex.split(os.environ.get(name, ""))
+        return shlex.split(env[LEGACY_OVERRIDES_ENV])
+    return shlex.split(env.get(name) or "")
 
 
 def compose_raw(overrides: Sequence[str] = (), config_dir: Path | None = None) -> dict[str, Any]:

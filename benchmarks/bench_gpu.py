@@ -6,8 +6,10 @@ for each N runs bench_tick's tick and direct steps (``--repeats`` times, every r
 while sampling: GPU busy (nvidia-smi, 0.5 s), CPU of the EngineCore, the API server and the agent
 (cores while the step ran), vLLM's running / waiting / KV-cache peaks (``/metrics``, 0.5 s),
 generated tokens per decision, calls cut at ``max_tokens`` (vLLM's finish reasons) and the
-decisions' sources (the agent's ``/metrics``). One table at the end; ``--out`` keeps the logs
-and a JSON of every number.
+decisions' sources (the agent's ``/metrics``), and what limited the step: the card (GPU >= 80%
+busy), one of the Python processes at about one core, or none. ``--without-grammar`` also sends
+each N's requests with no grammar and the same tokens (the engine's own ceiling there). One table at
+the end; ``--out`` keeps the logs and a JSON of every number.
 
     python -m benchmarks.bench_gpu --profile gpu-8gb                 # the card as it is
     python -m benchmarks.bench_gpu --profile gpu-8gb --card-mib 8188 # an 8 GB card on a larger one
@@ -33,13 +35,18 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from arena_vllm.config import load_settings
-from benchmarks.bench_tick import Target
+from openai import AsyncOpenAI, DefaultAioHttpClient
+
+from arena_vllm.backends.vllm import CONNECTION_LIMITS
+from arena_vllm.config import Settings, load_settings
+from benchmarks.bench_tick import TIMEOUT_S, Target, direct_request, observations
 from benchmarks.bench_tick import run as run_tick
 
+T = TypeVar("T")
 REPO = Path(__file__).resolve().parent.parent
 VLLM_URL, AGENT_URL = "http://127.0.0.1:8000", "http://127.0.0.1:5000"
 #: The agent's deadline and tick size for the bench: a slow tick must be measured, not cut.
@@ -277,6 +284,10 @@ class Services:
             flush=True,
         )
 
+    def pids(self) -> dict[str, int]:
+        """The processes whose CPU a step reports (keys of PROCESS_NAMES)."""
+        return {"engine": self.engine_pid, "api": self.vllm.pid, "agent": self.agent.pid, "bench": os.getpid()}
+
     def stop(self) -> None:
         for proc in (self.agent, self.vllm):
             if proc.poll() is None:
@@ -287,13 +298,23 @@ class Services:
                     os.killpg(proc.pid, signal.SIGKILL)
 
 
-def measure(services: Services, agents: int, repeats: int, py_spy: str | None) -> dict[str, Any]:
+def sampled(services: Services, work: Callable[[], T]) -> tuple[T, dict[str, Any]]:
+    """``work()``'s result, and what the Sampler and each process's CPU (cores) saw while it ran."""
+    pids = services.pids()
+    cpu, sampler, started = {name: cpu_seconds(pid) for name, pid in pids.items()}, Sampler(), time.monotonic()
+    result = work()
+    wall = time.monotonic() - started
+    row = sampler.stop()
+    row.update({f"{name}_cores": (cpu_seconds(pid) - cpu[name]) / wall for name, pid in pids.items()})
+    return result, row
+
+
+def measure(
+    services: Services, agents: int, repeats: int, py_spy: str | None, also_without_grammar: bool = False
+) -> dict[str, Any]:
     settings = load_settings(services.agent_overrides)
     target = Target(AGENT_URL, f"{VLLM_URL}/v1", services.model, os.environ.get("VLLM_API_KEY", "EMPTY"))
-    pids = {"engine": services.engine_pid, "api": services.vllm.pid, "agent": services.agent.pid}
     counters, sources = vllm_counters(), agent_sources()
-    cpu = {name: cpu_seconds(pid) for name, pid in pids.items()}
-    sampler, started = Sampler(), time.monotonic()
     spy: list[str] = []
     spy_thread = None
     if py_spy and agents == max(ARGS_AGENTS):
@@ -304,12 +325,9 @@ def measure(services: Services, agents: int, repeats: int, py_spy: str | None) -
 
         spy_thread = threading.Thread(target=record, daemon=True)
         spy_thread.start()
-    result = asyncio.run(run_tick(target, settings, agents, repeats, sequential=False))
-    wall = time.monotonic() - started
-    row = sampler.stop()
+    result, row = sampled(services, lambda: asyncio.run(run_tick(target, settings, agents, repeats, sequential=False)))
     if spy_thread:
         spy_thread.join(60)
-    cores = {f"{name}_cores": (cpu_seconds(pid) - cpu[name]) / wall for name, pid in pids.items()}
     made = delta(vllm_counters(), counters)
     decided = delta(agent_sources(), sources)
     finished = {key.split(":", 1)[1]: value for key, value in made.items() if key.startswith("finished:")}
@@ -330,10 +348,63 @@ def measure(services: Services, agents: int, repeats: int, py_spy: str | None) -
             "sources": {key.split(":", 1)[1]: int(v) for key, v in decided.items()},
             "decisions_counted": int(decisions),
             "prefix_cache_hit_rate": result["hit_rate"]["tick"],
-            **cores,
             "py_spy_engine": spy,
         }
     )
+    row["limit"] = what_limits(row)
+    if also_without_grammar:
+        tokens = max(1, round(row["tokens_per_decision"]))
+        row["without_grammar"] = without_grammar(services, target, settings, agents, tokens, repeats)
+    return row
+
+
+#: A resource this busy over a step is what limits it: the GPU, or one Python process at about one core.
+GPU_BOUND_PCT, PROCESS_BOUND_CORES = 80.0, 0.85
+PROCESS_NAMES = {
+    "engine": "vLLM's EngineCore",
+    "api": "vLLM's API server",
+    "agent": "the agent",
+    "bench": "this bench's client",
+}
+
+
+def what_limits(row: dict[str, Any]) -> str:
+    """The resource that was saturated while the step ran, or that none was (then it waited on something)."""
+    if row["gpu_busy_mean_pct"] >= GPU_BOUND_PCT:
+        return f"the card ({row['gpu_busy_mean_pct']:.0f}% busy)"
+    cores, label = max((row[f"{name}_cores"], label) for name, label in PROCESS_NAMES.items())
+    if cores >= PROCESS_BOUND_CORES:
+        return f"{label} ({cores:.2f} cores)"
+    return f"none saturated (busiest: {label}, {cores:.2f} cores)"
+
+
+async def timed_requests(target: Target, requests: list[dict[str, Any]]) -> float:
+    """Seconds for ``requests`` at once, over the agent's own transport (aiohttp): the bench's httpx client feeds
+    vLLM more slowly than the agent does, and would be the limit of a no-grammar step."""
+    http = DefaultAioHttpClient(timeout=TIMEOUT_S, limits=CONNECTION_LIMITS)
+    async with AsyncOpenAI(
+        base_url=target.vllm_api_base, api_key=target.api_key, max_retries=0, http_client=http
+    ) as client:
+        started = time.monotonic()
+        await asyncio.gather(*(client.chat.completions.create(**request) for request in requests))
+        return time.monotonic() - started
+
+
+def without_grammar(
+    services: Services, target: Target, settings: Settings, agents: int, tokens: int, repeats: int
+) -> dict[str, Any]:
+    """The same N requests straight to vLLM with no grammar and exactly ``tokens`` generated each: the engine's
+    and API server's own ceiling at this N, so the grammar's share of the tick shows."""
+    requests = []
+    for observation in observations(agents):
+        request = direct_request(target.model, observation, settings)
+        del request["response_format"]
+        requests.append({**request, "max_tokens": tokens, "extra_body": {"ignore_eos": True}})
+    times, row = sampled(services, lambda: [asyncio.run(timed_requests(target, requests)) for _ in range(repeats)])
+    row.update(
+        {"decisions_per_s_each": [agents / t for t in times], "decisions_per_s": agents / statistics.median(times)}
+    )
+    row["limit"] = what_limits(row)
     return row
 
 
@@ -354,6 +425,11 @@ def main() -> None:
     parser.add_argument("--agent-pythonpath", default="", help="prepended to PYTHONPATH for the agent only")
     parser.add_argument("--engine-pythonpath", default="", help="PYTHONPATH for vLLM only (default: this process's)")
     parser.add_argument("--py-spy", default="", help="py-spy binary: profile the EngineCore 5 s during the largest N")
+    parser.add_argument(
+        "--without-grammar",
+        action="store_true",
+        help="also send each N's requests with no grammar (same tokens, ignore_eos): the engine's own ceiling",
+    )
     parser.add_argument("--out", default="bench-gpu-out", help="folder for the logs and results.json")
     args = parser.parse_args()
     ARGS_AGENTS.extend(int(n) for n in args.agents.split(","))
@@ -371,7 +447,7 @@ def main() -> None:
     rows = []
     try:
         for agents in ARGS_AGENTS:
-            rows.append(measure(services, agents, args.repeats, args.py_spy or None))
+            rows.append(measure(services, agents, args.repeats, args.py_spy or None, args.without_grammar))
             print(json.dumps(rows[-1]), flush=True)
     finally:
         services.stop()
@@ -395,17 +471,28 @@ def main() -> None:
     )
     print(
         "| N | tick s | decisions/s | tick/direct (each repeat) | GPU busy | engine / API / agent cores "
-        "| running / waiting peak | KV peak | tokens per decision | cut at max_tokens | sources |"
+        "| running / waiting peak | KV peak | tokens per decision | cut at max_tokens | sources | limit |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         each = ", ".join(f"{x:.2f}" for x in r["tick_over_direct_each"])
         print(
             f"| {r['agents']} | {r['tick_s']:.2f} | {r['decisions_per_s']:.0f} | {r['tick_over_direct']:.2f} ({each}) "
             f"| {r['gpu_busy_mean_pct']:.0f}% | {r['engine_cores']:.1f} / {r['api_cores']:.1f} / {r['agent_cores']:.1f} "
             f"| {r['running_peak']:.0f} / {r['waiting_peak']:.0f} | {r['kv_peak_pct']:.1f}% "
-            f"| {r['tokens_per_decision']:.0f} | {r['cut_at_max_tokens_pct']:.0f}% | {r['sources']} |"
+            f"| {r['tokens_per_decision']:.0f} | {r['cut_at_max_tokens_pct']:.0f}% | {r['sources']} | {r['limit']} |"
         )
+    if any("without_grammar" in r for r in rows):
+        print("\nThe same requests with no grammar (same tokens per decision, straight to vLLM):")
+        print("| N | decisions/s (each repeat) | with grammar / without | GPU busy | engine / API cores | limit |")
+        print("|---|---|---|---|---|---|")
+        for r in rows:
+            w = r["without_grammar"]
+            each = ", ".join(f"{x:.0f}" for x in w["decisions_per_s_each"])
+            print(
+                f"| {r['agents']} | {w['decisions_per_s']:.0f} ({each}) | {r['decisions_per_s'] / w['decisions_per_s']:.2f} "
+                f"| {w['gpu_busy_mean_pct']:.0f}% | {w['engine_cores']:.1f} / {w['api_cores']:.1f} | {w['limit']} |"
+            )
     for r in rows:
         if r["py_spy_engine"]:
             print(f"\nEngineCore py-spy at N={r['agents']} (leaf frames, share of samples):")

@@ -55,7 +55,7 @@ from arena_vllm.backends.vllm import CONNECTION_LIMITS
 from arena_vllm.config import Settings, env_overrides, load_settings
 from arena_vllm.tool_shapes import normalize_tools
 from tests.support.game_requests import foraging_ticks
-from tests.support.stack import MODELS, Stack, start_stack
+from tests.support.stack import MODELS, Stack, StackBuildError, start_stack
 
 #: One request timeout for everything: a CPU engine under a tick of 32 is slow, and a timeout
 #: here would measure the timeout, not the engine.
@@ -349,7 +349,14 @@ def started_stack(overrides: Sequence[str] = (), model: str = "tiny") -> Iterato
     if "agent.tick_deadline_s=" not in " ".join(agent_overrides):
         agent_overrides.insert(0, "agent.tick_deadline_s=600")
     os.environ["AGENT_OVERRIDES"] = " ".join(agent_overrides).strip()
-    with tempfile.TemporaryDirectory() as workdir, start_stack(Path(workdir), "cpu", model=model) as stack:
+    with tempfile.TemporaryDirectory() as workdir, contextlib.ExitStack() as exits:
+        try:
+            stack = exits.enter_context(start_stack(Path(workdir), "cpu", model=model))
+        except StackBuildError as exc:
+            sys.exit(
+                f"{Path(sys.argv[0]).stem}: the test stack did not build ({exc.reason}). Fix: where no registry "
+                "answers, run `python -m ops base-images` once and export the PYTHON_BASE it prints (as .ci/run does)"
+            )
         yield stack
 
 

@@ -32,6 +32,16 @@ from arena_vllm.config import Device
 from ops import real_model
 from ops.compose import REPO, compose_files, engine, service_container
 
+
+class StackBuildError(RuntimeError):
+    """``docker compose build`` failed; ``reason`` is its last error line (the whole output is the message)."""
+
+    def __init__(self, output: str) -> None:
+        super().__init__(f"docker compose build failed:\n{output}")
+        errors = [line.strip() for line in output.splitlines() if "error" in line.lower() or "failed" in line.lower()]
+        self.reason = (errors or [line for line in output.splitlines() if line.strip()] or ["no output"])[-1][:300]
+
+
 TINY_MODEL_SCRIPT = Path(__file__).with_name("make_tiny_model.py")
 SERVED_MODEL = "tiny-arena"
 #: Engine settings for the tiny model: small KV cache, but a context of 2048 or more, which
@@ -198,7 +208,7 @@ def start_stack(workdir: Path, device: Device, extra_files: Sequence[str] = (), 
     _log("building images (docker compose build)")
     build = subprocess.run([*compose.compose_command_property, "build"], cwd=REPO, capture_output=True, text=True)
     if build.returncode != 0:
-        raise RuntimeError(f"docker compose build failed:\n{build.stdout[-5000:]}\n{build.stderr[-5000:]}")
+        raise StackBuildError(f"{build.stdout[-5000:]}\n{build.stderr[-5000:]}")
     image = f"{os.environ.get('ARENA_IMAGE_PREFIX', 'arena-vllm')}/vllm:{device}"
     model_dir = served.make(image)
     env_file = write_env_file(

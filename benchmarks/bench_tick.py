@@ -353,10 +353,7 @@ def started_stack(overrides: Sequence[str] = (), model: str = "tiny") -> Iterato
         try:
             stack = exits.enter_context(start_stack(Path(workdir), "cpu", model=model))
         except StackBuildError as exc:
-            sys.exit(
-                f"{Path(sys.argv[0]).stem}: the test stack did not build ({exc.reason}). Fix: where no registry "
-                "answers, run `python -m ops base-images` once and export the PYTHON_BASE it prints (as .ci/run does)"
-            )
+            sys.exit(f"{Path(sys.argv[0]).stem}: {exc.one_line}")
         yield stack
 
 

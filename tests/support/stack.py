@@ -34,12 +34,19 @@ from ops.compose import REPO, compose_files, engine, service_container
 
 
 class StackBuildError(RuntimeError):
-    """``docker compose build`` failed; ``reason`` is its last error line (the whole output is the message)."""
+    """``docker compose build`` failed; the whole output is the message, ``one_line`` what a command prints."""
 
     def __init__(self, output: str) -> None:
         super().__init__(f"docker compose build failed:\n{output}")
         errors = [line.strip() for line in output.splitlines() if "error" in line.lower() or "failed" in line.lower()]
         self.reason = (errors or [line for line in output.splitlines() if line.strip()] or ["no output"])[-1][:300]
+
+    @property
+    def one_line(self) -> str:
+        return (
+            f"the test stack did not build ({self.reason}). Fix: where no registry answers, run "
+            "`python -m ops base-images` once and export the PYTHON_BASE it prints (as .ci/run does)"
+        )
 
 
 TINY_MODEL_SCRIPT = Path(__file__).with_name("make_tiny_model.py")

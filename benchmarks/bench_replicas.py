@@ -27,7 +27,7 @@ import httpx
 
 from ops.replicas import write_override
 from tests.support.observations import OBSERVATION
-from tests.support.stack import Stack, start_stack
+from tests.support.stack import Stack, StackBuildError, start_stack
 
 TIMEOUT_S = 600.0
 
@@ -93,8 +93,11 @@ def main() -> None:
         workdir = Path(tmp)
         override = write_override("cpu", count=2, output=workdir / "docker-compose.replicas.yml")
         assert override is not None
-        with start_stack(workdir, "cpu", [str(override)]) as stack:
-            run(stack, args.agents, args.repeats)
+        try:
+            with start_stack(workdir, "cpu", [str(override)]) as stack:
+                run(stack, args.agents, args.repeats)
+        except StackBuildError as exc:
+            sys.exit(f"bench_replicas: {exc.one_line}")
 
 
 if __name__ == "__main__":

@@ -15,13 +15,13 @@ import argparse
 import sys
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from docker.models.containers import Container
 
 from tests.support.soak import SoakOptions, find_agent_container, report, run_soak
-from tests.support.stack import start_stack
+from tests.support.stack import StackBuildError, start_stack
 
 
 @contextmanager
@@ -30,7 +30,11 @@ def target(args: argparse.Namespace) -> Iterator[tuple[str, Container | None]]:
     if not args.start_stack:
         yield args.agent_url, find_agent_container(args.agent_url, args.agent_container)
         return
-    with tempfile.TemporaryDirectory(prefix="arena-soak-") as workdir, start_stack(Path(workdir), "cpu") as stack:
+    with tempfile.TemporaryDirectory(prefix="arena-soak-") as workdir, ExitStack() as exits:
+        try:
+            stack = exits.enter_context(start_stack(Path(workdir), "cpu"))
+        except StackBuildError as exc:
+            sys.exit(f"soak: {exc.one_line}")
         yield stack.agent_url, stack.container("agent")
 
 

@@ -390,6 +390,11 @@ async def timed_requests(target: Target, requests: list[dict[str, Any]]) -> floa
         return time.monotonic() - started
 
 
+#: What makes vLLM constrain a request (the schema format's response_format, the openai format's tools), and
+#: the field that goes only with tools.
+GRAMMAR_KEYS = ("response_format", "tools", "tool_choice", "parallel_tool_calls")
+
+
 def without_grammar(
     services: Services, target: Target, settings: Settings, agents: int, tokens: int, repeats: int
 ) -> dict[str, Any]:
@@ -397,8 +402,9 @@ def without_grammar(
     and API server's own ceiling at this N, so the grammar's share of the tick shows."""
     requests = []
     for observation in observations(agents):
-        request = direct_request(target.model, observation, settings)
-        del request["response_format"]
+        request = {
+            k: v for k, v in direct_request(target.model, observation, settings).items() if k not in GRAMMAR_KEYS
+        }
         requests.append({**request, "max_tokens": tokens, "extra_body": {"ignore_eos": True}})
     times, row = sampled(services, lambda: [asyncio.run(timed_requests(target, requests)) for _ in range(repeats)])
     row.update(

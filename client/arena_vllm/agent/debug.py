@@ -31,7 +31,7 @@ from fastapi import APIRouter, HTTPException, Query, Response
 
 from arena_vllm.agent.guard import read_token
 from arena_vllm.agent.sdk_shapes import sdk_capture, sdk_observation, sdk_trace
-from arena_vllm.agent.traces import ReadTrace, TraceStore
+from arena_vllm.agent.traces import Trace, TraceStore
 from arena_vllm.config import AgentSettings, Settings
 
 logger = logging.getLogger(__name__)
@@ -203,7 +203,7 @@ def _static(name: str, media_type: str) -> Response:
     return Response(body, media_type=media_type, headers=headers)
 
 
-def _row(trace: ReadTrace) -> dict[str, Any]:
+def _row(trace: Trace) -> dict[str, Any]:
     """One decision as the page's row shows it."""
     decision = trace.get("decision") or {}
     return {

@@ -195,7 +195,7 @@ class TraceStore:
         ]
         return [{**json.loads(entry.data), "visibility": _visibility(entry)} for entry in chosen]
 
-    def latest(self, per_agent: int) -> dict[str, list[ReadTrace]]:
+    def latest(self, per_agent: int) -> dict[str, list[Trace]]:
         """Each agent's last ``per_agent`` traces, oldest first, by agent id (the page's rows)."""
         with self._lock:
             rows = {agent: list(kept)[-per_agent:] for agent, kept in sorted(self._by_agent.items())}
